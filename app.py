@@ -1,0 +1,40 @@
+#!/usr/bin/env python3
+"""The CDK app: the only place that reads CDK context and the environment.
+
+It builds the deployment config once (defaults < ``-c config=deployments/NAME.yaml`` < ``-c key=value``), renders
+the model code into ``model_code/<deployment>/``, and composes the two stacks. A bad setting stops synth with one
+line per problem and no traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import aws_cdk as cdk
+
+from lmi_deploy.cli import environment_defaults
+from lmi_deploy.config import load_config
+from lmi_deploy.errors import ConfigError
+from lmi_deploy.render import render
+from stacks.deployment import add_deployment
+
+
+def main() -> int:
+    app = cdk.App()
+    try:
+        config = load_config(
+            app.node.get_all_context(),
+            environment_defaults=environment_defaults(os.environ),
+        )
+        code = render(config)
+    except ConfigError as error:
+        print(f"lmi-deploy: {error}", file=sys.stderr)
+        return 1
+    add_deployment(app, config, code)
+    app.synth()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Render a deployment's model code (serving.properties, model.py) and pack it into a deterministic tarball.
+
+The only module that knows template file names. Decisions are made here, in Python, and passed to the templates
+as values; the templates only lay them out.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from lmi_deploy import containers
+from lmi_deploy.config import DeploymentConfig
+from lmi_deploy.containers import Engine
+from lmi_deploy.errors import ConfigError
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+SERVING_PROPERTIES = "serving.properties"
+MODEL_PY = "model.py"
+
+_ENVIRONMENT = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
+_HANDLER_TEMPLATES = {Engine.FASTER_TRANSFORMER: "fastertransformer_model.py.j2"}
+
+
+@dataclass(frozen=True)
+class RenderedCode:
+    """What :func:`render` wrote: the folder of files and the tarball that ships them."""
+
+    directory: Path
+    files: tuple[str, ...]
+    tarball: Path
+
+
+def serving_properties(config: DeploymentConfig) -> list[tuple[str, str]]:
+    """The serving.properties entries, in order. Keys and values exactly as DJL will read them."""
+    entries = [("engine", config.engine.value)]
+    if config.handler == "builtin":
+        entries.append(("option.entryPoint", containers.ENGINES[config.engine].builtin_entry_point))
+    # DJL 0.21/0.22 read the staged weights from option.s3url (the seed); 0.23+ take option.model_id.
+    weights_key = "option.s3url" if containers.version_key(config.lmi_version) < (0, 23, 0) else "option.model_id"
+    entries += [
+        (weights_key, config.weights_s3_uri),
+        ("option.tensor_parallel_degree", str(config.tensor_parallel_degree)),
+        ("option.dtype", config.dtype),
+        # Always explicit: code, container env and docs disagree on the default (240/1200/1800 s).
+        ("option.model_loading_timeout", str(config.model_loading_timeout_s)),
+    ]
+    for key, value in entries:
+        if value != value.strip() or any(c in value for c in "\n#\\"):
+            raise ConfigError(f"{key}={value!r} cannot be written to serving.properties (whitespace, '#' or newline)")
+    return entries
+
+
+def _render_template(name: str, config: DeploymentConfig, **values: object) -> str:
+    try:
+        return _ENVIRONMENT.get_template(name).render(**values)
+    except jinja2.UndefinedError as error:
+        raise ConfigError(f"template {name} for deployment {config.deployment!r}: {error.message}") from None
+
+
+def render_files(config: DeploymentConfig) -> dict[str, str]:
+    """File name -> content of the model code for this config."""
+    files = {
+        SERVING_PROPERTIES: _render_template(
+            "serving.properties.j2",
+            config,
+            entries=serving_properties(config),
+            model_id=config.model_id,
+            image_uri_tag=containers.image_tag(config.engine, config.lmi_version),
+        )
+    }
+    if config.handler == "custom":
+        files[MODEL_PY] = _render_template(
+            _HANDLER_TEMPLATES[config.engine],
+            config,
+            model_id=config.model_id,
+            model_type=config.resolved_model_type,
+            tensor_parallel_degree=config.tensor_parallel_degree,
+            dtype=config.dtype,
+            parameters={k: list(v) for k, v in containers.ft_generation_parameters(config.resolved_model_type).items()},
+        )
+    return files
+
+
+def pack(files: dict[str, str], top: str) -> bytes:
+    """A tar.gz of ``files`` under ``top/``, byte-for-byte identical for identical inputs.
+
+    Sorted entries, fixed mtime/owner/mode, and a gzip header without timestamp or file name.
+    """
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(files):
+            data = files[name].encode("utf-8")
+            info = tarfile.TarInfo(f"{top}/{name}")
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(data))
+    packed = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=packed, mtime=0) as gz:
+        gz.write(raw.getvalue())
+    return packed.getvalue()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def render(config: DeploymentConfig, out_root: Path | str = "model_code") -> RenderedCode:
+    """Write ``<out_root>/<deployment>/`` and ``<out_root>/<deployment>.tar.gz``.
+
+    The folder is replaced as a whole (a stale model.py from an earlier ``handler=custom`` would otherwise be
+    picked up by the container), and nothing half-written is ever left in place.
+    """
+    files = render_files(config)
+    root = Path(out_root)
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / config.deployment
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{config.deployment}."))
+    try:
+        for name, content in files.items():
+            (staging / name).write_text(content)
+        staging.chmod(0o755)
+        tarball = root / f"{config.deployment}.tar.gz"
+        _atomic_write(tarball, pack(files, config.deployment))
+        old = root / f".{config.deployment}.old"
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            target.rename(old)
+        staging.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return RenderedCode(directory=target, files=tuple(sorted(files)), tarball=tarball)

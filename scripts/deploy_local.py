@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""The whole deploy flow without an AWS account: emulator, ``cdk bootstrap``, ``cdk deploy --all``, read-back.
+
+``python scripts/deploy_local.py [--config FILE] [-c key=value ...] [--destroy]`` validates the config, starts the
+local AWS emulator, bootstraps it like a real account, deploys both stacks with the real CDK CLI, prints the
+deployed endpoint config and where the rendered artifacts are, and stops the emulator. (No container runs: the
+emulator records the endpoint; ``scripts/serve_local.py``-style local serving is separate.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from lmi_deploy.cli import add_config_arguments, cdk_context_arguments, context_from_args
+from lmi_deploy.config import DeploymentConfig, load_config
+from lmi_deploy.errors import ConfigError
+from scripts.local_aws import LOCAL_ACCOUNT, LOCAL_REGION, LocalAws
+
+ROOT = Path(__file__).resolve().parent.parent
+CDK = ROOT / "node_modules" / ".bin" / "cdk"
+
+
+class DeployError(Exception):
+    """A CDK CLI step failed; the message carries the end of its log."""
+
+
+def _run_cdk(args: Sequence[str], env: Mapping[str, str], log: Path) -> None:
+    command = [str(CDK), *args]
+    with log.open("a") as handle:
+        handle.write(f"\n$ cdk {' '.join(args)}\n")
+        handle.flush()
+        result = subprocess.run(command, cwd=ROOT, env=dict(env), stdout=handle, stderr=subprocess.STDOUT, check=False)
+    if result.returncode != 0:
+        tail = "\n".join(log.read_text().splitlines()[-25:])
+        raise DeployError(f"`cdk {args[0]}` failed (exit {result.returncode}); full log: {log}\n{tail}")
+
+
+class LocalDeployment:
+    """Drives the CDK CLI against a running :class:`LocalAws` for one deployment's context."""
+
+    def __init__(self, aws: LocalAws, context: Mapping[str, Any], workdir: Path) -> None:
+        self.aws = aws
+        self.context = dict(context)
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.log = workdir / "cdk.log"
+        self.outputs_file = workdir / "outputs.json"
+        self.env = {
+            **os.environ,
+            **aws.environment(),
+            "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+            "CDK_DISABLE_CLI_TELEMETRY": "true",
+        }
+
+    def _cdk(self, *args: str) -> None:
+        _run_cdk([*args, "--output", str(self.workdir / "cdk.out")], self.env, self.log)
+
+    def bootstrap(self) -> None:
+        """Like a real account: the code tarball is a CDK file asset, published to the bootstrap bucket."""
+        _run_cdk(["bootstrap", f"aws://{LOCAL_ACCOUNT}/{LOCAL_REGION}", "--app", ""], self.env, self.log)
+
+    def deploy(self, **overrides: Any) -> dict[str, dict[str, str]]:
+        """``cdk deploy --all`` with this context (plus overrides); returns the stacks' outputs."""
+        self.context.update(overrides)
+        context = {**self.context, "bootstrap_version_rule": "false"}  # the emulator has no bootstrap SSM parameter
+        self._cdk(
+            "deploy",
+            "--all",
+            "--method=direct",
+            "--require-approval",
+            "never",
+            "--outputs-file",
+            str(self.outputs_file),
+            *cdk_context_arguments(context),
+        )
+        outputs: dict[str, dict[str, str]] = json.loads(self.outputs_file.read_text())
+        return outputs
+
+    def destroy(self) -> None:
+        context = {**self.context, "bootstrap_version_rule": "false"}
+        self._cdk("destroy", "--all", "--force", *cdk_context_arguments(context))
+
+
+def describe_endpoint(sagemaker: Any, endpoint_name: str) -> dict[str, Any]:
+    """The deployed endpoint as SageMaker reports it: status, config name and its production variant."""
+    endpoint = sagemaker.describe_endpoint(EndpointName=endpoint_name)
+    endpoint_config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    variant = endpoint_config["ProductionVariants"][0]
+    model = sagemaker.describe_model(ModelName=variant["ModelName"])
+    return {
+        "EndpointName": endpoint_name,
+        "EndpointStatus": endpoint["EndpointStatus"],
+        "EndpointConfigName": endpoint["EndpointConfigName"],
+        "Variant": variant,
+        "Image": model["PrimaryContainer"]["Image"],
+        "ModelDataUrl": model["PrimaryContainer"].get("ModelDataUrl"),
+    }
+
+
+def summary(config: DeploymentConfig, outputs: Mapping[str, Mapping[str, str]], endpoint: Mapping[str, Any]) -> str:
+    variant = endpoint["Variant"]
+    lines = [
+        f"deployed {config.deployment} to the local AWS emulator:",
+        f"  endpoint            {endpoint['EndpointName']} ({endpoint['EndpointStatus']})",
+        f"  endpoint config     {endpoint['EndpointConfigName']}",
+        f"  instance            {variant['InstanceType']} x {variant.get('InitialInstanceCount')}",
+        f"  download timeout    {variant.get('ModelDataDownloadTimeoutInSeconds')} s",
+        f"  startup timeout     {variant.get('ContainerStartupHealthCheckTimeoutInSeconds')} s",
+        f"  volume              {variant.get('VolumeSizeInGB', 'instance storage (not set)')}",
+        f"  image               {endpoint['Image']}",
+        f"  code artifact       {endpoint['ModelDataUrl']}",
+        f"  weights prefix      {outputs[config.endpoint_stack_name]['WeightsS3Prefix']}",
+        f"  rendered files      model_code/{config.deployment}/ and model_code/{config.deployment}.tar.gz",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Deploy into a fresh emulator, print the endpoint config, stop the emulator. Exit 2 on a bad config."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_config_arguments(parser)
+    parser.add_argument("--destroy", action="store_true", help="destroy both stacks before stopping the emulator")
+    parser.add_argument("--workdir", default=str(ROOT / "local"), help="logs, outputs and cloud assembly (local/)")
+    args = parser.parse_args(argv)
+    try:
+        context = context_from_args(args)
+        # Validate before starting anything: a bad setting stops here, in seconds.
+        config = load_config(context, environment_defaults={"account": LOCAL_ACCOUNT, "region": LOCAL_REGION})
+    except ConfigError as error:
+        print(f"lmi-deploy: {error}", file=sys.stderr)
+        return 2
+    if not CDK.exists():
+        print(f"lmi-deploy: the CDK CLI is missing ({CDK}); run `make setup` (npm ci) first", file=sys.stderr)
+        return 2
+    workdir = Path(args.workdir)
+    with LocalAws() as aws:
+        print(f"local AWS emulator on {aws.endpoint_url}")
+        deployment = LocalDeployment(aws, context, workdir)
+        try:
+            print("cdk bootstrap ...", flush=True)
+            deployment.bootstrap()
+            print(f"cdk deploy --all ({config.artifacts_stack_name}, {config.endpoint_stack_name}) ...", flush=True)
+            outputs = deployment.deploy()
+            endpoint_name = outputs[config.endpoint_stack_name]["EndpointName"]
+            print(summary(config, outputs, describe_endpoint(aws.client("sagemaker"), endpoint_name)))
+            if args.destroy:
+                print("cdk destroy --all ...", flush=True)
+                deployment.destroy()
+        except DeployError as error:
+            print(f"lmi-deploy: {error}", file=sys.stderr)
+            return 1
+        print(f"stopping the emulator (CDK log: {deployment.log})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

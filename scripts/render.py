@@ -1,0 +1,40 @@
+#!/usr/bin/env python3
+"""Render a deployment's model code without synthesizing: ``python scripts/render.py [--config FILE] [-c k=v ...]``.
+
+Takes the same inputs as ``cdk synth`` and writes the same files: ``model_code/<deployment>/`` and its tarball.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from lmi_deploy.cli import add_config_arguments, context_from_args, environment_defaults
+from lmi_deploy.config import load_config
+from lmi_deploy.errors import ConfigError
+from lmi_deploy.render import render
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Render and print where the files went; exit 2 with one line per problem on a bad config."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_config_arguments(parser)
+    parser.add_argument("--out", default="model_code", help="folder to render into (default: model_code)")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(context_from_args(args), environment_defaults=environment_defaults(os.environ))
+        code = render(config, args.out)
+    except ConfigError as error:
+        print(f"lmi-deploy: {error}", file=sys.stderr)
+        return 2
+    print(f"rendered {config.deployment} ({config.engine.value} {config.lmi_version}, handler={config.handler}):")
+    for name in code.files:
+        print(f"  {code.directory / name}")
+    print(f"  {code.tarball}  (the model artifact)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""CDK stacks (composition only) and their components (one construct per module)."""

@@ -1,0 +1,22 @@
+"""``<deployment>-artifacts``: state that outlives endpoints (weights/code bucket, image repository)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from lmi_deploy.config import DeploymentConfig
+from stacks.components.artifact_store import ArtifactStore
+
+
+class ArtifactsStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.store = ArtifactStore(self, "Store", config=config)
+        self.bucket = self.store.bucket
+        self.repository = self.store.repository
+        CfnOutput(self, "BucketName", value=self.bucket.bucket_name, description="Weights and code bucket")
+        CfnOutput(self, "WeightsPrefix", value=config.weights_bucket_and_prefix[1], description="Stage weights here")
+        CfnOutput(self, "RepositoryUri", value=self.repository.repository_uri, description="Custom LMI images")

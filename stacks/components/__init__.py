@@ -1,0 +1,1 @@
+"""One AWS component per module; each construct takes ``(scope, construct_id, *, config, ...)``."""

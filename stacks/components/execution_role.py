@@ -1,0 +1,100 @@
+"""The SageMaker execution role, with least privilege: its code object, its weights prefix, its image, its logs."""
+
+from __future__ import annotations
+
+from aws_cdk import ArnFormat, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from lmi_deploy.config import DeploymentConfig
+from stacks.components.nag import acknowledge
+
+
+class ExecutionRole(Construct):
+    """Role SageMaker assumes to pull the LMI image, read the code tarball and weights, and write logs/metrics.
+
+    Never AmazonSageMakerFullAccess: every statement names the one resource it needs.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DeploymentConfig,
+        code_bucket: s3.IBucket,
+        code_object_key: str,
+        log_group_name: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"))
+        self.policy = iam.Policy(self, "Policy", roles=[self.role])
+        weights_bucket_name, weights_prefix = config.weights_bucket_and_prefix
+        # ARNs from names known at synth time (the bucket's name is fixed; see ArtifactStore), so that each
+        # acknowledged wildcard below names exactly the resource it allows.
+        weights_objects = f"arn:{stack.partition}:s3:::{weights_bucket_name}/{weights_prefix}*"
+        log_group_arn = stack.format_arn(
+            service="logs", resource="log-group", resource_name=log_group_name, arn_format=ArnFormat.COLON_RESOURCE_NAME
+        )
+        self.policy.add_statements(
+            iam.PolicyStatement(
+                sid="ReadCodeArtifact",
+                actions=["s3:GetObject"],
+                resources=[code_bucket.arn_for_objects(code_object_key)],
+            ),
+            iam.PolicyStatement(
+                sid="ReadWeights",
+                actions=["s3:GetObject"],
+                resources=[weights_objects],
+            ),
+            iam.PolicyStatement(
+                sid="ListWeights",
+                actions=["s3:ListBucket"],
+                resources=[f"arn:{stack.partition}:s3:::{weights_bucket_name}"],
+                conditions={"StringLike": {"s3:prefix": [f"{weights_prefix}*"]}},
+            ),
+            iam.PolicyStatement(
+                sid="PullImage",
+                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                resources=[
+                    stack.format_arn(
+                        service="ecr",
+                        account=config.image_account,
+                        resource="repository",
+                        resource_name=config.image_repository,
+                    )
+                ],
+            ),
+            iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+            iam.PolicyStatement(
+                sid="WriteLogs",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                resources=[log_group_arn, f"{log_group_arn}:log-stream:*"],
+            ),
+            iam.PolicyStatement(
+                sid="PublishEndpointMetrics",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/Endpoints*"}},
+            ),
+        )
+        acknowledge(
+            self.policy,
+            "AwsSolutions-IAM5[Resource::*]",
+            "ecr:GetAuthorizationToken has no resource-level permissions, and cloudwatch:PutMetricData is limited by "
+            "a namespace condition instead; both require Resource '*'.",
+        )
+        partition = "<AWS::Partition>"  # how cdk-nag prints the partition pseudo-parameter in finding ids
+        acknowledge(
+            self.policy,
+            f"AwsSolutions-IAM5[Resource::arn:{partition}:s3:::{weights_bucket_name}/{weights_prefix}*]",
+            "Read-only access to exactly this deployment's weights prefix; the file names under it vary.",
+        )
+        acknowledge(
+            self.policy,
+            f"AwsSolutions-IAM5[Resource::arn:{partition}:logs:{stack.region}:{stack.account}:log-group:"
+            f"{log_group_name}:log-stream:*]",
+            "SageMaker writes one log stream per instance and container into this endpoint's own log group.",
+        )

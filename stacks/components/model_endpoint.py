@@ -1,0 +1,65 @@
+"""The SageMaker Model, EndpointConfig and Endpoint for one LMI deployment."""
+
+from __future__ import annotations
+
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from lmi_deploy.config import DeploymentConfig
+from stacks.components.nag import acknowledge
+
+
+class ModelEndpoint(Construct):
+    """Model (LMI image + code tarball), EndpointConfig (instances, timeouts, volume) and the Endpoint.
+
+    Model and EndpointConfig get no physical names, so CloudFormation can replace them when the model, image or
+    instance type changes; the Endpoint keeps the deployment's name and is updated in place.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DeploymentConfig,
+        role_arn: str,
+        model_data_url: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.model = sagemaker.CfnModel(
+            self,
+            "Model",
+            execution_role_arn=role_arn,
+            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
+                image=config.image_uri, model_data_url=model_data_url, mode="SingleModel"
+            ),
+        )
+        variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+            variant_name="AllTraffic",
+            model_name=self.model.attr_model_name,
+            instance_type=config.instance_type,
+            initial_instance_count=config.instance_count,
+            initial_variant_weight=1.0,
+            model_data_download_timeout_in_seconds=config.model_data_download_timeout,
+            container_startup_health_check_timeout_in_seconds=config.container_startup_health_check_timeout,
+            volume_size_in_gb=config.volume_size_gb,
+        )
+        self.endpoint_config = sagemaker.CfnEndpointConfig(self, "EndpointConfig", production_variants=[variant])
+        self.endpoint = sagemaker.CfnEndpoint(
+            self,
+            "Endpoint",
+            endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
+            endpoint_name=config.deployment,
+        )
+        acknowledge(
+            self.model,
+            "AwsSolutions-SM1",
+            "The LMI container must reach S3 and ECR; VPC placement with endpoints is the isolation option of the "
+            "production-operations work, off by default.",
+        )
+        acknowledge(
+            self.endpoint_config,
+            "AwsSolutions-SM2",
+            "Volumes use SageMaker's AWS-managed encryption; a customer-managed KMS key is the isolation option of "
+            "the production-operations work, and g5/p4d/p5 instance storage does not take one.",
+        )

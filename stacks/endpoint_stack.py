@@ -1,0 +1,64 @@
+"""``<deployment>-endpoint``: the execution role, the code artifact and the SageMaker endpoint resources."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as s3_assets
+from constructs import Construct
+
+from lmi_deploy.config import DeploymentConfig
+from lmi_deploy.render import RenderedCode
+from stacks.components.execution_role import ExecutionRole
+from stacks.components.model_endpoint import ModelEndpoint
+
+
+class EndpointStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DeploymentConfig,
+        bucket: s3.IBucket,
+        code: RenderedCode,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        # The deterministic tarball: an unchanged render keeps its hash, so a re-deploy replaces nothing.
+        self.code = s3_assets.Asset(self, "Code", path=str(code.tarball))
+        # SageMaker writes the endpoint's logs here; owning the group sets its retention and scopes the role.
+        self.log_group_name = f"/aws/sagemaker/Endpoints/{config.deployment}"
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            log_group_name=self.log_group_name,
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        # The role names the bucket by its synth-time name; the stack still must come after the bucket's.
+        self.add_stack_dependency(Stack.of(bucket))
+        self.execution_role = ExecutionRole(
+            self,
+            "ExecutionRole",
+            config=config,
+            code_bucket=self.code.bucket,
+            code_object_key=self.code.s3_object_key,
+            log_group_name=self.log_group_name,
+        )
+        self.endpoint = ModelEndpoint(
+            self,
+            "Endpoint",
+            config=config,
+            role_arn=self.execution_role.role.role_arn,
+            model_data_url=self.code.s3_object_url,
+        )
+        # CreateModel checks that the role can read the artifact: attach the policy first.
+        self.endpoint.model.node.add_dependency(self.execution_role.policy)
+        CfnOutput(self, "EndpointName", value=self.endpoint.endpoint.attr_endpoint_name)
+        CfnOutput(self, "ImageUri", value=config.image_uri)
+        CfnOutput(self, "WeightsS3Prefix", value=config.weights_s3_uri)
+        CfnOutput(self, "CodeArtifactS3Uri", value=self.code.s3_object_url)
