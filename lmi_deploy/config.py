@@ -75,11 +75,11 @@ class DeploymentConfig(BaseModel):
         None, ge=60, le=3600, description="option.model_loading_timeout (s). Default: the startup timeout."
     )
     volume_size_gb: int | None = Field(None, ge=1, le=512, description="VolumeSizeInGB, on families with EBS only.")
-    account: str = Field("000000000000", pattern=r"^\d{12}$", description="AWS account the stacks are for.")
+    account: str = Field("000000000000", description="AWS account the stacks are for (12 digits).")
     bootstrap_version_rule: bool = Field(
         True, description="Check the CDK bootstrap version on deploy; the local emulator turns it off."
     )
-    region: str = Field("us-east-1", pattern=r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$", description="AWS region.")
+    region: str = Field("us-east-1", description="AWS region (its image must exist there).")
 
     @model_validator(mode="before")
     @classmethod
@@ -99,6 +99,13 @@ class DeploymentConfig(BaseModel):
             if key in containers.LATER_ENGINES:
                 raise ValueError(f"not available in lmi-deploy yet; available engines: {allowed}")
             raise ValueError(f"unknown engine; available engines: {allowed}")
+        return value
+
+    @field_validator("account")
+    @classmethod
+    def _account_id(cls, value: str) -> str:
+        if not re.fullmatch(r"\d{12}", value):
+            raise ValueError("must be a 12-digit AWS account id")
         return value
 
     @field_validator("deployment")

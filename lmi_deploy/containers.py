@@ -77,12 +77,24 @@ def image_tag(engine: Engine, version: str) -> str:
     return tag
 
 
-def image_uri(engine: Engine, version: str, region: str) -> str:
-    """The LMI image URI for a region, as sagemaker-core resolves it (account, domain and tag)."""
-    from sagemaker.core import image_uris  # slow import: only when a URI is needed
+# ECR domains of the regions outside amazonaws.com, as sagemaker-core's ``common_utils.ALTERNATE_DOMAINS``.
+_ALTERNATE_DOMAINS = {
+    "cn-north-1": "amazonaws.com.cn",
+    "cn-northwest-1": "amazonaws.com.cn",
+    "eusc-de-east-1": "amazonaws.eu",
+}
 
-    uri: str = image_uris.retrieve(framework=ENGINES[engine].sdk_framework, region=region, version=version)
-    return uri
+
+def image_uri(engine: Engine, version: str, region: str) -> str:
+    """The LMI image URI for a region: ``{account}.dkr.ecr.{region}.{domain}/{repository}:{tag}``.
+
+    Built from sagemaker-core's bundled image config exactly as ``sagemaker.core.image_uris.retrieve`` builds it
+    (a test checks every engine x version x region against ``retrieve``); importing the SDK itself costs ~3 s of
+    every synth.
+    """
+    entry = _image_config(ENGINES[engine].sdk_framework)["versions"][version]
+    domain = _ALTERNATE_DOMAINS.get(region, "amazonaws.com")
+    return f"{entry['registries'][region]}.dkr.ecr.{region}.{domain}/{entry['repository']}:{entry['tag_prefix']}"
 
 
 # Request parameters (Hugging Face names) -> FasterTransformer ``pipeline_generate`` arguments and their types.

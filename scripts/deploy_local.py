@@ -88,16 +88,22 @@ class LocalDeployment:
         self._cdk("destroy", "--all", "--force", *cdk_context_arguments(context))
 
 
-def describe_endpoint(sagemaker: Any, endpoint_name: str) -> dict[str, Any]:
-    """The deployed endpoint as SageMaker reports it: status, config name and its production variant."""
-    endpoint = sagemaker.describe_endpoint(EndpointName=endpoint_name)
-    endpoint_config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+def describe_deployment(cloudformation: Any, sagemaker: Any, stack_name: str) -> dict[str, Any]:
+    """The endpoint stack's SageMaker resources as SageMaker reports them: endpoint, endpoint config, model.
+
+    Resources are found through the stack (physical ids are ARNs; SageMaker APIs take the name after the last /),
+    so what is read back is what this deployment's CloudFormation stack created.
+    """
+    resources = cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]
+    names = {r["ResourceType"]: r["PhysicalResourceId"].rsplit("/", 1)[-1] for r in resources}
+    endpoint = sagemaker.describe_endpoint(EndpointName=names["AWS::SageMaker::Endpoint"])
+    endpoint_config = sagemaker.describe_endpoint_config(EndpointConfigName=names["AWS::SageMaker::EndpointConfig"])
     variant = endpoint_config["ProductionVariants"][0]
-    model = sagemaker.describe_model(ModelName=variant["ModelName"])
+    model = sagemaker.describe_model(ModelName=names["AWS::SageMaker::Model"])
     return {
-        "EndpointName": endpoint_name,
+        "EndpointName": endpoint["EndpointName"],
         "EndpointStatus": endpoint["EndpointStatus"],
-        "EndpointConfigName": endpoint["EndpointConfigName"],
+        "EndpointConfigName": endpoint_config["EndpointConfigName"],
         "Variant": variant,
         "Image": model["PrimaryContainer"]["Image"],
         "ModelDataUrl": model["PrimaryContainer"].get("ModelDataUrl"),
@@ -148,8 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             deployment.bootstrap()
             print(f"cdk deploy --all ({config.artifacts_stack_name}, {config.endpoint_stack_name}) ...", flush=True)
             outputs = deployment.deploy()
-            endpoint_name = outputs[config.endpoint_stack_name]["EndpointName"]
-            print(summary(config, outputs, describe_endpoint(aws.client("sagemaker"), endpoint_name)))
+            deployed = describe_deployment(
+                aws.client("cloudformation"), aws.client("sagemaker"), config.endpoint_stack_name
+            )
+            print(summary(config, outputs, deployed))
             if args.destroy:
                 print("cdk destroy --all ...", flush=True)
                 deployment.destroy()

@@ -1,0 +1,274 @@
+"""The CDK app, synthesized in-process: what each resource means, cdk-nag clean, cfn-lint clean."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from lmi_deploy.config import DeploymentConfig, load_config
+from lmi_deploy.render import render
+from stacks.deployment import DeploymentStacks, add_deployment
+
+ACCOUNT = "111122223333"
+# What the CDK CLI passes to app.py from cdk.json (feature flags).
+CDK_JSON_CONTEXT = json.loads((Path(__file__).resolve().parent.parent / "cdk.json").read_text())["context"]
+
+
+def synth(tmp_path: Path, **context: Any) -> tuple[DeploymentConfig, DeploymentStacks, cdk.App]:
+    config = load_config(context, environment_defaults={"account": ACCOUNT, "region": "us-east-1"})
+    app = cdk.App(outdir=str(tmp_path / "cdk.out"), context=CDK_JSON_CONTEXT)
+    stacks = add_deployment(app, config, render(config, tmp_path / "model_code"))
+    app.synth()  # runs cdk-nag's AwsSolutions pack; an unacknowledged finding fails here
+    return config, stacks, app
+
+
+@pytest.fixture(scope="module")
+def seed(tmp_path_factory: pytest.TempPathFactory) -> tuple[DeploymentConfig, Template, Template, Path]:
+    tmp = tmp_path_factory.mktemp("seed")
+    config, stacks, _ = synth(tmp)
+    return config, Template.from_stack(stacks.artifacts), Template.from_stack(stacks.endpoint), tmp
+
+
+def test_endpoint_config_instances_and_timeouts(seed) -> None:
+    _, _, endpoint, _ = seed
+    endpoint.resource_count_is("AWS::SageMaker::EndpointConfig", 1)
+    endpoint.has_resource_properties(
+        "AWS::SageMaker::EndpointConfig",
+        {
+            "ProductionVariants": [
+                {
+                    "VariantName": "AllTraffic",
+                    "InstanceType": "ml.g5.12xlarge",
+                    "InitialInstanceCount": 1,
+                    "ModelDataDownloadTimeoutInSeconds": 600,
+                    "ContainerStartupHealthCheckTimeoutInSeconds": 600,
+                    "VolumeSizeInGB": Match.absent(),  # g5 uses instance storage; SageMaker refuses the field
+                    "ModelName": {"Fn::GetAtt": [Match.any_value(), "ModelName"]},
+                }
+            ],
+            "EndpointConfigName": Match.absent(),
+        },
+    )
+    endpoint.has_resource_properties(
+        "AWS::SageMaker::Endpoint",
+        {
+            "EndpointName": "flan-t5-xxl",
+            "EndpointConfigName": {"Fn::GetAtt": [Match.any_value(), "EndpointConfigName"]},
+        },
+    )
+
+
+def test_model_runs_the_lmi_image_on_the_code_artifact(seed) -> None:
+    _, _, endpoint, _ = seed
+    endpoint.has_resource_properties(
+        "AWS::SageMaker::Model",
+        {
+            "ModelName": Match.absent(),
+            "PrimaryContainer": {
+                "Image": "763104351884.dkr.ecr.us-east-1.amazonaws.com/djl-inference:0.21.0-fastertransformer5.3.0-cu117",
+                "ModelDataUrl": Match.string_like_regexp(
+                    rf"^s3://cdk-hnb659fds-assets-{ACCOUNT}-us-east-1/[0-9a-f]{{64}}\.gz$"
+                ),
+            },
+        },
+    )
+    model = next(iter(endpoint.find_resources("AWS::SageMaker::Model").values()))
+    assert any("Policy" in dep for dep in model["DependsOn"])  # the role can read the artifact before CreateModel
+    outputs = endpoint.find_outputs("*")
+    assert {"EndpointName", "ImageUri", "WeightsS3Prefix", "CodeArtifactS3Uri"} <= set(outputs)
+    assert outputs["WeightsS3Prefix"]["Value"] == (
+        f"s3://flan-t5-xxl-{ACCOUNT}-us-east-1/models/google/flan-t5-xxl/main/"
+    )
+
+
+def _statements(template: Template) -> dict[str, dict[str, Any]]:
+    policies = template.find_resources("AWS::IAM::Policy")
+    assert len(policies) == 1
+    policy = next(iter(policies.values()))
+    return {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+
+
+def _arn(value: Any) -> str:
+    """Fn::Join of literal parts and the partition, as one string with ``aws`` as partition."""
+    if isinstance(value, str):
+        return value
+    parts = value["Fn::Join"][1]
+    return "".join("aws" if part == {"Ref": "AWS::Partition"} else part for part in parts)
+
+
+def test_execution_role_is_least_privilege(seed) -> None:
+    _, _, endpoint, _ = seed
+    endpoint.has_resource_properties(
+        "AWS::IAM::Role",
+        {
+            "AssumeRolePolicyDocument": {
+                "Statement": [
+                    {"Action": "sts:AssumeRole", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Effect": "Allow"}
+                ]
+            },
+            "ManagedPolicyArns": Match.absent(),
+        },
+    )
+    statements = _statements(endpoint)
+    assert set(statements) == {
+        "ReadCodeArtifact",
+        "ReadWeights",
+        "ListWeights",
+        "PullImage",
+        "EcrLogin",
+        "WriteLogs",
+        "PublishEndpointMetrics",
+    }
+    bucket = f"flan-t5-xxl-{ACCOUNT}-us-east-1"
+    assert statements["ReadCodeArtifact"]["Action"] == "s3:GetObject"
+    assert _arn(statements["ReadCodeArtifact"]["Resource"]).startswith(
+        f"arn:aws:s3:::cdk-hnb659fds-assets-{ACCOUNT}-us-east-1/"
+    )
+    assert not _arn(statements["ReadCodeArtifact"]["Resource"]).endswith("*")
+    assert statements["ReadWeights"]["Action"] == "s3:GetObject"
+    assert _arn(statements["ReadWeights"]["Resource"]) == f"arn:aws:s3:::{bucket}/models/google/flan-t5-xxl/main/*"
+    assert statements["ListWeights"]["Condition"] == {"StringLike": {"s3:prefix": ["models/google/flan-t5-xxl/main/*"]}}
+    assert _arn(statements["ListWeights"]["Resource"]) == f"arn:aws:s3:::{bucket}"
+    assert sorted(statements["PullImage"]["Action"]) == [
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:BatchGetImage",
+        "ecr:GetDownloadUrlForLayer",
+    ]
+    assert _arn(statements["PullImage"]["Resource"]) == "arn:aws:ecr:us-east-1:763104351884:repository/djl-inference"
+    assert statements["EcrLogin"]["Action"] == "ecr:GetAuthorizationToken"
+    log_group = f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:/aws/sagemaker/Endpoints/flan-t5-xxl"
+    assert [_arn(r) for r in statements["WriteLogs"]["Resource"]] == [log_group, f"{log_group}:log-stream:*"]
+    assert statements["PublishEndpointMetrics"]["Condition"] == {
+        "StringLike": {"cloudwatch:namespace": "/aws/sagemaker/Endpoints*"}
+    }
+    actions = [a for s in statements.values() for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])]
+    assert not [a for a in actions if a.endswith("*")]
+    assert "AmazonSageMakerFullAccess" not in json.dumps(endpoint.to_json())
+
+
+def test_bucket_and_repository_are_hardened_and_retained(seed) -> None:
+    _, artifacts, _, _ = seed
+    artifacts.has_resource(
+        "AWS::S3::Bucket",
+        {
+            "Properties": {
+                "BucketName": f"flan-t5-xxl-{ACCOUNT}-us-east-1",
+                "BucketEncryption": {
+                    "ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+                },
+                "PublicAccessBlockConfiguration": {
+                    "BlockPublicAcls": True,
+                    "BlockPublicPolicy": True,
+                    "IgnorePublicAcls": True,
+                    "RestrictPublicBuckets": True,
+                },
+                "VersioningConfiguration": {"Status": "Enabled"},
+                "LoggingConfiguration": {"DestinationBucketName": Match.any_value(), "LogFilePrefix": "artifacts/"},
+            },
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+        },
+    )
+    artifacts.has_resource_properties(
+        "AWS::S3::BucketPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Effect": "Deny",
+                                "Action": "s3:*",
+                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                            }
+                        )
+                    ]
+                )
+            }
+        },
+    )
+    artifacts.has_resource(
+        "AWS::ECR::Repository",
+        {
+            "Properties": {
+                "RepositoryName": "lmi-deploy/flan-t5-xxl",
+                "ImageScanningConfiguration": {"ScanOnPush": True},
+                "ImageTagMutability": "IMMUTABLE",
+                "LifecyclePolicy": {"LifecyclePolicyText": Match.string_like_regexp("untagged")},
+            },
+            "DeletionPolicy": "Retain",
+        },
+    )
+    assert {"BucketName", "WeightsPrefix", "RepositoryUri"} <= set(artifacts.find_outputs("*"))
+
+
+def test_cfn_lint_is_clean(seed) -> None:
+    _, _, _, tmp = seed
+    templates = sorted(str(p) for p in (tmp / "cdk.out").glob("*.template.json"))
+    assert len(templates) == 2
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), *templates], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp / "cdk.out" / "validation-report.json").read_text())
+    assert report.get("success") is not False, report
+
+
+def test_volume_region_and_other_instance(tmp_path: Path) -> None:
+    _, stacks, _ = synth(
+        tmp_path,
+        instance_type="ml.p3.8xlarge",
+        volume_size_gb="200",
+        region="eu-west-1",
+        dtype="bf16",
+        instance_count="2",
+        model_data_download_timeout="1800",
+        container_startup_health_check_timeout="1800",
+    )
+    endpoint = Template.from_stack(stacks.endpoint)
+    endpoint.has_resource_properties(
+        "AWS::SageMaker::EndpointConfig",
+        {
+            "ProductionVariants": [
+                Match.object_like(
+                    {
+                        "InstanceType": "ml.p3.8xlarge",
+                        "InitialInstanceCount": 2,
+                        "VolumeSizeInGB": 200,
+                        "ModelDataDownloadTimeoutInSeconds": 1800,
+                        "ContainerStartupHealthCheckTimeoutInSeconds": 1800,
+                    }
+                )
+            ]
+        },
+    )
+    endpoint.has_resource_properties(
+        "AWS::SageMaker::Model",
+        {
+            "PrimaryContainer": Match.object_like(
+                {
+                    "Image": "763104351884.dkr.ecr.eu-west-1.amazonaws.com/djl-inference:0.21.0-fastertransformer5.3.0-cu117"
+                }
+            )
+        },
+    )
+    assert stacks.endpoint.region == "eu-west-1" and stacks.endpoint.account == ACCOUNT
+
+
+def test_unacknowledged_nag_finding_fails_synth(tmp_path: Path) -> None:
+    """The nag check is real: a wildcard grant nobody acknowledged stops synth."""
+    from aws_cdk import aws_iam as iam
+
+    config = load_config({}, environment_defaults={"account": ACCOUNT})
+    app = cdk.App(outdir=str(tmp_path / "cdk.out"), context=CDK_JSON_CONTEXT)
+    stacks = add_deployment(app, config, render(config, tmp_path / "model_code"))
+    stacks.endpoint.execution_role.role.add_to_policy(iam.PolicyStatement(actions=["s3:*"], resources=["*"]))
+    with pytest.raises(Exception, match="AwsSolutions-IAM5"):
+        app.synth()
