@@ -85,8 +85,9 @@ class LocalAws:
         import boto3
 
         env = self.environment()
-        return boto3.client(
-            service,  # type: ignore[call-overload]
+        factory: Any = boto3.client  # typed per service by boto3-stubs when installed; one factory here
+        return factory(
+            service,
             endpoint_url=self.endpoint_url,
             region_name=LOCAL_REGION,
             aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
