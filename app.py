@@ -14,10 +14,10 @@ import sys
 import aws_cdk as cdk
 
 from lmi_deploy.cli import environment_defaults
-from lmi_deploy.config import load_config
+from lmi_deploy.config import load_config, report_lines
 from lmi_deploy.errors import ConfigError
 from lmi_deploy.render import render
-from stacks.deployment import add_deployment
+from stacks.deployment import add_checks, add_deployment
 
 
 def main() -> int:
@@ -31,7 +31,10 @@ def main() -> int:
     except ConfigError as error:
         print(f"lmi-deploy: {error}", file=sys.stderr)
         return 1
+    for line in report_lines(config):
+        print(f"lmi-deploy: {line}", file=sys.stderr)
     add_deployment(app, config, code)
+    add_checks(app)
     app.synth()
     return 0
 

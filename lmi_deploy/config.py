@@ -11,16 +11,26 @@ import re
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from lmi_deploy import containers, instances
+from lmi_deploy import containers, instances, model_facts, validation
 from lmi_deploy.containers import ENGINES, Engine
 from lmi_deploy.errors import ConfigError
 
-Dtype = Literal["fp32", "fp16", "bf16", "int8"]
+Dtype = Literal["fp32", "fp16", "bf16", "int8", "auto"]
+Timeout = Annotated[int, Field(ge=60, le=3600)]
 
 # Architecture by model name, until model facts are read from config.json: (name fragment, HF model_type).
 _MODEL_TYPE_HINTS: tuple[tuple[str, str], ...] = (
@@ -50,7 +60,7 @@ def slug(model_id: str) -> str:
 class DeploymentConfig(BaseModel):
     """Everything that decides what gets deployed. Defaults reproduce the seed deployment."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, populate_by_name=True)
 
     deployment: str = Field(
         "", description="Name of the deployment: stack names, rendered folder, bucket. Default: slug of model_id."
@@ -58,21 +68,38 @@ class DeploymentConfig(BaseModel):
     model_id: str = Field("google/flan-t5-xxl", min_length=1, description="Hugging Face Hub id, or s3:// prefix.")
     model_revision: str = Field("main", min_length=1, description="Hub revision; part of the weights' S3 prefix.")
     model_type: str = Field("", description="HF model_type (t5, gpt2, ...). Default: inferred from model_id.")
-    engine: Engine = Field(Engine.FASTER_TRANSFORMER, description="LMI engine; names are case-insensitive.")
-    lmi_version: str = Field("0.21.0", description="LMI/DJL container version.")
-    handler: Literal["custom", "builtin"] = Field(
-        "custom", description="custom: rendered model.py; builtin: the engine's no-code entryPoint."
+    model_config_path: str | None = Field(
+        None,
+        alias="model_config",
+        description="config.json (or model folder) to read model facts from. Default: local folder, bundled, Hub.",
     )
-    tensor_parallel_degree: int = Field(4, ge=1, description="Accelerators one model copy is split over.")
-    dtype: Dtype = Field("fp32", description="Weights/compute precision passed to the engine.")
+    engine: Engine = Field(Engine.FASTER_TRANSFORMER, description="LMI engine; names are case-insensitive.")
+    lmi_version: str = Field(
+        "", description="LMI/DJL container version. Default: 0.21.0 for FasterTransformer, else the newest."
+    )
+    handler: Literal["custom", "builtin"] = Field(
+        "custom",
+        description="custom: rendered model.py; builtin: the engine's no-code entryPoint. Default: custom where the "
+        "engine offers it (FasterTransformer, DeepSpeed, Accelerate), else builtin.",
+    )
+    tensor_parallel_degree: Annotated[int, Field(ge=1)] | Literal["auto", "max"] = Field(
+        4, description="Accelerators per model copy. Default: 4 for FasterTransformer (the seed), else auto."
+    )
+    dtype: Dtype = Field(
+        "fp32", description="Weights/compute precision. Default: fp32 for FasterTransformer (the seed), else auto."
+    )
+    max_sequence_length: int | None = Field(None, ge=16, description="Input + output tokens per sequence.")
+    max_batch_size: int | None = Field(None, ge=1, le=1024, description="Sequences served at once.")
     instance_type: str = Field("ml.g5.12xlarge", description="SageMaker instance type.")
     instance_count: int = Field(1, ge=1, le=100, description="Instances behind the endpoint.")
-    model_data_download_timeout: int = Field(600, ge=60, le=3600, description="ModelDataDownloadTimeoutInSeconds.")
-    container_startup_health_check_timeout: int = Field(
-        600, ge=60, le=3600, description="ContainerStartupHealthCheckTimeoutInSeconds."
+    model_data_download_timeout: Timeout | Literal["auto"] = Field(
+        "auto", description="ModelDataDownloadTimeoutInSeconds; auto derives it from the weights' size."
     )
-    model_loading_timeout: int | None = Field(
-        None, ge=60, le=3600, description="option.model_loading_timeout (s). Default: the startup timeout."
+    container_startup_health_check_timeout: Timeout | Literal["auto"] = Field(
+        "auto", description="ContainerStartupHealthCheckTimeoutInSeconds; auto derives it from size and compile time."
+    )
+    model_loading_timeout: Timeout | None = Field(
+        None, description="option.model_loading_timeout (s). Default: the startup timeout."
     )
     volume_size_gb: int | None = Field(None, ge=1, le=512, description="VolumeSizeInGB, on families with EBS only.")
     account: str = Field("000000000000", description="AWS account the stacks are for (12 digits).")
@@ -81,12 +108,35 @@ class DeploymentConfig(BaseModel):
     )
     region: str = Field("us-east-1", description="AWS region (its image must exist there).")
 
+    _resolved: validation.Resolved = PrivateAttr()
+    _facts: model_facts.ModelFacts | None = PrivateAttr(default=None)
+
     @model_validator(mode="before")
     @classmethod
     def _derive_deployment_name(cls, data: Any) -> Any:
-        if isinstance(data, dict) and not data.get("deployment"):
+        if not isinstance(data, dict):
+            return data
+        if not data.get("deployment"):
             data = {**data, "deployment": slug(str(data.get("model_id") or cls.model_fields["model_id"].default))}
+        engine = containers.ENGINE_ALIASES.get(str(data.get("engine", "")).strip().lower())
+        if engine is not None and engine is not Engine.FASTER_TRANSFORMER:
+            # The seed's TP4/fp32 are FasterTransformer's; other engines derive both unless told.
+            data = {"tensor_parallel_degree": "auto", "dtype": "auto", **data}
+            if not data.get("handler") and ENGINES[engine].custom_template is None:
+                data["handler"] = "builtin"  # rolling-batch and compiled engines: no-code only
         return data
+
+    @field_validator("lmi_version", mode="after")
+    @classmethod
+    def _default_version(cls, value: str, info: ValidationInfo) -> str:
+        if value:
+            return value
+        engine = info.data.get("engine")
+        if engine is None:
+            return value
+        if engine is Engine.FASTER_TRANSFORMER:
+            return "0.21.0"  # the seed's container
+        return containers.versions(engine)[-1]
 
     @field_validator("engine", mode="before")
     @classmethod
@@ -96,8 +146,6 @@ class DeploymentConfig(BaseModel):
             if key in containers.ENGINE_ALIASES:
                 return containers.ENGINE_ALIASES[key]
             allowed = ", ".join(e.value for e in Engine)
-            if key in containers.LATER_ENGINES:
-                raise ValueError(f"not available in lmi-deploy yet; available engines: {allowed}")
             raise ValueError(f"unknown engine; available engines: {allowed}")
         return value
 
@@ -119,8 +167,7 @@ class DeploymentConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _cross_field_rules(self) -> DeploymentConfig:
-        spec = ENGINES[self.engine]
+    def _cross_field_rules(self, info: ValidationInfo) -> DeploymentConfig:
         known_versions = containers.versions(self.engine)
         if self.lmi_version not in known_versions:
             raise ValueError(
@@ -133,50 +180,16 @@ class DeploymentConfig(BaseModel):
                 f"region={self.region!r} has no {self.engine.value} {self.lmi_version} image; "
                 f"regions that do: {', '.join(known_regions)}"
             )
-        instance = instances.get(self.instance_type)
-        if instance is None:
+        if instances.get(self.instance_type) is None:
             close = difflib.get_close_matches(self.instance_type, list(instances.catalog()), n=3)
             hint = f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(instances.catalog())}"
             raise ValueError(f"instance_type={self.instance_type!r} is not a known accelerator instance; {hint}")
-        if instance.is_neuron:
-            raise ValueError(
-                f"engine {self.engine.value} needs NVIDIA GPUs, but {instance.name} has {instance.accelerator} "
-                "NeuronCores; choose a GPU instance (ml.g5, ml.g6, ml.p4d, ...)"
-            )
-        tp = self.tensor_parallel_degree
-        if tp > instance.accelerator_count or instance.accelerator_count % tp:
-            valid = ", ".join(str(d) for d in instance.valid_tensor_parallel_degrees())
-            raise ValueError(
-                f"tensor_parallel_degree={tp} does not fit {instance.name}, which has "
-                f"{instance.accelerator_count} {instance.accelerator_noun}; use one of {valid}, or a larger instance"
-            )
-        model_type = self.resolved_model_type
-        if model_type not in spec.model_types:
-            raise ValueError(
-                f"model_type={model_type!r} is not supported by {self.engine.value}; it serves: "
-                f"{', '.join(spec.model_types)}"
-            )
-        if self.dtype not in spec.dtypes:
-            raise ValueError(f"dtype={self.dtype!r} is not supported by {self.engine.value}: use {spec.dtypes}")
-        if self.engine is Engine.FASTER_TRANSFORMER and model_type == "t5" and self.dtype in ("fp16", "int8"):
-            raise ValueError(
-                f"dtype={self.dtype!r} with FasterTransformer and T5 models gives garbage output (fp16 activations "
-                "overflow into NaN; FasterTransformer refuses int8 for T5): use dtype=bf16 or dtype=fp32"
-            )
-        if (
-            self.model_loading_timeout is not None
-            and self.model_loading_timeout > self.container_startup_health_check_timeout
-        ):
-            raise ValueError(
-                f"model_loading_timeout={self.model_loading_timeout} exceeds container_startup_health_check_timeout="
-                f"{self.container_startup_health_check_timeout}: SageMaker would fail the endpoint before the model "
-                "loads; raise the startup timeout or lower the loading timeout"
-            )
-        if self.volume_size_gb is not None and not instance.supports_volume_size:
-            raise ValueError(
-                f"volume_size_gb={self.volume_size_gb} is refused by SageMaker on {instance.name}: the "
-                f"{instance.family} family uses instance storage; leave volume_size_gb unset"
-            )
+        context = info.context or {}
+        facts, note = context.get("facts"), context.get("facts_note", "model facts were not looked up")
+        self._facts = facts
+        self._resolved = validation.resolve_and_check(self, facts, note)
+        if self._resolved.errors:
+            raise ValueError("\n".join(str(e) for e in self._resolved.errors))
         return self
 
     # ---- derived values: the only place decisions about names, locations and timeouts are made ----
@@ -188,17 +201,26 @@ class DeploymentConfig(BaseModel):
         return instance
 
     @property
+    def resolved(self) -> validation.Resolved:
+        """The values actually deployed (``auto`` derived), with notes, warnings and the memory estimate."""
+        return self._resolved
+
+    @property
+    def facts(self) -> model_facts.ModelFacts | None:
+        return self._facts
+
+    @property
     def resolved_model_type(self) -> str:
+        """HF model_type: from config.json, else the model_type setting, else the model's name; "" if unknown."""
+        if self._facts is not None:
+            return self._facts.model_type
         if self.model_type:
             return self.model_type
         name = self.model_id.rstrip("/").rsplit("/", 1)[-1].lower()
         for fragment, model_type in _MODEL_TYPE_HINTS:
             if fragment in name:
                 return model_type
-        raise ValueError(
-            f"cannot tell the architecture of model_id={self.model_id!r} from its name; set model_type to its "
-            f"config.json model_type (one of {', '.join(ENGINES[self.engine].model_types)})"
-        )
+        return ""
 
     @property
     def artifacts_stack_name(self) -> str:
@@ -230,11 +252,6 @@ class DeploymentConfig(BaseModel):
     def weights_s3_uri(self) -> str:
         bucket, prefix = self.weights_bucket_and_prefix
         return f"s3://{bucket}/{prefix}"
-
-    @property
-    def model_loading_timeout_s(self) -> int:
-        """option.model_loading_timeout: explicit, else the startup health-check timeout it must not exceed."""
-        return self.model_loading_timeout or self.container_startup_health_check_timeout
 
     @cached_property
     def image_uri(self) -> str:
@@ -292,29 +309,57 @@ def load_config(
     values: dict[str, Any] = {k: v for k, v in (environment_defaults or {}).items() if v not in (None, "")}
     if context.get("config"):
         file_values = read_deployment_file(context["config"])
+        # A model_config path in a deployment file is relative to that file ("a config.json next to it").
+        if isinstance(file_values.get("model_config"), str):
+            relative = Path(context["config"]).parent / file_values["model_config"]
+            file_values["model_config"] = str(relative) if relative.exists() else file_values["model_config"]
         values.update(file_values)
         source = f" in {context['config']}"
     else:
         file_values, source = {}, ""
     values.update({k: v for k, v in context.items() if not _is_cdk_key(k)})
+    facts, facts_note = model_facts.find(
+        str(values.get("model_id") or DeploymentConfig.model_fields["model_id"].default),
+        str(values.get("model_revision") or DeploymentConfig.model_fields["model_revision"].default),
+        str(values["model_config"]) if values.get("model_config") else None,
+    )
     try:
-        return DeploymentConfig(**values)
+        return DeploymentConfig.model_validate(values, context={"facts": facts, "facts_note": facts_note})
     except ValidationError as error:
-        raise ConfigError(
-            "\n".join(_describe(e, set(file_values) - set(context), source) for e in error.errors())
-        ) from None
+        raise ConfigError(_describe_all(error.errors(), set(file_values) - set(context), source)) from None
+
+
+def _describe_all(errors: list[Any], from_file: set[str], file_source: str) -> str:
+    """One line per bad key (a value failing every branch of a union is one problem, not one per branch)."""
+    lines: dict[str, str] = {}
+    for error in errors:
+        key = str(error["loc"][0]) if error["loc"] else ""
+        line = _describe(error, from_file, file_source)
+        if key and key in lines and error["type"] != "extra_forbidden":
+            lines[key] += " or " + str(error["msg"]).removeprefix("Value error, ").lower()
+        else:
+            lines[key or line] = line
+    return "\n".join(lines.values())
 
 
 def _describe(error: Any, from_file: set[str], file_source: str) -> str:
     """One line for one pydantic error: the key, the bad value, and what is allowed."""
-    key = ".".join(str(part) for part in error["loc"])
+    key = str(error["loc"][0]) if error["loc"] else ""
     message = str(error["msg"]).removeprefix("Value error, ")
     where = file_source if key in from_file else ""
     if error["type"] == "extra_forbidden":
-        known = list(DeploymentConfig.model_fields)
+        known = [f.alias or name for name, f in DeploymentConfig.model_fields.items()]
         close = difflib.get_close_matches(key, known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else f"; known settings: {', '.join(known)}"
         return f"unknown setting {key!r}{where}{hint}"
     if not key:  # a cross-field rule: its message already names the keys and values
         return message
     return f"invalid {key}={error['input']!r}{where}: {message}"
+
+
+def report_lines(config: DeploymentConfig) -> list[str]:
+    """What validation derived and noticed, to print before deploying: notes, the memory estimate, warnings."""
+    lines = [f"{config.deployment}: {config.engine.value} {config.lmi_version} on {config.instance_type}"]
+    lines += [f"  {note}" for note in config.resolved.notes]
+    lines += [f"  warning: {finding}" for finding in config.resolved.warnings]
+    return lines

@@ -16,38 +16,144 @@ from typing import Any
 
 
 class Engine(StrEnum):
-    """LMI engines lmi-deploy can render for. Later engines join here with their catalog entry."""
+    """LMI engines lmi-deploy renders for (the names users type, compared case-insensitively)."""
 
     FASTER_TRANSFORMER = "FasterTransformer"
+    DEEPSPEED = "DeepSpeed"
+    ACCELERATE = "Accelerate"
+    LMI_DIST = "lmi-dist"
+    VLLM = "vLLM"
+    TENSORRT_LLM = "TensorRT-LLM"
+    NEURONX = "NeuronX"
+
+
+@dataclass(frozen=True)
+class ImageLine:
+    """A run of versions of one sagemaker-core image framework: ``first``..``last`` inclusive (``last=None``: all)."""
+
+    framework: str
+    first: str
+    last: str | None = None
 
 
 @dataclass(frozen=True)
 class EngineSpec:
     engine: Engine
-    sdk_framework: str  # the sagemaker-core image_uri_config file (framework name)
-    builtin_entry_point: str
-    model_types: tuple[str, ...]  # HF model_type values the engine can serve
+    images: tuple[ImageLine, ...]  # where the engine ships; the first line holding a version wins
+    server_engine: str  # serving.properties ``engine=`` (DJL engine or alias)
+    builtin_entry_point: str | None  # no-code handler; None: the server picks it (rolling batch)
+    custom_template: str | None  # bring-your-own model.py template; None: no-code only
+    rolling_batch: str | None
     dtypes: tuple[str, ...]
+    model_types: tuple[str, ...] | None  # None: any model the backend's loader knows (decoder-only LLMs)
+    neuron: bool = False
+    compiles_at_startup: bool = False  # TensorRT-LLM engines / Neuron graphs are built when the container starts
+    encoder_decoder: bool = False  # serves T5-style models
 
+
+_DECODER_TYPES = ("gpt2", "gpt_neo", "gptj", "opt", "gpt_neox", "bloom", "llama")
 
 ENGINES: dict[Engine, EngineSpec] = {
     Engine.FASTER_TRANSFORMER: EngineSpec(
         engine=Engine.FASTER_TRANSFORMER,
-        sdk_framework="djl-fastertransformer",
+        images=(ImageLine("djl-fastertransformer", "0.21.0", "0.24.0"),),
+        server_engine="FasterTransformer",
         builtin_entry_point="djl_python.fastertransformer",
+        custom_template="fastertransformer_model.py.j2",
+        rolling_batch=None,
+        dtypes=("fp32", "fp16", "bf16", "int8"),
         # fastertransformer wheel: t5 covers T5 / Flan-T5 / Flan-UL2
         model_types=("t5", "gpt2", "gptj", "opt", "gpt_neox", "bloom"),
-        dtypes=("fp32", "fp16", "bf16", "int8"),
+        encoder_decoder=True,
+    ),
+    Engine.DEEPSPEED: EngineSpec(
+        engine=Engine.DEEPSPEED,
+        images=(ImageLine("djl-deepspeed", "0.19.0", "0.27.0"),),
+        server_engine="DeepSpeed",
+        builtin_entry_point="djl_python.deepspeed",
+        custom_template="deepspeed_model.py.j2",
+        rolling_batch=None,
+        dtypes=("fp16", "bf16", "fp32", "int8"),
+        # kernel injection (what makes DeepSpeed TP fast) covers these decoder-only families
+        model_types=_DECODER_TYPES,
+    ),
+    Engine.ACCELERATE: EngineSpec(
+        engine=Engine.ACCELERATE,
+        images=(ImageLine("djl-deepspeed", "0.19.0", "0.27.0"), ImageLine("djl-lmi", "0.28.0")),
+        server_engine="Python",
+        builtin_entry_point="djl_python.huggingface",
+        custom_template="accelerate_model.py.j2",
+        rolling_batch=None,
+        dtypes=("fp32", "fp16", "bf16"),
+        model_types=None,
+        encoder_decoder=True,
+    ),
+    Engine.LMI_DIST: EngineSpec(
+        engine=Engine.LMI_DIST,
+        images=(ImageLine("djl-deepspeed", "0.23.0", "0.27.0"), ImageLine("djl-lmi", "0.28.0", "0.32.0")),
+        server_engine="MPI",
+        builtin_entry_point=None,
+        custom_template=None,
+        rolling_batch="lmi-dist",
+        dtypes=("fp16", "bf16"),
+        model_types=None,
+    ),
+    Engine.VLLM: EngineSpec(
+        engine=Engine.VLLM,
+        images=(ImageLine("djl-deepspeed", "0.23.0", "0.27.0"), ImageLine("djl-lmi", "0.28.0")),
+        server_engine="Python",
+        builtin_entry_point=None,
+        custom_template=None,
+        rolling_batch="vllm",
+        dtypes=("fp16", "bf16"),
+        model_types=None,
+    ),
+    Engine.TENSORRT_LLM: EngineSpec(
+        engine=Engine.TENSORRT_LLM,
+        images=(ImageLine("djl-tensorrtllm", "0.25.0", "0.33.0"),),
+        server_engine="MPI",
+        builtin_entry_point=None,
+        custom_template=None,
+        rolling_batch="trtllm",
+        dtypes=("fp16", "bf16"),
+        model_types=None,
+        compiles_at_startup=True,
+    ),
+    Engine.NEURONX: EngineSpec(
+        engine=Engine.NEURONX,
+        images=(ImageLine("djl-neuronx", "0.22.1", "0.29.0"),),
+        server_engine="Python",
+        builtin_entry_point="djl_python.transformers_neuronx",  # "transformers-neuronx" before 0.24.0
+        custom_template=None,
+        rolling_batch=None,
+        dtypes=("fp32", "fp16", "bf16"),
+        model_types=("opt", "gpt2", "gptj", "gpt_neox", "llama", "bloom"),
+        neuron=True,
+        compiles_at_startup=True,
     ),
 }
 
-# Names users type for engines (compared lower-case), including those of engines not rendered yet.
+# Names users type for engines (compared lower-case).
 ENGINE_ALIASES: dict[str, Engine] = {
-    "fastertransformer": Engine.FASTER_TRANSFORMER,
+    **{e.value.lower(): e for e in Engine},
     "faster-transformer": Engine.FASTER_TRANSFORMER,
     "faster_transformer": Engine.FASTER_TRANSFORMER,
+    "ft": Engine.FASTER_TRANSFORMER,
+    "ds": Engine.DEEPSPEED,
+    "huggingface": Engine.ACCELERATE,
+    "hf-accelerate": Engine.ACCELERATE,
+    "python": Engine.ACCELERATE,
+    "lmi_dist": Engine.LMI_DIST,
+    "lmidist": Engine.LMI_DIST,
+    "mpi": Engine.LMI_DIST,
+    "trtllm": Engine.TENSORRT_LLM,
+    "tensorrt_llm": Engine.TENSORRT_LLM,
+    "tensorrtllm": Engine.TENSORRT_LLM,
+    "trt-llm": Engine.TENSORRT_LLM,
+    "transformers-neuronx": Engine.NEURONX,
+    "transformers_neuronx": Engine.NEURONX,
+    "neuron": Engine.NEURONX,
 }
-LATER_ENGINES = ("deepspeed", "accelerate", "lmi-dist", "vllm", "tensorrt-llm", "neuronx")
 
 
 @cache
@@ -62,18 +168,48 @@ def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
 
 
+def _image_line(engine: Engine, version: str) -> ImageLine | None:
+    for line in ENGINES[engine].images:
+        known = _image_config(line.framework)["versions"]
+        in_range = version_key(line.first) <= version_key(version) and (
+            line.last is None or version_key(version) <= version_key(line.last)
+        )
+        if version in known and in_range:
+            return line
+    return None
+
+
 def versions(engine: Engine) -> list[str]:
-    """Container (DJL) versions that ship this engine, oldest first."""
-    return sorted(_image_config(ENGINES[engine].sdk_framework)["versions"], key=version_key)
+    """Container (DJL) versions that ship this engine, oldest first (from sagemaker-core's image config)."""
+    found = {
+        version
+        for line in ENGINES[engine].images
+        for version in _image_config(line.framework)["versions"]
+        if _image_line(engine, version) is line
+    }
+    return sorted(found, key=version_key)
+
+
+def framework(engine: Engine, version: str) -> str:
+    """The sagemaker-core image framework (``djl-lmi``, ``djl-deepspeed``, ...) that ships engine at version."""
+    line = _image_line(engine, version)
+    if line is None:
+        raise KeyError(f"{engine.value} does not ship in {version}")
+    return line.framework
+
+
+def engines_in(version: str) -> list[Engine]:
+    """Engines that ship in some container at this version."""
+    return [engine for engine in Engine if _image_line(engine, version) is not None]
 
 
 def regions(engine: Engine, version: str) -> list[str]:
     """Regions that host the engine's image at this version."""
-    return sorted(_image_config(ENGINES[engine].sdk_framework)["versions"][version]["registries"])
+    return sorted(_image_config(framework(engine, version))["versions"][version]["registries"])
 
 
 def image_tag(engine: Engine, version: str) -> str:
-    tag: str = _image_config(ENGINES[engine].sdk_framework)["versions"][version]["tag_prefix"]
+    tag: str = _image_config(framework(engine, version))["versions"][version]["tag_prefix"]
     return tag
 
 
@@ -81,6 +217,13 @@ def image_tag(engine: Engine, version: str) -> str:
 _ALTERNATE_DOMAINS = {
     "cn-north-1": "amazonaws.com.cn",
     "cn-northwest-1": "amazonaws.com.cn",
+    "us-iso-east-1": "c2s.ic.gov",
+    "us-iso-west-1": "c2s.ic.gov",
+    "us-isob-east-1": "sc2s.sgov.gov",
+    "us-isob-west-1": "sc2s.sgov.gov",
+    "us-isof-south-1": "csp.hci.ic.gov",
+    "us-isof-east-1": "csp.hci.ic.gov",
+    "eu-isoe-west-1": "cloud.adc-e.uk",
     "eusc-de-east-1": "amazonaws.eu",
 }
 
@@ -92,7 +235,7 @@ def image_uri(engine: Engine, version: str, region: str) -> str:
     (a test checks every engine x version x region against ``retrieve``); importing the SDK itself costs ~3 s of
     every synth.
     """
-    entry = _image_config(ENGINES[engine].sdk_framework)["versions"][version]
+    entry = _image_config(framework(engine, version))["versions"][version]
     domain = _ALTERNATE_DOMAINS.get(region, "amazonaws.com")
     return f"{entry['registries'][region]}.dkr.ecr.{region}.{domain}/{entry['repository']}:{entry['tag_prefix']}"
 
@@ -121,6 +264,186 @@ FT_GENERATION_PARAMETERS: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 
-def ft_generation_parameters(model_type: str) -> dict[str, tuple[str, str]]:
-    """The request parameters a FasterTransformer model of this type accepts."""
-    return FT_GENERATION_PARAMETERS["t5" if model_type == "t5" else "gpt"]
+# Request parameters -> transformers ``generate`` arguments (Accelerate and DeepSpeed handlers); seed is applied
+# with torch.manual_seed rather than passed.
+HF_GENERATION_PARAMETERS: dict[str, tuple[str, str]] = {
+    name: (name, kind)
+    for name, kind in {
+        "max_new_tokens": "int",
+        "min_new_tokens": "int",
+        "do_sample": "bool",
+        "temperature": "float",
+        "top_k": "int",
+        "top_p": "float",
+        "num_beams": "int",
+        "repetition_penalty": "float",
+        "length_penalty": "float",
+        "no_repeat_ngram_size": "int",
+        "seed": "int",
+    }.items()
+}
+
+
+def generation_parameters(engine: Engine, model_type: str) -> dict[str, tuple[str, str]]:
+    """The request parameters a custom handler for this engine and model family accepts, and what they map to."""
+    if engine is Engine.FASTER_TRANSFORMER:
+        return FT_GENERATION_PARAMETERS["t5" if model_type == "t5" else "gpt"]
+    return HF_GENERATION_PARAMETERS
+
+
+# ---- version-specific serving.properties facts (fact sheet §0, §1, §8) ----
+
+
+def entry_point(engine: Engine, version: str) -> str | None:
+    """The no-code handler module for this engine at this version (None: the server chooses)."""
+    entry = ENGINES[engine].builtin_entry_point
+    if engine is Engine.NEURONX and version_key(version) < (0, 24, 0):
+        return "djl_python.transformers-neuronx"  # renamed with an underscore in 0.24.0
+    return entry
+
+
+def server_engine(engine: Engine, version: str) -> str:
+    """serving.properties ``engine=``: the engine's DJL name, where this version's server knows it."""
+    name = ENGINES[engine].server_engine
+    return name if name in server_engines(version) else "Python"  # DeepSpeed 0.19.0: the alias arrives in 0.20.0
+
+
+def weights_key(version: str) -> str:
+    """Before 0.23 DJL downloads S3 weights named by ``option.s3url`` (as the seed does); later ``option.model_id``."""
+    return "option.s3url" if version_key(version) < (0, 23, 0) else "option.model_id"
+
+
+def rolling_batch_values(version: str) -> tuple[str, ...]:
+    """``option.rolling_batch`` values this version's RollingBatchEnum accepts (empty before 0.23)."""
+    key = version_key(version)
+    if key < (0, 23, 0):
+        return ()
+    if key < (0, 25, 0):
+        return ("auto", "scheduler", "lmi-dist", "vllm")
+    if key < (0, 26, 0):
+        return ("auto", "scheduler", "lmi-dist", "vllm", "trtllm")
+    if key < (0, 28, 0):
+        return ("auto", "scheduler", "lmi-dist", "vllm", "disable", "trtllm", "deepspeed")
+    if key < (0, 33, 0):
+        return ("auto", "scheduler", "lmi-dist", "vllm", "disable", "trtllm", "tnx")
+    return ("auto", "vllm", "disable", "trtllm")
+
+
+def rolling_batch_present_means_on(version: str) -> bool:
+    """0.23-0.26 turn rolling batch on whenever the key is present, even as ``disable``: omit it there."""
+    return (0, 23, 0) <= version_key(version) < (0, 27, 0)
+
+
+def accepts_tp_max(version: str) -> bool:
+    """``option.tensor_parallel_degree=max`` parses from 0.24.0 (earlier: Integer.parseInt fails)."""
+    return version_key(version) >= (0, 24, 0)
+
+
+def server_engines(version: str) -> tuple[str, ...]:
+    """Values of ``engine=`` this version's server knows."""
+    key = version_key(version)
+    names = ["Python"]
+    if key >= (0, 23, 0):
+        names.append("MPI")
+    if (0, 20, 0) <= key < (0, 28, 0):
+        names.append("DeepSpeed")
+    if (0, 21, 0) <= key < (0, 25, 0):
+        names.append("FasterTransformer")
+    return tuple(names)
+
+
+# serving.properties keys and the versions that read them: key -> (first, last or None). From the fact sheet §1.
+_ALL = ("0.19.0", None)
+KNOWN_KEYS: dict[str, tuple[str, str | None]] = {
+    # model-server keys
+    "engine": _ALL,
+    "job_queue_size": _ALL,
+    "batch_size": _ALL,
+    "max_batch_delay": _ALL,
+    "max_idle_time": _ALL,
+    "minWorkers": _ALL,
+    "maxWorkers": _ALL,
+    "gpu.minWorkers": _ALL,
+    "gpu.maxWorkers": _ALL,
+    "cpu.minWorkers": _ALL,
+    "cpu.maxWorkers": _ALL,
+    "load_on_devices": _ALL,
+    "retry_threshold": _ALL,
+    "max_dynamic_batch_size": ("0.28.0", None),
+    # common options
+    "option.entryPoint": _ALL,
+    "option.handler": _ALL,
+    "option.model_id": _ALL,
+    "option.s3url": _ALL,
+    "option.revision": _ALL,
+    "option.trust_remote_code": _ALL,
+    "option.tensor_parallel_degree": _ALL,
+    "option.pipeline_parallel_degree": _ALL,
+    "option.dtype": _ALL,
+    "option.quantize": _ALL,
+    "option.task": _ALL,
+    "option.model_loading_timeout": _ALL,
+    "option.predict_timeout": _ALL,
+    "option.pythonExecutable": _ALL,
+    "option.enable_venv": _ALL,
+    "option.env": _ALL,
+    "option.parallel_loading": _ALL,
+    "option.model_dir": _ALL,
+    "option.output_formatter": _ALL,
+    "option.enable_streaming": ("0.22.1", None),
+    "option.rolling_batch": ("0.23.0", None),
+    "option.max_rolling_batch_size": ("0.23.0", None),
+    "option.mpi_mode": ("0.23.0", None),
+    "option.async_mode": ("0.33.0", None),
+    "option.max_model_len": ("0.26.0", None),
+    "option.max_rolling_batch_prefill_tokens": ("0.23.0", None),
+    "option.gpu_memory_utilization": ("0.24.0", None),
+    "option.enforce_eager": ("0.26.0", None),
+    "option.load_format": ("0.28.0", None),
+    "option.enable_lora": ("0.27.0", None),
+    "option.max_loras": ("0.27.0", None),
+    "option.max_lora_rank": ("0.27.0", None),
+    # Hugging Face Accelerate
+    "option.device_map": _ALL,
+    "option.load_in_8bit": _ALL,
+    "option.load_in_4bit": _ALL,
+    "option.low_cpu_mem_usage": _ALL,
+    "option.decoding_strategy": ("0.23.0", None),
+    # DeepSpeed (the engine left with 0.27.0)
+    "option.max_tokens": ("0.19.0", "0.27.0"),
+    "option.enable_cuda_graph": ("0.19.0", "0.27.0"),
+    "option.triangular_masking": ("0.19.0", "0.27.0"),
+    "option.return_tuple": ("0.19.0", "0.27.0"),
+    "option.training_mp_size": ("0.19.0", "0.27.0"),
+    "option.checkpoint": ("0.19.0", "0.27.0"),
+    "option.save_mp_checkpoint_path": ("0.19.0", "0.27.0"),
+    "option.deepspeed_config_path": ("0.19.0", "0.27.0"),
+    # FasterTransformer
+    "option.data_type": ("0.21.0", "0.24.0"),
+    # TensorRT-LLM
+    "option.max_input_len": ("0.25.0", None),
+    "option.max_output_len": ("0.25.0", None),
+    "option.max_num_tokens": ("0.27.0", None),
+    "option.kv_cache_free_gpu_mem_fraction": ("0.25.0", None),
+    # Transformers-NeuronX
+    "option.n_positions": ("0.22.1", "0.34.0"),
+    "option.unroll": ("0.22.1", "0.34.0"),
+    "option.neuron_optimize_level": ("0.24.0", "0.34.0"),
+    "option.context_length_estimate": ("0.24.0", "0.34.0"),
+    "option.load_split_model": ("0.24.0", "0.34.0"),
+    "option.compiled_graph_path": ("0.24.0", "0.34.0"),
+    "option.group_query_attention": ("0.25.0", "0.34.0"),
+}
+
+
+def key_known_in(key: str, version: str) -> bool:
+    span = KNOWN_KEYS.get(key)
+    if span is None:
+        return False
+    first, last = span
+    return version_key(first) <= version_key(version) and (last is None or version_key(version) <= version_key(last))
+
+
+def all_versions() -> list[str]:
+    """Every LMI/DJL version that has some container."""
+    return sorted({v for e in Engine for v in versions(e)}, key=version_key)

@@ -32,7 +32,6 @@ _ENVIRONMENT = jinja2.Environment(
     keep_trailing_newline=True,
     autoescape=False,
 )
-_HANDLER_TEMPLATES = {Engine.FASTER_TRANSFORMER: "fastertransformer_model.py.j2"}
 
 
 @dataclass(frozen=True)
@@ -45,20 +44,47 @@ class RenderedCode:
 
 
 def serving_properties(config: DeploymentConfig) -> list[tuple[str, str]]:
-    """The serving.properties entries, in order. Keys and values exactly as DJL will read them."""
-    entries = [("engine", config.engine.value)]
-    if config.handler == "builtin":
-        entries.append(("option.entryPoint", containers.ENGINES[config.engine].builtin_entry_point))
-    # DJL 0.21/0.22 read the staged weights from option.s3url (the seed); 0.23+ take option.model_id.
-    weights_key = "option.s3url" if containers.version_key(config.lmi_version) < (0, 23, 0) else "option.model_id"
+    """The serving.properties entries, in order. Keys and values exactly as DJL will read them.
+
+    Every version rule lives in ``containers``: the weights key (s3url before 0.23), the handler module's name,
+    rolling batch (never written as ``disable`` on 0.23-0.26, where the key's presence turns it on).
+    """
+    spec = containers.ENGINES[config.engine]
+    version = config.lmi_version
+    resolved = config.resolved
+    entries = [("engine", containers.server_engine(config.engine, version))]
+    entry_point = containers.entry_point(config.engine, version)
+    if config.handler == "builtin" and entry_point:
+        entries.append(("option.entryPoint", entry_point))
     entries += [
-        (weights_key, config.weights_s3_uri),
-        ("option.tensor_parallel_degree", str(config.tensor_parallel_degree)),
-        ("option.dtype", config.dtype),
+        (containers.weights_key(version), config.weights_s3_uri),
+        ("option.tensor_parallel_degree", resolved.tensor_parallel_property),
+        ("option.dtype", resolved.dtype),
         # Always explicit: code, container env and docs disagree on the default (240/1200/1800 s).
-        ("option.model_loading_timeout", str(config.model_loading_timeout_s)),
+        ("option.model_loading_timeout", str(resolved.model_loading_timeout)),
     ]
+    if spec.rolling_batch:
+        entries.append(("option.rolling_batch", spec.rolling_batch))
+        if config.max_batch_size:
+            entries.append(("option.max_rolling_batch_size", str(config.max_batch_size)))
+    sequence = str(resolved.max_sequence_length)
+    if config.engine is Engine.DEEPSPEED:
+        entries.append(("option.max_tokens", sequence))
+    elif config.engine in (Engine.VLLM, Engine.LMI_DIST) and containers.key_known_in("option.max_model_len", version):
+        entries.append(("option.max_model_len", sequence))
+    elif config.engine is Engine.TENSORRT_LLM:
+        output = resolved.max_sequence_length // 4
+        entries += [
+            ("option.max_input_len", str(resolved.max_sequence_length - output)),
+            ("option.max_output_len", str(output)),
+        ]
+    elif config.engine is Engine.NEURONX:
+        entries.append(("option.n_positions", sequence))
+        if config.max_batch_size:
+            entries.append(("batch_size", str(config.max_batch_size)))
     for key, value in entries:
+        if not containers.key_known_in(key, version):
+            raise ConfigError(f"internal: {key} is not read by LMI {version}")
         if value != value.strip() or any(c in value for c in "\n#\\"):
             raise ConfigError(f"{key}={value!r} cannot be written to serving.properties (whitespace, '#' or newline)")
     return entries
@@ -82,15 +108,19 @@ def render_files(config: DeploymentConfig) -> dict[str, str]:
             image_uri_tag=containers.image_tag(config.engine, config.lmi_version),
         )
     }
-    if config.handler == "custom":
+    template = containers.ENGINES[config.engine].custom_template
+    if config.handler == "custom" and template:
         files[MODEL_PY] = _render_template(
-            _HANDLER_TEMPLATES[config.engine],
+            template,
             config,
             model_id=config.model_id,
             model_type=config.resolved_model_type,
-            tensor_parallel_degree=config.tensor_parallel_degree,
-            dtype=config.dtype,
-            parameters={k: list(v) for k, v in containers.ft_generation_parameters(config.resolved_model_type).items()},
+            tensor_parallel_degree=config.resolved.tensor_parallel_degree,
+            dtype=config.resolved.dtype,
+            parameters={
+                k: list(v)
+                for k, v in containers.generation_parameters(config.engine, config.resolved_model_type).items()
+            },
         )
     return files
 

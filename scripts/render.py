@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from lmi_deploy.cli import add_config_arguments, context_from_args, environment_defaults
-from lmi_deploy.config import load_config
+from lmi_deploy.config import load_config, report_lines
 from lmi_deploy.errors import ConfigError
 from lmi_deploy.render import render
 
@@ -29,6 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"lmi-deploy: {error}", file=sys.stderr)
         return 2
+    print("\n".join(report_lines(config)))
     print(f"rendered {config.deployment} ({config.engine.value} {config.lmi_version}, handler={config.handler}):")
     for name in code.files:
         print(f"  {code.directory / name}")

@@ -19,8 +19,13 @@ class DeploymentStacks:
     endpoint: EndpointStack
 
 
+def add_checks(app: cdk.App) -> None:
+    """cdk-nag's AwsSolutions pack, run on every synth: an unacknowledged finding stops it."""
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+
+
 def add_deployment(app: cdk.App, config: DeploymentConfig, code: RenderedCode) -> DeploymentStacks:
-    """Add ``<deployment>-artifacts`` and ``<deployment>-endpoint`` to ``app``, with cdk-nag's AwsSolutions checks."""
+    """Add ``<deployment>-artifacts`` and ``<deployment>-endpoint`` to ``app``."""
     env = cdk.Environment(account=config.account, region=config.region)
 
     def synthesizer() -> cdk.DefaultStackSynthesizer:
@@ -47,5 +52,4 @@ def add_deployment(app: cdk.App, config: DeploymentConfig, code: RenderedCode) -
     )
     for stack in (artifacts, endpoint):
         cdk.Tags.of(stack).add("lmi-deploy:deployment", config.deployment)
-    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return DeploymentStacks(artifacts, endpoint)

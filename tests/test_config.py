@@ -21,9 +21,12 @@ def test_defaults_reproduce_the_seed_deployment() -> None:
     assert config.dtype == "fp32"
     assert config.instance_type == "ml.g5.12xlarge"
     assert config.instance_count == 1
-    assert config.model_data_download_timeout == 600
-    assert config.container_startup_health_check_timeout == 600
-    assert config.model_loading_timeout_s == 600
+    assert config.resolved.model_data_download_timeout == 600  # derived (auto), the seed's value
+    assert config.resolved.container_startup_health_check_timeout == 600
+    assert config.resolved.model_loading_timeout == 600
+    assert config.resolved.tensor_parallel_degree == 4 and config.resolved.dtype == "fp32"
+    assert config.resolved.errors == [] and config.resolved.warnings == []
+    assert config.facts is not None and config.facts.parameters == pytest.approx(11.13e9, rel=0.01)
     assert config.handler == "custom"
     assert config.deployment == "flan-t5-xxl"
     assert config.artifacts_stack_name == "flan-t5-xxl-artifacts"
@@ -35,11 +38,11 @@ def test_defaults_reproduce_the_seed_deployment() -> None:
 def test_sources_in_order_environment_file_context(deployment_file) -> None:
     path = deployment_file("region: eu-west-1\ndtype: bf16\ntensor_parallel_degree: 2\nmodel_revision: abc123\n")
     config = load_config(
-        {"config": str(path), "tensor_parallel_degree": "1", "@aws-cdk/core:foo": True, "aws:cdk:enable": "x"},
+        {"config": str(path), "tensor_parallel_degree": "4", "@aws-cdk/core:foo": True, "aws:cdk:enable": "x"},
         environment_defaults={"account": "111122223333", "region": "us-west-2"},
     )
     assert config.region == "eu-west-1"  # file beats environment
-    assert config.tensor_parallel_degree == 1  # context beats file (and arrives as a string)
+    assert config.tensor_parallel_degree == 4  # context beats file (and arrives as a string)
     assert config.dtype == "bf16"
     assert config.account == "111122223333"
     assert config.bucket_name == "flan-t5-xxl-111122223333-eu-west-1"
@@ -59,58 +62,219 @@ def test_weights_given_as_s3_prefix_are_used_as_is() -> None:
     assert config.resolved_model_type == "t5"
 
 
+LLAMA = {"model_id": "meta-llama/Llama-2-7b-hf"}  # bundled config: 32 heads, 32 KV heads, 6.7B, 4096 positions
+MISTRAL = {"model_id": "mistralai/Mistral-7B-Instruct-v0.2"}  # 32 heads, 8 KV heads
 BAD_INPUTS = [
-    (
-        {"tensor_parallel_degree": "8"},
-        "tensor_parallel_degree=8 does not fit ml.g5.12xlarge, which has 4 GPUs; use one of 1, 2, 4",
-    ),
-    ({"tensor_parallel_degree": "3"}, "tensor_parallel_degree=3 does not fit ml.g5.12xlarge"),
-    ({"tensor_parallel_degree": "0"}, "invalid tensor_parallel_degree='0': Input should be greater than or equal to 1"),
+    # keys and types
     (
         {"tensor_paralel_degree": "4"},
         "unknown setting 'tensor_paralel_degree' (did you mean 'tensor_parallel_degree'?)",
     ),
-    ({"dtype": "fp16"}, "dtype='fp16' with FasterTransformer and T5 models gives garbage output"),
-    ({"dtype": "int8"}, "use dtype=bf16 or dtype=fp32"),
-    ({"dtype": "fp8"}, "invalid dtype='fp8': Input should be 'fp32', 'fp16', 'bf16' or 'int8'"),
+    ({"instance_typ": "ml.g5.xlarge"}, "unknown setting 'instance_typ' (did you mean 'instance_type'?)"),
+    ({"tensor_parallel_degree": "0"}, "invalid tensor_parallel_degree='0'"),
+    ({"tensor_parallel_degree": "many"}, "invalid tensor_parallel_degree='many'"),
+    ({"instance_count": "abc"}, "invalid instance_count='abc': Input should be a valid integer"),
+    ({"dtype": "fp8"}, "invalid dtype='fp8': Input should be 'fp32', 'fp16', 'bf16', 'int8' or 'auto'"),
+    ({"handler": "script"}, "invalid handler='script': Input should be 'custom' or 'builtin'"),
+    ({"account": "12345"}, "invalid account='12345': must be a 12-digit AWS account id"),
+    ({"deployment": "My_Model"}, "invalid deployment='My_Model': must be 2-32 characters"),
     (
-        {"engine": "vLLM"},
-        "invalid engine='vLLM': not available in lmi-deploy yet; available engines: FasterTransformer",
+        {"engine": "tensorflow"},
+        "invalid engine='tensorflow': unknown engine; available engines: FasterTransformer, DeepSpeed",
     ),
-    ({"engine": "tensorflow"}, "invalid engine='tensorflow': unknown engine"),
+    # engine x version x region x image
     (
         {"lmi_version": "0.25.0"},
         "lmi_version='0.25.0' has no FasterTransformer container; versions that ship it: 0.21.0, 0.22.1, 0.23.0, 0.24.0",
     ),
     (
+        {"engine": "DeepSpeed", "lmi_version": "0.28.0", **LLAMA},
+        "lmi_version='0.28.0' has no DeepSpeed container; versions that ship it: 0.19.0",
+    ),
+    (
+        {"engine": "tensorrt-llm", "lmi_version": "0.31.0", **LLAMA},
+        "lmi_version='0.31.0' has no TensorRT-LLM container",
+    ),
+    ({"engine": "lmi-dist", "lmi_version": "0.33.0", **LLAMA}, "lmi_version='0.33.0' has no lmi-dist container"),
+    ({"engine": "vllm", "lmi_version": "0.22.1", **LLAMA}, "lmi_version='0.22.1' has no vLLM container"),
+    ({"region": "xx-north-9"}, "region='xx-north-9' has no FasterTransformer 0.21.0 image"),
+    # instance and tensor parallelism
+    (
         {"instance_type": "ml.g5.12xl"},
         "instance_type='ml.g5.12xl' is not a known accelerator instance; did you mean ml.g5.12xlarge",
     ),
     (
-        {"instance_type": "ml.inf2.48xlarge", "tensor_parallel_degree": "4"},
-        "needs NVIDIA GPUs, but ml.inf2.48xlarge has Inferentia2",
+        {"tensor_parallel_degree": "8"},
+        "tensor_parallel_degree=8 does not fit ml.g5.12xlarge, which has 4 GPUs; use one of 1, 2, 4",
     ),
-    ({"instance_count": "abc"}, "invalid instance_count='abc': Input should be a valid integer"),
+    ({"tensor_parallel_degree": "3"}, "tensor_parallel_degree=3 does not fit ml.g5.12xlarge"),
     (
-        {"model_data_download_timeout": "30"},
-        "invalid model_data_download_timeout='30': Input should be greater than or equal to 60",
+        {
+            "engine": "neuronx",
+            "instance_type": "ml.inf2.48xlarge",
+            "tensor_parallel_degree": "5",
+            "dtype": "bf16",
+            **LLAMA,
+        },
+        "does not fit ml.inf2.48xlarge, which has 24 NeuronCores",
     ),
-    ({"container_startup_health_check_timeout": "7200"}, "Input should be less than or equal to 3600"),
+    (
+        {
+            "engine": "vllm",
+            "instance_type": "ml.p4d.24xlarge",
+            "tensor_parallel_degree": "8",
+            "model_config": "HEADS12",
+        },
+        "tensor_parallel_degree=8 does not divide its 12 attention heads of",
+    ),
+    (
+        {
+            "engine": "accelerate",
+            "instance_type": "ml.g5.48xlarge",
+            "tensor_parallel_degree": "8",
+            "model_config": "KV4",
+        },
+        "does not divide its 4 key/value heads",
+    ),
+    (
+        {"engine": "vllm", "tensor_parallel_degree": "max", "lmi_version": "0.23.0", **LLAMA},
+        "tensor_parallel_degree=max is read only from LMI 0.24.0",
+    ),
+    # memory
+    (
+        {
+            "engine": "vllm",
+            "instance_type": "ml.g4dn.xlarge",
+            "tensor_parallel_degree": "1",
+            "dtype": "fp16",
+            "model_id": "meta-llama/Meta-Llama-3-8B-Instruct",
+        },
+        "does not fit ml.g4dn.xlarge at TP1: needs 17.0 GiB per GPU, has 14.4 GiB",
+    ),
+    ({"tensor_parallel_degree": "1"}, "google/flan-t5-xxl in fp32 does not fit ml.g5.12xlarge at TP1"),
+    (
+        {
+            "engine": "accelerate",
+            "instance_type": "ml.g4dn.xlarge",
+            "tensor_parallel_degree": "auto",
+            "dtype": "fp16",
+            **LLAMA,
+        },
+        "no tensor_parallel_degree on ml.g4dn.xlarge fits meta-llama/Llama-2-7b-hf in fp16",
+    ),
+    # engine vs model family, hardware, dtype
+    ({"engine": "vllm"}, "google/flan-t5-xxl is an encoder-decoder (T5) model, which vLLM does not serve"),
+    ({"engine": "DeepSpeed", "lmi_version": "0.27.0"}, "model_type='t5' is not supported by DeepSpeed"),
+    ({"model_id": "x/mixtral", "model_type": "mixtral"}, "model_type='mixtral' is not supported by FasterTransformer"),
+    (
+        {"engine": "neuronx", "dtype": "bf16", **LLAMA},
+        "engine NeuronX runs on AWS Inferentia2/Trainium, but ml.g5.12xlarge has A10G GPUs",
+    ),
+    (
+        {"instance_type": "ml.inf2.48xlarge"},
+        "engine FasterTransformer needs NVIDIA GPUs, but ml.inf2.48xlarge has Inferentia2 NeuronCores",
+    ),
+    (
+        {
+            "engine": "neuronx",
+            "lmi_version": "0.23.0",
+            "instance_type": "ml.inf2.24xlarge",
+            "tensor_parallel_degree": "4",
+            "dtype": "fp16",
+            **LLAMA,
+        },
+        "model_type='llama' needs NeuronX from 0.24.0",
+    ),
+    ({"dtype": "fp16"}, "dtype='fp16' with T5 models gives garbage output"),
+    ({"engine": "accelerate", "dtype": "fp16"}, "dtype='fp16' with T5 models gives garbage output"),
+    ({"dtype": "int8"}, "dtype='int8' is refused by FasterTransformer for T5 models"),
+    (
+        {"instance_type": "ml.p3.8xlarge", "dtype": "bf16"},
+        "dtype='bf16' needs an Ampere or newer GPU, but ml.p3.8xlarge has V100s",
+    ),
+    ({"engine": "vllm", "dtype": "fp32", **LLAMA}, "dtype='fp32' is not supported by vLLM"),
+    ({"engine": "vllm", "handler": "custom", **LLAMA}, "handler=custom is not offered for vLLM"),
+    # timeouts, volume, sequence length
+    ({"model_data_download_timeout": "30"}, "invalid model_data_download_timeout='30'"),
+    ({"container_startup_health_check_timeout": "7200"}, "invalid container_startup_health_check_timeout='7200'"),
     ({"model_loading_timeout": "900"}, "model_loading_timeout=900 exceeds container_startup_health_check_timeout=600"),
+    (
+        {
+            "model_id": "google/flan-ul2",
+            "tensor_parallel_degree": "4",
+            "dtype": "bf16",
+            "instance_type": "ml.g5.24xlarge",
+            "model_data_download_timeout": "60",
+        },
+        "model_data_download_timeout=60 is shorter than the",
+    ),
+    (
+        {
+            "engine": "neuronx",
+            "instance_type": "ml.inf2.24xlarge",
+            "tensor_parallel_degree": "4",
+            "dtype": "bf16",
+            "container_startup_health_check_timeout": "600",
+            **LLAMA,
+        },
+        "container_startup_health_check_timeout=600 is shorter than the",
+    ),
     ({"volume_size_gb": "100"}, "volume_size_gb=100 is refused by SageMaker on ml.g5.12xlarge"),
-    ({"model_id": "meta-llama/Llama-2-7b-hf"}, "cannot tell the architecture of model_id='meta-llama/Llama-2-7b-hf'"),
-    ({"model_id": "x/llama", "model_type": "llama"}, "model_type='llama' is not supported by FasterTransformer"),
-    ({"deployment": "My_Model"}, "invalid deployment='My_Model': must be 2-32 characters"),
-    ({"region": "mars-north-1"}, "region='mars-north-1' has no FasterTransformer 0.21.0 image"),
-    ({"handler": "script"}, "invalid handler='script': Input should be 'custom' or 'builtin'"),
-    ({"account": "12345"}, "invalid account='12345'"),
+    (
+        {
+            "engine": "accelerate",
+            "instance_type": "ml.p3.8xlarge",
+            "tensor_parallel_degree": "4",
+            "dtype": "fp16",
+            "volume_size_gb": "5",
+            **LLAMA,
+        },
+        "volume_size_gb=5 cannot hold the weights: needs at least",
+    ),
+    (
+        {"engine": "vllm", "max_sequence_length": "8192", **LLAMA},
+        "max_sequence_length=8192 exceeds the model's 4096 positions",
+    ),
+    (
+        {"model_id": "meta-llama/Llama-2-7b-chat-hf"},
+        "cannot tell the architecture of model_id='meta-llama/Llama-2-7b-chat-hf'",
+    ),
 ]
 
 
+def _with_model_configs(context: dict[str, str], tmp_path) -> dict[str, str]:
+    """Model configs the corpus refers to by name, written by the test."""
+    configs = {
+        "HEADS12": {
+            "model_type": "gpt_neox",
+            "hidden_size": 768,
+            "num_attention_heads": 12,
+            "num_hidden_layers": 12,
+            "vocab_size": 50304,
+            "max_position_embeddings": 2048,
+        },
+        "KV4": {
+            "model_type": "llama",
+            "hidden_size": 4096,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 4,
+            "num_hidden_layers": 32,
+            "intermediate_size": 11008,
+            "vocab_size": 32000,
+            "max_position_embeddings": 4096,
+        },
+    }
+    if context.get("model_config") in configs:
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps(configs[context["model_config"]]))
+        context = {**context, "model_config": str(path), "model_id": "test/model"}
+    return context
+
+
 @pytest.mark.parametrize(("context", "message"), BAD_INPUTS, ids=[str(c) for c, _ in BAD_INPUTS])
-def test_bad_input_is_one_clear_line(context: dict[str, str], message: str) -> None:
+def test_bad_input_is_one_clear_line(context: dict[str, str], message: str, tmp_path) -> None:
     with pytest.raises(ConfigError) as raised:
-        load_config(context)
+        load_config(_with_model_configs(context, tmp_path))
     text = str(raised.value)
     assert message in text
     assert "\n" not in text and "Traceback" not in text
@@ -184,19 +348,18 @@ def test_image_uri_per_region(region: str, uri: str) -> None:
     assert config.image_account == uri.split(".")[0]
 
 
-def test_image_uris_match_sagemaker_core_everywhere() -> None:
+def test_image_uris_match_sagemaker_core_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every engine x version x region resolves to the URI sagemaker-core gives."""
+    import functools
+
     from sagemaker.core import image_uris
+
+    # retrieve() re-reads botocore's endpoint data on every call (~35 ms); the data does not change within a run
+    monkeypatch.setattr(image_uris.utils, "_botocore_resolver", functools.cache(image_uris.utils._botocore_resolver))
 
     for engine in Engine:
         for version in containers.versions(engine):
-            # one region per distinct registry account, plus every region outside amazonaws.com
-            by_account: dict[str, str] = {}
+            framework = containers.framework(engine, version)
             for region in containers.regions(engine, version):
-                account = containers.image_uri(engine, version, region).split(".")[0]
-                if region.startswith(("cn-", "eusc-")) or account not in by_account:
-                    by_account[account if not region.startswith(("cn-", "eusc-")) else region] = region
-            for region in by_account.values():
-                expected = image_uris.retrieve(
-                    framework=containers.ENGINES[engine].sdk_framework, region=region, version=version
-                )
+                expected = image_uris.retrieve(framework=framework, region=region, version=version)
                 assert containers.image_uri(engine, version, region) == expected, (engine, version, region)

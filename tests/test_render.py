@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from lmi_deploy import containers
+from lmi_deploy import containers, validation
 from lmi_deploy.config import load_config
 from lmi_deploy.containers import Engine
-from lmi_deploy.render import render, serving_properties
+from lmi_deploy.render import render, render_files, serving_properties
 from scripts import render as render_script
 
 
@@ -31,54 +31,113 @@ def parse_properties(text: str) -> dict[str, str]:
     return result
 
 
-MATRIX = [
-    (version, handler, dtype, model_id, tp)
-    for version in containers.versions(Engine.FASTER_TRANSFORMER)
-    for handler in ("custom", "builtin")
-    for dtype in ("fp32", "bf16")
-    for model_id, tp in (("google/flan-t5-xxl", 4), ("EleutherAI/gpt-j-6b", 2), ("bigscience/bloom-560m", 1))
-]
+# Per engine: the models it serves in the matrix, the instance, and the TP degrees to try.
+_GPU = "ml.g5.48xlarge"  # 8 x A10G
+_MATRIX_MODELS = {
+    Engine.FASTER_TRANSFORMER: (("google/flan-t5-xxl", "EleutherAI/gpt-j-6b"), _GPU, (4, 8)),
+    Engine.DEEPSPEED: (("EleutherAI/gpt-j-6b",), _GPU, (2, 8)),
+    Engine.ACCELERATE: (("google/flan-t5-xxl", "meta-llama/Llama-2-7b-hf"), _GPU, (4, 8)),
+    Engine.LMI_DIST: (("meta-llama/Llama-2-7b-hf",), _GPU, (1, 8)),
+    Engine.VLLM: (("mistralai/Mistral-7B-Instruct-v0.2",), _GPU, (1, 8)),
+    Engine.TENSORRT_LLM: (("meta-llama/Llama-2-7b-hf",), _GPU, (1, 8)),
+    Engine.NEURONX: (("EleutherAI/gpt-j-6b", "meta-llama/Llama-2-7b-hf"), "ml.inf2.24xlarge", (4,)),
+}
 
 
-@pytest.mark.parametrize(("version", "handler", "dtype", "model_id", "tp"), MATRIX)
-def test_render_matrix(tmp_path: Path, version: str, handler: str, dtype: str, model_id: str, tp: int) -> None:
+def _matrix() -> list[tuple[Engine, str, str, str, str, int]]:
+    rows = []
+    for engine, (models, _, tps) in _MATRIX_MODELS.items():
+        spec = containers.ENGINES[engine]
+        handlers = ("builtin", "custom") if spec.custom_template else ("builtin",)
+        for version in containers.versions(engine):
+            for model_id in models:
+                if engine is Engine.NEURONX and version in ("0.22.1", "0.23.0") and "llama" in model_id.lower():
+                    continue  # llama on NeuronX starts at 0.24.0 (a refused combination, in the corpus)
+                for dtype in spec.dtypes:
+                    t5 = "t5" in model_id
+                    if dtype == "int8" or (t5 and dtype == "fp16"):
+                        continue  # refused, see the bad-input corpus
+                    if engine is Engine.NEURONX and dtype == "bf16" and version in ("0.22.1", "0.23.0"):
+                        continue
+                    if dtype == "fp32" and engine in (Engine.DEEPSPEED, Engine.NEURONX, Engine.ACCELERATE) and not t5:
+                        continue  # fits, but not worth the matrix time: fp32 paths are covered by FT and T5
+                    for handler in handlers:
+                        for tp in tps:
+                            rows.append((engine, version, handler, dtype, model_id, tp))
+    return rows
+
+
+MATRIX = _matrix()
+
+
+@pytest.mark.parametrize(
+    ("engine", "version", "handler", "dtype", "model_id", "tp"),
+    MATRIX,
+    ids=[f"{e.value}-{v}-{h}-{d}-{m.split('/')[-1]}-tp{t}" for e, v, h, d, m, t in MATRIX],
+)
+def test_render_matrix(
+    tmp_path: Path, engine: Engine, version: str, handler: str, dtype: str, model_id: str, tp: int
+) -> None:
     config = load_config(
-        {"lmi_version": version, "handler": handler, "dtype": dtype, "model_id": model_id, "tensor_parallel_degree": tp}
+        {
+            "engine": engine.value,
+            "lmi_version": version,
+            "handler": handler,
+            "dtype": dtype,
+            "model_id": model_id,
+            "tensor_parallel_degree": tp,
+            "instance_type": _MATRIX_MODELS[engine][1],
+        }
     )
+    spec = containers.ENGINES[engine]
     code = render(config, tmp_path)
-    properties_text = (code.directory / "serving.properties").read_text()
-    properties = parse_properties(properties_text)
-    weights_key = "option.s3url" if version in ("0.21.0", "0.22.1") else "option.model_id"
-    expected = {
-        "engine": "FasterTransformer",
-        weights_key: config.weights_s3_uri,
-        "option.tensor_parallel_degree": str(tp),
-        "option.dtype": dtype,
-        "option.model_loading_timeout": "600",
-    }
-    if handler == "builtin":
-        expected["option.entryPoint"] = "djl_python.fastertransformer"
-    assert properties == expected
+    properties = parse_properties((code.directory / "serving.properties").read_text())
     assert properties == dict(serving_properties(config))
+    weights_key = "option.s3url" if containers.version_key(version) < (0, 23, 0) else "option.model_id"
+    assert properties["engine"] == containers.server_engine(engine, version)
+    assert properties["engine"] in (spec.server_engine, "Python")
+    assert properties[weights_key] == config.weights_s3_uri
+    assert properties["option.tensor_parallel_degree"] == str(tp)
+    assert properties["option.dtype"] == dtype
+    assert properties["option.model_loading_timeout"] == str(config.resolved.container_startup_health_check_timeout)
+    assert properties.get("option.rolling_batch") == spec.rolling_batch  # never "disable"
+    expected_entry = containers.entry_point(engine, version) if handler == "builtin" else None
+    assert properties.get("option.entryPoint") == expected_entry
+    for key in properties:
+        assert containers.key_known_in(key, version), key
+    assert (
+        validation.lint_serving_properties(
+            (code.directory / "serving.properties").read_text(),
+            version,
+            config.instance,
+            config.facts,
+            config.resolved.container_startup_health_check_timeout,
+        )
+        == []
+    )
     for name in code.files:
         text = (code.directory / name).read_text()
         assert "{{" not in text and "{%" not in text and "{#" not in text, name
     if handler == "custom":
         assert code.files == ("model.py", "serving.properties")
         source = (code.directory / "model.py").read_text()
-        ast.parse(source, feature_version=(3, 9))  # the FT container runs Python 3.9
+        ast.parse(source, feature_version=(3, 9))  # older LMI containers run Python 3.9
         compile(source, "model.py", "exec")
     else:
         assert code.files == ("serving.properties",)
 
 
 def test_rendered_handlers_lint_clean(tmp_path: Path) -> None:
-    """One ruff run over a custom handler per model family (the rest of the matrix renders the same template)."""
+    """One ruff run over each handler template and model family (the rest of the matrix renders the same)."""
     paths = []
-    for model_id in ("google/flan-t5-xxl", "EleutherAI/gpt-j-6b"):
-        code = render(
-            load_config({"model_id": model_id, "tensor_parallel_degree": 1}), tmp_path / model_id.split("/")[0]
-        )
+    for engine, model_id in (
+        ("FasterTransformer", "google/flan-t5-xxl"),
+        ("FasterTransformer", "EleutherAI/gpt-j-6b"),
+        ("DeepSpeed", "EleutherAI/gpt-j-6b"),
+        ("Accelerate", "google/flan-t5-xxl"),
+    ):
+        context = {"engine": engine, "model_id": model_id, "deployment": f"{engine.lower()}-{model_id[:6].lower()}"}
+        code = render(load_config(context), tmp_path)
         paths.append(str(code.directory / "model.py"))
     result = subprocess.run(
         [
@@ -155,4 +214,8 @@ def test_example_deployments_validate_and_render(tmp_path: Path, path: Path) -> 
 
 def test_seed_deployment_file_equals_the_defaults() -> None:
     seed = Path(__file__).resolve().parent.parent / "deployments" / "flan-t5-xxl.yaml"
-    assert load_config({"config": str(seed)}) == load_config({})
+    from_file, defaults = load_config({"config": str(seed)}), load_config({})
+    assert render_files(from_file) == render_files(defaults)
+    assert from_file.resolved.model_data_download_timeout == defaults.resolved.model_data_download_timeout == 600
+    assert from_file.resolved.container_startup_health_check_timeout == 600
+    assert (from_file.instance_type, from_file.instance_count) == (defaults.instance_type, defaults.instance_count)

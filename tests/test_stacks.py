@@ -14,7 +14,7 @@ from aws_cdk.assertions import Match, Template
 
 from lmi_deploy.config import DeploymentConfig, load_config
 from lmi_deploy.render import render
-from stacks.deployment import DeploymentStacks, add_deployment
+from stacks.deployment import DeploymentStacks, add_checks, add_deployment
 
 ACCOUNT = "111122223333"
 # What the CDK CLI passes to app.py from cdk.json (feature flags).
@@ -25,6 +25,7 @@ def synth(tmp_path: Path, **context: Any) -> tuple[DeploymentConfig, DeploymentS
     config = load_config(context, environment_defaults={"account": ACCOUNT, "region": "us-east-1"})
     app = cdk.App(outdir=str(tmp_path / "cdk.out"), context=CDK_JSON_CONTEXT)
     stacks = add_deployment(app, config, render(config, tmp_path / "model_code"))
+    add_checks(app)
     app.synth()  # runs cdk-nag's AwsSolutions pack; an unacknowledged finding fails here
     return config, stacks, app
 
@@ -224,10 +225,11 @@ def test_cfn_lint_is_clean(seed) -> None:
 def test_volume_region_and_other_instance(tmp_path: Path) -> None:
     _, stacks, _ = synth(
         tmp_path,
-        instance_type="ml.p3.8xlarge",
+        instance_type="ml.p3.16xlarge",
+        tensor_parallel_degree="8",
         volume_size_gb="200",
         region="eu-west-1",
-        dtype="bf16",
+        dtype="fp32",
         instance_count="2",
         model_data_download_timeout="1800",
         container_startup_health_check_timeout="1800",
@@ -239,7 +241,7 @@ def test_volume_region_and_other_instance(tmp_path: Path) -> None:
             "ProductionVariants": [
                 Match.object_like(
                     {
-                        "InstanceType": "ml.p3.8xlarge",
+                        "InstanceType": "ml.p3.16xlarge",
                         "InitialInstanceCount": 2,
                         "VolumeSizeInGB": 200,
                         "ModelDataDownloadTimeoutInSeconds": 1800,
@@ -269,6 +271,32 @@ def test_unacknowledged_nag_finding_fails_synth(tmp_path: Path) -> None:
     config = load_config({}, environment_defaults={"account": ACCOUNT})
     app = cdk.App(outdir=str(tmp_path / "cdk.out"), context=CDK_JSON_CONTEXT)
     stacks = add_deployment(app, config, render(config, tmp_path / "model_code"))
+    add_checks(app)
     stacks.endpoint.execution_role.role.add_to_policy(iam.PolicyStatement(actions=["s3:*"], resources=["*"]))
     with pytest.raises(Exception, match="AwsSolutions-IAM5"):
         app.synth()
+
+
+def test_every_example_deployment_synthesizes(tmp_path: Path) -> None:
+    """All of deployments/ in one app: each validates, renders, passes cdk-nag and cfn-lint."""
+    app = cdk.App(outdir=str(tmp_path / "cdk.out"), context=CDK_JSON_CONTEXT)
+    files = sorted((Path(__file__).resolve().parent.parent / "deployments").glob("*.yaml"))
+    assert len(files) >= 6
+    expected: dict[str, str] = {}
+    for path in files:
+        config = load_config({"config": str(path)}, environment_defaults={"account": ACCOUNT})
+        add_deployment(app, config, render(config, tmp_path / "model_code"))
+        expected[config.endpoint_stack_name] = config.instance_type
+    add_checks(app)
+    app.synth()
+    templates = sorted(str(p) for p in (tmp_path / "cdk.out").glob("*-endpoint.template.json"))
+    assert len(templates) == len(files)
+    for template in templates:
+        body = json.loads(Path(template).read_text())
+        variant = next(r for r in body["Resources"].values() if r["Type"] == "AWS::SageMaker::EndpointConfig")
+        name = Path(template).name.removesuffix(".template.json")
+        assert variant["Properties"]["ProductionVariants"][0]["InstanceType"] == expected[name]
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), *templates], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

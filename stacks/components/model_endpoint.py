@@ -40,8 +40,8 @@ class ModelEndpoint(Construct):
             instance_type=config.instance_type,
             initial_instance_count=config.instance_count,
             initial_variant_weight=1.0,
-            model_data_download_timeout_in_seconds=config.model_data_download_timeout,
-            container_startup_health_check_timeout_in_seconds=config.container_startup_health_check_timeout,
+            model_data_download_timeout_in_seconds=config.resolved.model_data_download_timeout,
+            container_startup_health_check_timeout_in_seconds=config.resolved.container_startup_health_check_timeout,
             volume_size_in_gb=config.volume_size_gb,
         )
         self.endpoint_config = sagemaker.CfnEndpointConfig(self, "EndpointConfig", production_variants=[variant])

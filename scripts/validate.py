@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Check a deployment before paying for it, or lint a serving.properties you already have.
+
+    python scripts/validate.py [--config FILE] [-c key=value ...]
+    python scripts/validate.py --serving-properties FILE --container TAG-or-version \\
+        [--instance-type TYPE] [--model-config config.json] [--startup-timeout SECONDS] [--json]
+
+Errors (exit 2, one line each) would make the endpoint fail or silently misbehave; warnings (exit 0) merely look
+odd. Checks that need a missing input are skipped with a warning. Needs no AWS credentials and, given the model
+config, no network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from lmi_deploy import containers, instances, model_facts
+from lmi_deploy.cli import add_config_arguments, context_from_args, environment_defaults
+from lmi_deploy.config import load_config
+from lmi_deploy.errors import ConfigError
+from lmi_deploy.validation import Finding, lint_serving_properties
+
+
+def container_version(container: str) -> str:
+    """``0.26.0``, ``0.26.0-deepspeed0.12.6-cu121`` or a full image URI -> ``0.26.0``."""
+    tag = container.rsplit(":", 1)[-1] if "/" in container or ":" in container else container
+    match = re.match(r"^(\d+\.\d+\.\d+)", tag)
+    known = containers.all_versions()
+    if not match or match.group(1) not in known:
+        raise ConfigError(
+            f"--container {container!r} is not an LMI version or image tag; known versions: {', '.join(known)}"
+        )
+    return match.group(1)
+
+
+def lint(args: argparse.Namespace) -> tuple[list[Finding], list[str]]:
+    version = container_version(args.container)
+    skipped: list[Finding] = []
+    instance = None
+    if args.instance_type:
+        instance = instances.get(args.instance_type)
+        if instance is None:
+            raise ConfigError(f"--instance-type {args.instance_type!r} is not a known accelerator instance")
+    else:
+        skipped.append(
+            Finding("warning", "skipped", "tensor_parallel_degree vs accelerators not checked: give --instance-type")
+        )
+    facts = model_facts.read_folder_or_file(Path(args.model_config)) if args.model_config else None
+    if facts is None:
+        skipped.append(Finding("warning", "skipped", "attention-head divisibility not checked: give --model-config"))
+    path = Path(args.serving_properties)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
+    findings = lint_serving_properties(text, version, instance, facts, args.startup_timeout)
+    return findings + skipped, [f"{path}: LMI {version}"]
+
+
+def validate_config(args: argparse.Namespace) -> tuple[list[Finding], list[str]]:
+    try:
+        config = load_config(context_from_args(args), environment_defaults=environment_defaults(os.environ))
+    except ConfigError as error:
+        return [Finding("error", "config", line) for line in str(error).splitlines()], []
+    notes = [f"{config.deployment}: {config.engine.value} {config.lmi_version} on {config.instance_type}"]
+    return list(config.resolved.warnings), notes + config.resolved.notes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print problems (and what was derived); exit 2 when any is an error."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_config_arguments(parser)
+    parser.add_argument("--serving-properties", metavar="FILE", help="lint this file instead of a deployment config")
+    parser.add_argument("--container", help="LMI version or image tag the file is for (with --serving-properties)")
+    parser.add_argument("--instance-type", help="instance type, for the tensor-parallel checks")
+    parser.add_argument("--model-config", help="the model's config.json, for the attention-head checks")
+    parser.add_argument("--startup-timeout", type=int, help="ContainerStartupHealthCheckTimeoutInSeconds in use")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    args = parser.parse_args(argv)
+    try:
+        if args.serving_properties:
+            if not args.container:
+                raise ConfigError(
+                    "--serving-properties needs --container (an LMI version such as 0.26.0, or the image tag)"
+                )
+            findings, notes = lint(args)
+        else:
+            findings, notes = validate_config(args)
+    except ConfigError as error:
+        findings, notes = [Finding("error", "input", str(error))], []
+    errors = [f for f in findings if f.level == "error"]
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "ok": not errors,
+                    "errors": [{"rule": f.rule, "message": f.message} for f in errors],
+                    "warnings": [{"rule": f.rule, "message": f.message} for f in findings if f.level == "warning"],
+                    "notes": notes,
+                },
+                indent=2,
+            )
+        )
+    else:
+        for note in notes:
+            print(note)
+        for finding in findings:
+            print(f"{finding.level}: {finding.message}", file=sys.stderr if finding.level == "error" else sys.stdout)
+        if not errors:
+            print("ok" + (f" ({len(findings)} warning(s))" if findings else ""))
+    return 2 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

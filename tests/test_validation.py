@@ -1,0 +1,204 @@
+"""Model facts, derived (auto) values, and linting an existing serving.properties through scripts/validate.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lmi_deploy import model_facts
+from lmi_deploy.config import load_config
+from lmi_deploy.errors import ConfigError
+from scripts import validate
+
+TINY_LLAMA = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 2048,
+    "intermediate_size": 5632,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 4,
+    "num_hidden_layers": 22,
+    "vocab_size": 32000,
+    "max_position_embeddings": 2048,
+    "torch_dtype": "bfloat16",
+    "tie_word_embeddings": False,
+}
+
+
+def write_model(folder: Path, config: dict, total_size: int | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config))
+    if total_size is not None:
+        index = {"metadata": {"total_size": total_size}, "weight_map": {}}
+        (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    return folder
+
+
+def test_facts_from_a_local_model_folder_prefer_the_safetensors_index(tmp_path: Path) -> None:
+    computed = model_facts.read_folder_or_file(write_model(tmp_path / "a", TINY_LLAMA))
+    assert (computed.attention_heads, computed.kv_heads, computed.layers, computed.head_dim) == (32, 4, 22, 64)
+    assert computed.parameters == pytest.approx(1.1e9, rel=0.02)  # TinyLlama-1.1B's shape
+    assert computed.parameters_from == "computed from config.json"
+    assert computed.native_dtype == "bf16" and computed.max_positions == 2048
+    indexed = model_facts.read_folder_or_file(write_model(tmp_path / "b", TINY_LLAMA, total_size=2_200_000_000))
+    assert indexed.parameters == 1_100_000_000 and indexed.parameters_from == "safetensors index"
+    # KV cache per token: K and V x 4 KV heads x 64 dims x 2 bytes x 22 layers
+    assert indexed.kv_cache_bytes_per_token("bf16") == 2 * 4 * 64 * 2 * 22
+
+
+def test_t5_facts_count_encoder_and_decoder() -> None:
+    facts, source = model_facts.find("google/flan-t5-xxl", "main", None)
+    assert facts is not None and source.startswith("bundled")
+    assert facts.is_encoder_decoder and facts.encoder_layers == facts.layers == 24
+    assert facts.parameters == pytest.approx(11.13e9, rel=0.01)
+
+
+def test_model_id_as_local_folder_and_model_config_next_to_the_deployment(tmp_path: Path, deployment_file) -> None:
+    folder = write_model(tmp_path / "tiny-llama", TINY_LLAMA)
+    config = load_config({"engine": "vllm", "model_id": str(folder), "instance_type": "ml.g5.xlarge"})
+    assert config.facts is not None and config.facts.source == str(folder / "config.json")
+    assert config.resolved.tensor_parallel_degree == 1 and config.resolved.dtype == "bf16"
+
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "config.json").write_text(json.dumps(TINY_LLAMA))
+    path = deployment_file("engine: vllm\nmodel_id: acme/private-llama\nmodel_config: configs/config.json\n")
+    config = load_config({"config": str(path)})
+    assert config.facts is not None and config.facts.kv_heads == 4
+
+
+def test_malformed_model_config_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ConfigError, match=r"config.json is not valid JSON"):
+        load_config({"model_config": str(tmp_path / "config.json"), "model_id": "x/y"})
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    with pytest.raises(ConfigError, match=r"lacks a field lmi-deploy needs"):
+        load_config({"model_config": str(tmp_path / "config.json"), "model_id": "x/y"})
+
+
+def test_unknown_model_is_validated_with_a_warning(tmp_path: Path) -> None:
+    config = load_config(
+        {"engine": "vllm", "model_id": "acme/unknown-model", "tensor_parallel_degree": "2", "dtype": "bf16"}
+    )
+    assert config.facts is None
+    assert [w.rule for w in config.resolved.warnings] == ["model-facts"]
+    assert "set model_config" in config.resolved.warnings[0].message
+    assert config.resolved.model_data_download_timeout == 600  # the floor, not a guess
+
+
+def test_auto_values_are_derived_with_reasons() -> None:
+    config = load_config({"engine": "accelerate", "model_id": "google/flan-ul2", "instance_type": "ml.g5.12xlarge"})
+    resolved = config.resolved
+    assert (resolved.dtype, resolved.tensor_parallel_degree) == ("bf16", 4)
+    assert "dtype=auto -> bf16 (A10G and Accelerate support bf16)" in resolved.notes
+    assert any(n.startswith("tensor_parallel_degree=auto -> 4 (TP1 needs") for n in resolved.notes)
+    # T5 on V100: no bf16, and fp16 overflows: fp32
+    v100 = load_config({"engine": "accelerate", "instance_type": "ml.p3.16xlarge"})
+    assert v100.resolved.dtype == "fp32"
+    # compile time goes into the startup timeout
+    trt = load_config({"engine": "tensorrt-llm", "model_id": "meta-llama/Llama-2-7b-hf"})
+    assert trt.resolved.container_startup_health_check_timeout > trt.resolved.model_data_download_timeout
+    assert trt.resolved.model_loading_timeout == trt.resolved.container_startup_health_check_timeout
+
+
+LINT_CASES = [
+    (
+        "option.quantization=awq\n",
+        "0.28.0",
+        "error",
+        "option.quantization is not a key LMI 0.28.0 reads; did you mean option.quantize?",
+    ),
+    ("option.tensor_parallel_degre=4\n", "0.28.0", "error", "did you mean option.tensor_parallel_degree?"),
+    ("option.rolling_batch=disable\n", "0.26.0", "error", "turns rolling batch ON even as 'disable'; delete the line"),
+    (
+        "option.rolling_batch=scheduler\n",
+        "0.33.0",
+        "error",
+        "option.rolling_batch=scheduler: LMI 0.33.0 accepts auto, vllm, disable, trtllm",
+    ),
+    ("option.tensor_parallel_degree=max\n", "0.23.0", "error", "'max' is read only from LMI 0.24.0"),
+    ("option.tensor_parallel_degree=4 \n", "0.28.0", "error", "trailing spaces and inline '#' comments"),
+    ("option.dtype=fp16 # half\n", "0.28.0", "error", "trailing spaces and inline '#' comments"),
+    ("option.trust_remote_code=yes\n", "0.28.0", "error", "option.trust_remote_code=yes: expected true or false"),
+    ("engine=DeepSpeed\n", "0.28.0", "error", "engine=DeepSpeed: LMI 0.28.0 knows engine Python, MPI"),
+    (
+        "option.entryPoint=djl_python.transformers-neuronx\n",
+        "0.26.0",
+        "error",
+        "renamed djl_python.transformers_neuronx in 0.24.0",
+    ),
+    (
+        "option.model_id=s3://a/b/\noption.s3url=s3://a/b/\n",
+        "0.23.0",
+        "error",
+        "option.model_id and option.s3url are both set",
+    ),
+    ("option.model_loading_timeout=900\n", "0.28.0", "error", "exceeds the startup health-check timeout 600"),
+    (
+        "option.max_tokens=1024\n",
+        "0.30.0",
+        "warning",
+        "option.max_tokens is not read by LMI 0.30.0 (read in 0.19.0-0.27.0)",
+    ),
+    ("option.my_own_flag=1\n", "0.28.0", "warning", "option.my_own_flag is not a key lmi-deploy knows"),
+    ("engine=Python\n", "0.28.0", "warning", "option.model_loading_timeout is not set"),
+]
+
+
+@pytest.mark.parametrize(("text", "version", "level", "message"), LINT_CASES)
+def test_lint_serving_properties(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, version: str, level: str, message: str
+) -> None:
+    path = tmp_path / "serving.properties"
+    path.write_text(
+        text
+        + ("option.model_loading_timeout=300\n" if "model_loading_timeout" not in text and level == "error" else "")
+    )
+    code = validate.main(
+        ["--serving-properties", str(path), "--container", version, "--startup-timeout", "600", "--json"]
+    )
+    report = json.loads(capsys.readouterr().out)
+    messages = [f["message"] for f in report["errors" if level == "error" else "warnings"]]
+    assert any(message in m for m in messages), messages
+    assert code == (2 if level == "error" else 0)
+
+
+def test_lint_with_instance_and_model_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_model(
+        tmp_path / "model", {**TINY_LLAMA, "num_attention_heads": 12, "num_key_value_heads": 12, "hidden_size": 768}
+    )
+    path = tmp_path / "serving.properties"
+    path.write_text("engine=Python\noption.tensor_parallel_degree=8\noption.model_loading_timeout=600\n")
+    args = [
+        "--serving-properties",
+        str(path),
+        "--container",
+        "763104351884.dkr.ecr.us-east-1.amazonaws.com/djl-inference:0.29.0-lmi11.0.0-cu124",
+    ]
+    assert validate.main([*args, "--instance-type", "ml.g5.12xlarge"]) == 2
+    out = capsys.readouterr()
+    assert "option.tensor_parallel_degree=8 does not fit ml.g5.12xlarge, which has 4 GPUs" in out.err
+    assert "attention-head divisibility not checked: give --model-config" in out.out  # skipped, said so
+    assert validate.main([*args, "--instance-type", "ml.p4d.24xlarge", "--model-config", str(folder)]) == 2
+    assert "does not divide its 12 attention heads" in capsys.readouterr().err
+    path.write_text("engine=Python\noption.tensor_parallel_degree=4\noption.model_loading_timeout=600\n")
+    assert validate.main([*args, "--instance-type", "ml.p4d.24xlarge", "--model-config", str(folder)]) == 0
+    assert capsys.readouterr().out.strip().endswith("ok")
+
+
+def test_validate_a_deployment_and_bad_inputs(capsys: pytest.CaptureFixture[str]) -> None:
+    root = Path(__file__).resolve().parent.parent
+    assert validate.main(["--config", str(root / "deployments" / "llama-2-7b-inf2.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "memory per accelerator at TP2" in out and "NeuronX compile" in out and out.strip().endswith("ok")
+    assert validate.main(["-c", "engine=vllm", "--json"]) == 2
+    report = json.loads(capsys.readouterr().out)
+    assert (
+        report["ok"] is False
+        and "encoder-decoder (T5) model, which vLLM does not serve" in report["errors"][0]["message"]
+    )
+    assert validate.main(["--serving-properties", "x.properties", "--container", "1.2.3"]) == 2
+    assert "is not an LMI version or image tag" in capsys.readouterr().err
+    assert validate.main(["--serving-properties", "nope.properties", "--container", "0.28.0"]) == 2
+    assert "cannot read nope.properties" in capsys.readouterr().err
