@@ -90,6 +90,11 @@ class DeploymentConfig(BaseModel):
     )
     max_sequence_length: int | None = Field(None, ge=16, description="Input + output tokens per sequence.")
     max_batch_size: int | None = Field(None, ge=1, le=1024, description="Sequences served at once.")
+    weights_delivery: Literal["container", "sagemaker"] = Field(
+        "container",
+        description="container: the LMI container downloads the staged prefix (s5cmd); sagemaker: SageMaker places "
+        "it under /opt/ml/model before start (ModelDataSource S3Prefix), settings go in environment variables.",
+    )
     instance_type: str = Field("ml.g5.12xlarge", description="SageMaker instance type.")
     instance_count: int = Field(1, ge=1, le=100, description="Instances behind the endpoint.")
     model_data_download_timeout: Timeout | Literal["auto"] = Field(

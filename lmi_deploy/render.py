@@ -90,6 +90,31 @@ def serving_properties(config: DeploymentConfig) -> list[tuple[str, str]]:
     return entries
 
 
+SAGEMAKER_MODEL_DIR = "/opt/ml/model"
+
+
+def container_environment(config: DeploymentConfig) -> dict[str, str]:
+    """The container's environment: empty when serving.properties ships; the same settings as variables otherwise.
+
+    With ``weights_delivery=sagemaker`` SageMaker copies the weights prefix to /opt/ml/model and no code tarball
+    ships, so every serving.properties entry becomes ``OPTION_<KEY>`` (``engine`` as ``OPTION_ENGINE``, 0.27+;
+    server keys as ``SERVING_<KEY>``) and ``HF_MODEL_ID`` names the local copy.
+    """
+    if config.weights_delivery == "container":
+        return {}
+    environment = {"HF_MODEL_ID": SAGEMAKER_MODEL_DIR}
+    for key, value in serving_properties(config):
+        if key in ("option.model_id", "option.s3url"):
+            continue
+        if key == "engine":
+            environment["OPTION_ENGINE"] = value
+        elif key.startswith("option."):
+            environment["OPTION_" + key.removeprefix("option.").upper()] = value
+        else:
+            environment["SERVING_" + key.upper()] = value
+    return environment
+
+
 def _render_template(name: str, config: DeploymentConfig, **values: object) -> str:
     try:
         return _ENVIRONMENT.get_template(name).render(**values)

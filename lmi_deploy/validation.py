@@ -214,6 +214,20 @@ def resolve_and_check(config: Any, facts: ModelFacts | None, facts_note: str) ->
             f"handler=custom is not offered for {spec.engine.value}: its container serves the model through the "
             "built-in rolling-batch/compiled handler; use handler=builtin",
         )
+    if config.weights_delivery == "sagemaker":
+        if version_key(version) < (0, 27, 0):
+            error(
+                "delivery",
+                f"weights_delivery=sagemaker configures the container through OPTION_* environment "
+                f"variables, which set the engine only from LMI 0.27.0 (this is {version}): use "
+                "weights_delivery=container, or lmi_version 0.27.0 or later",
+            )
+        if config.handler == "custom":
+            error(
+                "delivery",
+                "weights_delivery=sagemaker places only the weights under /opt/ml/model, so a custom "
+                "model.py cannot ship with them: use handler=builtin, or weights_delivery=container",
+            )
     if findings and any(f.level == "error" for f in findings):
         # Wrong engine for the model or the hardware: the rules below would only repeat it in other words.
         return _unresolved(config, findings, notes)

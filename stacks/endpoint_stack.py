@@ -11,7 +11,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from lmi_deploy.config import DeploymentConfig
-from lmi_deploy.render import RenderedCode
+from lmi_deploy.render import RenderedCode, container_environment
 from stacks.components.execution_role import ExecutionRole
 from stacks.components.model_endpoint import ModelEndpoint
 
@@ -28,8 +28,11 @@ class EndpointStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        # The deterministic tarball: an unchanged render keeps its hash, so a re-deploy replaces nothing.
-        self.code = s3_assets.Asset(self, "Code", path=str(code.tarball))
+        # The deterministic tarball: an unchanged render keeps its hash, so a re-deploy replaces nothing. With
+        # weights_delivery=sagemaker no code ships: the settings travel as environment variables.
+        self.code = (
+            s3_assets.Asset(self, "Code", path=str(code.tarball)) if config.weights_delivery == "container" else None
+        )
         # SageMaker writes the endpoint's logs here; owning the group sets its retention and scopes the role.
         self.log_group_name = f"/aws/sagemaker/Endpoints/{config.deployment}"
         self.log_group = logs.LogGroup(
@@ -45,8 +48,8 @@ class EndpointStack(Stack):
             self,
             "ExecutionRole",
             config=config,
-            code_bucket=self.code.bucket,
-            code_object_key=self.code.s3_object_key,
+            code_bucket=self.code.bucket if self.code else None,
+            code_object_key=self.code.s3_object_key if self.code else None,
             log_group_name=self.log_group_name,
         )
         self.endpoint = ModelEndpoint(
@@ -54,11 +57,13 @@ class EndpointStack(Stack):
             "Endpoint",
             config=config,
             role_arn=self.execution_role.role.role_arn,
-            model_data_url=self.code.s3_object_url,
+            model_data_url=self.code.s3_object_url if self.code else None,
+            environment=container_environment(config),
         )
         # CreateModel checks that the role can read the artifact: attach the policy first.
         self.endpoint.model.node.add_dependency(self.execution_role.policy)
         CfnOutput(self, "EndpointName", value=self.endpoint.endpoint.attr_endpoint_name)
         CfnOutput(self, "ImageUri", value=config.image_uri)
         CfnOutput(self, "WeightsS3Prefix", value=config.weights_s3_uri)
-        CfnOutput(self, "CodeArtifactS3Uri", value=self.code.s3_object_url)
+        if self.code is not None:
+            CfnOutput(self, "CodeArtifactS3Uri", value=self.code.s3_object_url)

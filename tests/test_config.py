@@ -363,3 +363,16 @@ def test_image_uris_match_sagemaker_core_everywhere(monkeypatch: pytest.MonkeyPa
             for region in containers.regions(engine, version):
                 expected = image_uris.retrieve(framework=framework, region=region, version=version)
                 assert containers.image_uri(engine, version, region) == expected, (engine, version, region)
+
+
+def test_every_version_that_lacks_an_engine_is_refused_with_the_versions_that_ship_it() -> None:
+    for engine in Engine:
+        shipped = containers.versions(engine)
+        for version in containers.all_versions():
+            if version in shipped:
+                continue
+            with pytest.raises(ConfigError) as raised:
+                load_config({"engine": engine.value, "lmi_version": version, "model_id": "meta-llama/Llama-2-7b-hf"})
+            assert str(raised.value) == (
+                f"lmi_version={version!r} has no {engine.value} container; versions that ship it: {', '.join(shipped)}"
+            )

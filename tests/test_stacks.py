@@ -300,3 +300,53 @@ def test_every_example_deployment_synthesizes(tmp_path: Path) -> None:
         [str(Path(sys.executable).parent / "cfn-lint"), *templates], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_sagemaker_delivery_places_the_staged_prefix_and_reads_only_it(tmp_path: Path) -> None:
+    config, stacks, _ = synth(
+        tmp_path,
+        engine="vllm",
+        model_id="meta-llama/Llama-2-7b-hf",
+        weights_delivery="sagemaker",
+        instance_type="ml.g5.2xlarge",
+        lmi_version="0.33.0",
+    )
+    endpoint = Template.from_stack(stacks.endpoint)
+    prefix = f"s3://llama-2-7b-hf-{ACCOUNT}-us-east-1/models/meta-llama/Llama-2-7b-hf/main/"
+    endpoint.has_resource_properties(
+        "AWS::SageMaker::Model",
+        {
+            "PrimaryContainer": {
+                "Image": config.image_uri,
+                "Mode": "SingleModel",
+                "ModelDataUrl": Match.absent(),
+                "ModelDataSource": {
+                    "S3DataSource": {"S3Uri": prefix, "S3DataType": "S3Prefix", "CompressionType": "None"}
+                },
+                "Environment": {
+                    "HF_MODEL_ID": "/opt/ml/model",
+                    "OPTION_ENGINE": "Python",
+                    "OPTION_ROLLING_BATCH": "vllm",
+                    "OPTION_TENSOR_PARALLEL_DEGREE": "1",
+                    "OPTION_DTYPE": "bf16",
+                    "OPTION_MODEL_LOADING_TIMEOUT": "600",
+                    "OPTION_MAX_MODEL_LEN": "4096",
+                },
+            }
+        },
+    )
+    statements = _statements(endpoint)
+    assert "ReadCodeArtifact" not in statements  # no code tarball ships in this mode
+    assert _arn(statements["ReadWeights"]["Resource"]) == (
+        f"arn:aws:s3:::llama-2-7b-hf-{ACCOUNT}-us-east-1/models/meta-llama/Llama-2-7b-hf/main/*"
+    )
+    assert "CodeArtifactS3Uri" not in endpoint.find_outputs("*")
+
+
+def test_sagemaker_delivery_needs_env_configurable_containers() -> None:
+    from lmi_deploy.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"set the engine only from LMI 0\.27\.0"):
+        load_config({"weights_delivery": "sagemaker", "handler": "builtin"})
+    with pytest.raises(ConfigError, match=r"custom model\.py cannot ship"):
+        load_config({"engine": "accelerate", "weights_delivery": "sagemaker", "model_id": "meta-llama/Llama-2-7b-hf"})

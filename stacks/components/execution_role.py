@@ -23,8 +23,8 @@ class ExecutionRole(Construct):
         construct_id: str,
         *,
         config: DeploymentConfig,
-        code_bucket: s3.IBucket,
-        code_object_key: str,
+        code_bucket: s3.IBucket | None,
+        code_object_key: str | None,
         log_group_name: str,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -38,12 +38,15 @@ class ExecutionRole(Construct):
         log_group_arn = stack.format_arn(
             service="logs", resource="log-group", resource_name=log_group_name, arn_format=ArnFormat.COLON_RESOURCE_NAME
         )
+        if code_bucket is not None and code_object_key is not None:
+            self.policy.add_statements(
+                iam.PolicyStatement(
+                    sid="ReadCodeArtifact",
+                    actions=["s3:GetObject"],
+                    resources=[code_bucket.arn_for_objects(code_object_key)],
+                )
+            )
         self.policy.add_statements(
-            iam.PolicyStatement(
-                sid="ReadCodeArtifact",
-                actions=["s3:GetObject"],
-                resources=[code_bucket.arn_for_objects(code_object_key)],
-            ),
             iam.PolicyStatement(
                 sid="ReadWeights",
                 actions=["s3:GetObject"],

@@ -23,17 +23,29 @@ class ModelEndpoint(Construct):
         *,
         config: DeploymentConfig,
         role_arn: str,
-        model_data_url: str,
+        model_data_url: str | None,
+        environment: dict[str, str],
     ) -> None:
         super().__init__(scope, construct_id)
-        self.model = sagemaker.CfnModel(
-            self,
-            "Model",
-            execution_role_arn=role_arn,
-            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
-                image=config.image_uri, model_data_url=model_data_url, mode="SingleModel"
-            ),
-        )
+        if model_data_url is not None:  # the code tarball; the container downloads the weights itself
+            container = sagemaker.CfnModel.ContainerDefinitionProperty(
+                image=config.image_uri,
+                model_data_url=model_data_url,
+                mode="SingleModel",
+                environment=environment or None,
+            )
+        else:  # SageMaker copies the staged prefix, uncompressed, to /opt/ml/model before the container starts
+            container = sagemaker.CfnModel.ContainerDefinitionProperty(
+                image=config.image_uri,
+                mode="SingleModel",
+                environment=environment,
+                model_data_source=sagemaker.CfnModel.ModelDataSourceProperty(
+                    s3_data_source=sagemaker.CfnModel.S3DataSourceProperty(
+                        s3_uri=config.weights_s3_uri, s3_data_type="S3Prefix", compression_type="None"
+                    )
+                ),
+            )
+        self.model = sagemaker.CfnModel(self, "Model", execution_role_arn=role_arn, primary_container=container)
         variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
             variant_name="AllTraffic",
             model_name=self.model.attr_model_name,

@@ -1,0 +1,417 @@
+"""Stage a model's files in S3: select, hash, upload in parallel, verify, and write a manifest last.
+
+S3 is the state: an object that is already there with the right size, our sha256 and the ETag S3 computed from the
+bytes it received (MD5, or the multipart MD5-of-MD5s for our part size) is intact and is not sent again. So a re-run
+uploads nothing, an interrupted run resumes where it stopped, and a corrupted or missing object is found and sent
+again. The manifest (size and sha256 of every file) is written only after every object verified, so there is never
+a half-written one. boto3 clients are passed in; nothing here reads the environment.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lmi_deploy.errors import ConfigError
+
+MANIFEST = "manifest.json"
+MiB = 1024 * 1024
+PART_SIZE = 64 * MiB  # multipart chunk size; also what the expected ETag is computed with
+MAX_PARTS = 10_000
+
+# What a served model needs (the seed's allow-patterns): config, tokenizer, generation config, and the weights.
+SUPPORT_PATTERNS = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer*",
+    "special_tokens_map.json",
+    "vocab*",
+    "merges.txt",
+    "*.model",
+    "*.tiktoken",
+    "added_tokens.json",
+    "preprocessor_config.json",
+    "chat_template*",
+)
+SAFETENSORS_PATTERNS = ("*.safetensors", "model.safetensors.index.json")
+BIN_PATTERNS = ("pytorch_model*.bin", "pytorch_model.bin.index.json")
+
+
+class StagingError(ConfigError):
+    """Staging cannot go on; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    relative: str
+    path: Path
+    size: int
+    sha256: str
+    etag: str  # what S3 will report for our upload of it
+
+
+@dataclass
+class StageResult:
+    uploaded: list[str]
+    skipped: list[str]
+    repaired: list[str]
+    manifest_key: str
+    total_bytes: int
+
+
+def select_files(folder: Path) -> list[str]:
+    """Files of a model folder to stage: config, tokenizer and weights; safetensors win over .bin when both exist."""
+    names = sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+    basenames = {name: name.rsplit("/", 1)[-1] for name in names}
+    has_safetensors = any(fnmatch.fnmatch(b, "*.safetensors") for b in basenames.values())
+    weights = SAFETENSORS_PATTERNS if has_safetensors else BIN_PATTERNS
+    chosen = [n for n in names if any(fnmatch.fnmatch(basenames[n], p) for p in (*SUPPORT_PATTERNS, *weights))]
+    if not any(fnmatch.fnmatch(basenames[n], p) for n in chosen for p in weights if "index" not in p):
+        raise StagingError(f"{folder} holds no weights (*.safetensors or pytorch_model*.bin); nothing to stage")
+    if "config.json" not in chosen:
+        raise StagingError(f"{folder} has no config.json at its top; is it a Hugging Face model folder?")
+    return chosen
+
+
+def hash_file(
+    path: Path, relative: str, progress: Callable[[int], None] | None = None, part_size: int = PART_SIZE
+) -> LocalFile:
+    """sha256 and the S3 ETag our upload will get (MD5, or MD5 of part MD5s when multipart), in one read."""
+    size = path.stat().st_size
+    part = part_size
+    sha, whole_md5, part_md5s = hashlib.sha256(), hashlib.md5(usedforsecurity=False), []
+    with path.open("rb") as handle:
+        while chunk := handle.read(part):
+            sha.update(chunk)
+            whole_md5.update(chunk)
+            part_md5s.append(hashlib.md5(chunk, usedforsecurity=False).digest())
+            if progress:
+                progress(len(chunk))
+    if size < part_size:  # single PUT (multipart_threshold == part size)
+        etag = whole_md5.hexdigest()
+    else:
+        etag = f"{hashlib.md5(b''.join(part_md5s), usedforsecurity=False).hexdigest()}-{len(part_md5s)}"
+    return LocalFile(relative, path, size, sha.hexdigest(), etag)
+
+
+def _client_error_code(error: Exception) -> str:
+    response = getattr(error, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def explain(error: Exception, bucket: str, prefix: str) -> StagingError:
+    """An AWS failure as one line that says what to do."""
+    code = _client_error_code(error)
+    name = type(error).__name__
+    where = f"s3://{bucket}/{prefix}"
+    if name in ("NoCredentialsError", "PartialCredentialsError"):
+        return StagingError(
+            "no AWS credentials found: configure a profile (aws configure / AWS_PROFILE) or an "
+            "instance role, then run again"
+        )
+    if code in ("NoSuchBucket",) or (code == "404" and not prefix):
+        return StagingError(
+            f"bucket {bucket} does not exist: deploy the artifacts stack first "
+            "(npx cdk deploy <deployment>-artifacts) or pass --bucket"
+        )
+    if code in ("AccessDenied", "403", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+        return StagingError(
+            f"access denied to {where} ({code}): your identity needs s3:ListBucket, s3:GetObject "
+            "and s3:PutObject on that prefix"
+        )
+    if isinstance(error, OSError) and error.errno == 28:
+        return StagingError(
+            f"disk full while staging ({error.filename or 'local cache'}): free space or point "
+            "HF_HOME at a larger disk, then run again (finished files are kept)"
+        )
+    return StagingError(f"staging to {where} failed: {name}: {error}")
+
+
+class _Progress:
+    """A byte counter drawn as one line on stderr (tqdm when installed)."""
+
+    def __init__(self, total: int, label: str, enabled: bool) -> None:
+        self._lock = threading.Lock()
+        self._bar: Any = None
+        self.enabled = enabled and total > 0
+        if self.enabled:
+            try:
+                from tqdm import tqdm
+
+                self._bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label, file=sys.stderr)
+            except ImportError:
+                self._bar = None
+
+    def __call__(self, amount: int) -> None:
+        if self._bar is not None:
+            with self._lock:
+                self._bar.update(amount)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _remote_state(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    try:
+        head: dict[str, Any] = s3.head_object(Bucket=bucket, Key=key)
+    except Exception as error:
+        if _client_error_code(error) in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    return head
+
+
+def _intact(head: dict[str, Any] | None, local: LocalFile) -> bool:
+    if head is None:
+        return False
+    return (
+        head.get("ContentLength") == local.size
+        and head.get("Metadata", {}).get("sha256") == local.sha256
+        and str(head.get("ETag", "")).strip('"') == local.etag
+    )
+
+
+def stage(
+    s3: Any,
+    folder: Path,
+    bucket: str,
+    prefix: str,
+    *,
+    files: Iterable[str] | None = None,
+    description: dict[str, Any] | None = None,
+    concurrency: int = 10,
+    show_progress: bool = True,
+    on_verified: Callable[[LocalFile], None] | None = None,
+    part_size: int = PART_SIZE,
+) -> StageResult:
+    """Upload ``files`` of ``folder`` to ``s3://bucket/prefix``, skipping intact objects; verify; write the manifest.
+
+    All uploads share one s3transfer manager (parallel files and parallel parts). ``on_verified`` is called after
+    each object verified (tests use it to interrupt a run midway).
+    """
+    from boto3.s3.transfer import TransferConfig, create_transfer_manager
+    from s3transfer.subscribers import BaseSubscriber
+
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    names = list(files) if files is not None else select_files(folder)
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except Exception as error:
+        code = _client_error_code(error)
+        raise explain(error if code not in ("404", "NotFound") else _NoSuchBucket(), bucket, "") from None
+
+    for name in names:
+        if (folder / name).stat().st_size > part_size * MAX_PARTS:
+            raise StagingError(f"{name} is larger than {part_size * MAX_PARTS // 1024**3} GiB; split it into shards")
+    total = sum((folder / n).stat().st_size for n in names)
+    hashing = _Progress(total, "hashing", show_progress)
+    try:
+        local = [hash_file(folder / n, n, hashing, part_size) for n in names]
+    finally:
+        hashing.close()
+
+    uploaded: list[str] = []
+    skipped: list[str] = []
+    repaired: list[str] = []
+    todo: list[LocalFile] = []
+    try:
+        for item in local:
+            head = _remote_state(s3, bucket, prefix + item.relative)
+            if _intact(head, item):
+                skipped.append(item.relative)
+            else:
+                (repaired if head is not None else uploaded).append(item.relative)
+                todo.append(item)
+    except Exception as error:
+        raise explain(error, bucket, prefix) from None
+
+    sending = _Progress(sum(i.size for i in todo), "uploading", show_progress)
+
+    class Progress(BaseSubscriber):  # type: ignore[misc]
+        def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
+            sending(bytes_transferred)
+
+    config = TransferConfig(
+        multipart_threshold=part_size, multipart_chunksize=part_size, max_concurrency=concurrency, use_threads=True
+    )
+    try:
+        with create_transfer_manager(s3, config) as manager:
+            # Largest first, so one big shard does not start last and finish alone.
+            futures = [
+                (
+                    item,
+                    manager.upload(
+                        str(item.path),
+                        bucket,
+                        prefix + item.relative,
+                        extra_args={"Metadata": {"sha256": item.sha256}},
+                        subscribers=[Progress()],
+                    ),
+                )
+                for item in sorted(todo, key=lambda i: -i.size)
+            ]
+            for item, future in futures:
+                future.result()
+                if not _intact(_remote_state(s3, bucket, prefix + item.relative), item):
+                    raise StagingError(
+                        f"s3://{bucket}/{prefix}{item.relative} does not match the local file after upload (size, "
+                        "sha256 or ETag differ); run again to retry it"
+                    )
+                if on_verified is not None:
+                    on_verified(item)
+    except StagingError:
+        raise
+    except Exception as error:
+        raise explain(error, bucket, prefix) from None
+    finally:
+        sending.close()
+
+    manifest = {
+        **(description or {}),
+        "files": {i.relative: {"size": i.size, "sha256": i.sha256} for i in sorted(local, key=lambda i: i.relative)},
+        "total_bytes": total,
+    }
+    try:
+        s3.put_object(
+            Bucket=bucket,
+            Key=prefix + MANIFEST,
+            Body=json.dumps(manifest, indent=2, sort_keys=True).encode(),
+            ContentType="application/json",
+        )
+    except Exception as error:
+        raise explain(error, bucket, prefix) from None
+    return StageResult(uploaded, skipped, repaired, prefix + MANIFEST, total)
+
+
+class _NoSuchBucket(Exception):
+    response = {"Error": {"Code": "NoSuchBucket"}}  # noqa: RUF012
+
+
+# ---- sources ---------------------------------------------------------------------------------------------------
+
+
+def hub_allow_patterns(repo_files: Iterable[str]) -> list[str]:
+    """The seed's allow-patterns for a Hub repo: support files plus safetensors, or .bin when it has no safetensors."""
+    has_safetensors = any(f.endswith(".safetensors") for f in repo_files)
+    return [*SUPPORT_PATTERNS, *(SAFETENSORS_PATTERNS if has_safetensors else BIN_PATTERNS)]
+
+
+def download_from_hub(model_id: str, revision: str, token: str | None, cache_dir: str | None = None) -> Path:
+    """A Hub snapshot at a pinned revision with only what serving needs; errors say what to do."""
+    try:
+        from huggingface_hub import HfApi, snapshot_download
+        from huggingface_hub.errors import (
+            GatedRepoError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
+    except ImportError:
+        raise StagingError("huggingface_hub is not installed: pip install -r requirements.txt") from None
+    try:
+        files = HfApi(token=token).list_repo_files(model_id, revision=revision)
+        path = snapshot_download(
+            model_id, revision=revision, allow_patterns=hub_allow_patterns(files), token=token, cache_dir=cache_dir
+        )
+    except GatedRepoError:
+        raise StagingError(
+            f"{model_id} is gated: accept its license on the Hub, then pass a token with access "
+            "(HF_TOKEN, or --token-secret NAME in Secrets Manager)"
+        ) from None
+    except RevisionNotFoundError:
+        raise StagingError(
+            f"revision {revision!r} of {model_id} does not exist on the Hub: check the commit or branch"
+        ) from None
+    except RepositoryNotFoundError:
+        raise StagingError(f"{model_id} does not exist on the Hub (or is private: pass a token)") from None
+    except LocalEntryNotFoundError:
+        raise StagingError(
+            f"cannot reach the Hugging Face Hub for {model_id}; download it elsewhere and stage the "
+            "local folder with --model PATH"
+        ) from None
+    except OSError as error:
+        if error.errno == 28:
+            raise explain(error, "", "") from None
+        raise StagingError(f"downloading {model_id}: {error}") from None
+    return Path(path)
+
+
+def token_from(environ: dict[str, str], secrets: Any, secret_name: str | None) -> str | None:
+    """The Hub token: from Secrets Manager when a secret is named, else HF_TOKEN. Never printed or written."""
+    if secret_name:
+        try:
+            value = secrets.get_secret_value(SecretId=secret_name)["SecretString"]
+        except Exception as error:
+            code = _client_error_code(error)
+            raise StagingError(
+                f"cannot read secret {secret_name!r} ({code or type(error).__name__}): check its name "
+                "and that you may call secretsmanager:GetSecretValue on it"
+            ) from None
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return str(value).strip()
+        if isinstance(parsed, dict):
+            for key in ("token", "HF_TOKEN", "hf_token"):
+                if key in parsed:
+                    return str(parsed[key])
+            raise StagingError(f"secret {secret_name!r} is JSON without a 'token' key")
+        return str(parsed)
+    return environ.get("HF_TOKEN") or environ.get("HUGGING_FACE_HUB_TOKEN") or None
+
+
+# ---- .bin -> safetensors -----------------------------------------------------------------------------------------
+
+
+def convert_bin_to_safetensors(folder: Path, out: Path) -> list[str]:
+    """Write ``out`` as ``folder`` with every pytorch_model*.bin shard converted to .safetensors (tensors unchanged).
+
+    Tensors that share storage (tied weights) are cloned, as safetensors stores no aliases. Returns the files of
+    ``out`` to stage.
+    """
+    try:
+        import torch
+        from safetensors.torch import save_file
+    except ImportError:
+        raise StagingError("--convert needs torch and safetensors: pip install torch safetensors") from None
+    names = select_files(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    converted: dict[str, str] = {}
+    for name in names:
+        source = folder / name
+        target = out / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        base = name.rsplit("/", 1)[-1]
+        if fnmatch.fnmatch(base, "pytorch_model*.bin"):
+            state = torch.load(source, map_location="cpu", weights_only=True)
+            tensors = {key: value.detach().clone().contiguous() for key, value in state.items()}
+            new_name = name[: -len(".bin")].replace("pytorch_model", "model", 1) + ".safetensors"
+            tmp = out / (new_name + ".partial")
+            save_file(tensors, str(tmp), metadata={"format": "pt"})
+            os.replace(tmp, out / new_name)
+            converted[base] = new_name.rsplit("/", 1)[-1]
+        elif base == "pytorch_model.bin.index.json":
+            index = json.loads(source.read_text())
+            index["weight_map"] = {
+                k: converted.get(v, v.replace("pytorch_model", "model").replace(".bin", ".safetensors"))
+                for k, v in index.get("weight_map", {}).items()
+            }
+            (out / name.replace("pytorch_model.bin.index.json", "model.safetensors.index.json")).write_text(
+                json.dumps(index, indent=2)
+            )
+        else:
+            target.write_bytes(source.read_bytes())
+    return select_files(out)

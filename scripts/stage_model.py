@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Stage a model's weights in the artifacts bucket: resumable, verified, with a manifest.
+
+    python scripts/stage_model.py [--config FILE] [-c key=value ...]          # the deployment's model and bucket
+    python scripts/stage_model.py --model <hub id or local dir> [--revision REV] [--bucket NAME] [--prefix P]
+        [--endpoint-url URL] [--convert] [--token-secret NAME] [--concurrency N]
+
+Bucket and prefix default to the ``<deployment>-artifacts`` stack's outputs (``BucketName``, ``WeightsPrefix``).
+A re-run uploads nothing that is already there and intact; an interrupted run resumes; a corrupted or missing object
+is found and sent again; ``manifest.json`` (size and sha256 of every file) is written last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lmi_deploy import staging
+from lmi_deploy.cli import add_config_arguments, context_from_args, environment_defaults
+from lmi_deploy.config import DeploymentConfig, load_config
+from lmi_deploy.errors import ConfigError
+
+
+def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
+    try:
+        stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    except Exception as error:
+        if "does not exist" in str(error):
+            raise staging.StagingError(
+                f"stack {stack_name} does not exist: deploy it first (npx cdk deploy {stack_name}) or pass --bucket"
+            ) from None
+        raise staging.explain(error, "?", "") from None
+    return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    s3: Any = None,
+    cloudformation: Any = None,
+    secrets: Any = None,
+) -> int:
+    """Stage and print what was sent, skipped and repaired; exit 2 with one line on any problem."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_config_arguments(parser)
+    parser.add_argument("--model", help="Hub model id or local folder (default: the deployment's model_id)")
+    parser.add_argument("--revision", help="Hub revision: commit or branch (default: the deployment's)")
+    parser.add_argument("--bucket", help="default: the artifacts stack's BucketName output")
+    parser.add_argument("--prefix", help="default: the artifacts stack's WeightsPrefix output")
+    parser.add_argument("--endpoint-url", help="S3/CloudFormation endpoint (a local emulator)")
+    parser.add_argument("--region", help="AWS region (default: the deployment's)")
+    parser.add_argument("--convert", action="store_true", help="convert pytorch_model*.bin shards to safetensors")
+    parser.add_argument("--token-secret", help="Secrets Manager secret holding the Hub token (else HF_TOKEN)")
+    parser.add_argument("--concurrency", type=int, default=10, help="parallel part uploads (default 10)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    try:
+        return _stage(args, s3, cloudformation, secrets)
+    except ConfigError as error:
+        print(f"lmi-deploy: {error}", file=sys.stderr)
+        return 2
+
+
+def _stage(args: argparse.Namespace, s3: Any, cloudformation: Any, secrets: Any) -> int:
+    import boto3
+
+    config: DeploymentConfig | None = None
+    if not (args.model and args.bucket and args.prefix is not None and args.region):
+        config = load_config(context_from_args(args), environment_defaults=environment_defaults(os.environ))
+    model = args.model or (config.model_id if config else "")
+    revision = args.revision or (config.model_revision if config else "main")
+    region = args.region or (config.region if config else None)
+    session = boto3.session.Session(region_name=region)
+    s3 = s3 or session.client("s3", endpoint_url=args.endpoint_url)
+    bucket, prefix = args.bucket, args.prefix
+    if bucket is None and config is not None:
+        cloudformation = cloudformation or session.client("cloudformation", endpoint_url=args.endpoint_url)
+        outputs = stack_outputs(cloudformation, config.artifacts_stack_name)
+        bucket = outputs["BucketName"]
+        prefix = prefix if prefix is not None else outputs["WeightsPrefix"]
+    if prefix is None:
+        name = model if not Path(model).is_dir() else Path(model).resolve().name
+        prefix = f"models/{name}/{revision}/"
+
+    local = Path(model)
+    if local.is_dir():
+        folder, source = local, str(local.resolve())
+    else:
+        if model.startswith("s3://"):
+            raise staging.StagingError(f"{model} is already in S3: nothing to stage")
+        token = staging.token_from(
+            dict(os.environ),
+            secrets or (session.client("secretsmanager") if args.token_secret else None),
+            args.token_secret,
+        )
+        print(f"downloading {model}@{revision} from the Hugging Face Hub ...", file=sys.stderr)
+        folder, source = staging.download_from_hub(model, revision, token), f"hub:{model}@{revision}"
+
+    with tempfile.TemporaryDirectory(prefix="lmi-convert-") as scratch:
+        files = staging.select_files(folder)
+        if args.convert and any(f.endswith(".bin") for f in files):
+            print("converting .bin shards to safetensors ...", file=sys.stderr)
+            files = staging.convert_bin_to_safetensors(folder, Path(scratch))
+            folder = Path(scratch)
+        result = staging.stage(
+            s3,
+            folder,
+            bucket,
+            prefix,
+            files=files,
+            concurrency=args.concurrency,
+            show_progress=not args.no_progress,
+            description={"model": model, "revision": revision, "source": source, "created_by": "lmi-deploy"},
+        )
+    print(f"staged {len(files)} files ({result.total_bytes / 1024**2:.1f} MiB) at s3://{bucket}/{prefix}")
+    print(f"  uploaded {len(result.uploaded)}, already intact {len(result.skipped)}, repaired {len(result.repaired)}")
+    print(f"  manifest s3://{bucket}/{result.manifest_key}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""Staging weights in S3 (moto): fresh, idempotent, repairing, resumable; conversion; errors; both delivery modes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError, NoCredentialsError
+from moto import mock_aws
+
+from lmi_deploy import staging
+from scripts import stage_model
+
+BUCKET = "weights-bucket"
+PREFIX = "models/acme/tiny/abc123/"
+PART = 5 * 1024 * 1024  # S3's smallest part; production uses staging.PART_SIZE (64 MiB)
+
+
+@pytest.fixture
+def s3() -> Any:
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (folder / "tokenizer.json").write_text("{}")
+    (folder / "tokenizer_config.json").write_text("{}")
+    (folder / "model.safetensors.index.json").write_text("{}")
+    # one shard large enough for a multipart upload (2 parts of PART), one small
+    (folder / "model-00001-of-00002.safetensors").write_bytes(os.urandom(PART + 1024 * 1024))
+    (folder / "model-00002-of-00002.safetensors").write_bytes(os.urandom(1024))
+    (folder / "pytorch_model.bin").write_bytes(b"old format, not staged when safetensors exist")
+    (folder / "README.md").write_text("not needed to serve")
+    (folder / ".cache").mkdir()
+    (folder / ".cache" / "lock").write_text("")
+    return folder
+
+
+def manifest(s3: Any) -> dict[str, Any]:
+    return json.loads(s3.get_object(Bucket=BUCKET, Key=PREFIX + "manifest.json")["Body"].read())
+
+
+def test_select_files_prefers_safetensors_and_skips_the_rest(model_dir: Path) -> None:
+    assert staging.select_files(model_dir) == [
+        "config.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
+    for name in (
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+    ):
+        (model_dir / name).unlink()
+    assert "pytorch_model.bin" in staging.select_files(model_dir)
+    assert staging.hub_allow_patterns(["a.safetensors", "pytorch_model.bin"])[-2:] == list(staging.SAFETENSORS_PATTERNS)
+
+
+def test_fresh_then_idempotent_then_repairs_corruption_and_loss(s3: Any, model_dir: Path) -> None:
+    first = staging.stage(
+        s3, model_dir, BUCKET, PREFIX, part_size=PART, show_progress=False, description={"model": "acme/tiny"}
+    )
+    assert len(first.uploaded) == 6 and first.skipped == [] and first.repaired == []
+    listed = manifest(s3)
+    assert listed["model"] == "acme/tiny" and set(listed["files"]) == set(staging.select_files(model_dir))
+    big = listed["files"]["model-00001-of-00002.safetensors"]
+    local = staging.hash_file(model_dir / "model-00001-of-00002.safetensors", "x", part_size=PART)
+    assert big == {"size": PART + 1024 * 1024, "sha256": local.sha256}
+    head = s3.head_object(Bucket=BUCKET, Key=PREFIX + "model-00001-of-00002.safetensors")
+    assert head["ETag"].strip('"') == local.etag and local.etag.endswith("-2")  # multipart, verified by S3's ETag
+
+    again = staging.stage(s3, model_dir, BUCKET, PREFIX, part_size=PART, show_progress=False)
+    assert again.uploaded == [] and again.repaired == [] and len(again.skipped) == 6
+
+    s3.put_object(Bucket=BUCKET, Key=PREFIX + "tokenizer.json", Body=b'{"corrupted": true}')
+    s3.delete_object(Bucket=BUCKET, Key=PREFIX + "model-00002-of-00002.safetensors")
+    fixed = staging.stage(s3, model_dir, BUCKET, PREFIX, part_size=PART, show_progress=False)
+    assert fixed.repaired == ["tokenizer.json"] and fixed.uploaded == ["model-00002-of-00002.safetensors"]
+    assert s3.get_object(Bucket=BUCKET, Key=PREFIX + "tokenizer.json")["Body"].read() == b"{}"
+    assert manifest(s3)["files"] == listed["files"]
+
+
+def test_interrupted_run_leaves_no_manifest_and_resumes(s3: Any, model_dir: Path) -> None:
+    class Killed(Exception):
+        pass
+
+    verified: list[str] = []
+
+    def die_after_first(item: staging.LocalFile) -> None:
+        verified.append(item.relative)
+        raise Killed("killed")
+
+    with pytest.raises(staging.StagingError, match="Killed"):
+        staging.stage(s3, model_dir, BUCKET, PREFIX, part_size=PART, show_progress=False, on_verified=die_after_first)
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix=PREFIX + "manifest.json")
+    resumed = staging.stage(s3, model_dir, BUCKET, PREFIX, part_size=PART, show_progress=False)
+    assert verified[0] in resumed.skipped  # what finished before the kill is not sent again
+    assert len(resumed.skipped) + len(resumed.uploaded) == 6 and resumed.repaired == []
+    assert set(manifest(s3)["files"]) == set(staging.select_files(model_dir))
+
+
+def test_bin_to_safetensors_round_trips_exactly(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "bin-model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    torch.manual_seed(0)
+    embedding = torch.randn(64, 16)
+    shard1 = {"wte.weight": embedding, "lm_head.weight": embedding, "h.0.attn.bias": torch.randn(16).to(torch.bfloat16)}
+    shard2 = {"h.1.mlp.weight": torch.randn(16, 32).to(torch.float16), "h.1.ln.weight": torch.ones(16)}
+    torch.save(shard1, folder / "pytorch_model-00001-of-00002.bin")
+    torch.save(shard2, folder / "pytorch_model-00002-of-00002.bin")
+    index = {
+        "metadata": {"total_size": 1},
+        "weight_map": {
+            **dict.fromkeys(shard1, "pytorch_model-00001-of-00002.bin"),
+            **dict.fromkeys(shard2, "pytorch_model-00002-of-00002.bin"),
+        },
+    }
+    (folder / "pytorch_model.bin.index.json").write_text(json.dumps(index))
+
+    out = tmp_path / "converted"
+    files = staging.convert_bin_to_safetensors(folder, out)
+    assert files == [
+        "config.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+    ]
+    for shard, name in ((shard1, "model-00001-of-00002.safetensors"), (shard2, "model-00002-of-00002.safetensors")):
+        loaded = load_file(out / name)
+        assert set(loaded) == set(shard)
+        for key, tensor in shard.items():
+            assert loaded[key].dtype == tensor.dtype and torch.equal(loaded[key], tensor), key
+    new_index = json.loads((out / "model.safetensors.index.json").read_text())
+    assert new_index["weight_map"]["h.1.ln.weight"] == "model-00002-of-00002.safetensors"
+
+
+def test_errors_say_what_to_do(s3: Any, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(staging.StagingError, match=r"bucket nope-bucket does not exist: deploy the artifacts stack"):
+        staging.stage(s3, model_dir, "nope-bucket", PREFIX, part_size=PART, show_progress=False)
+    assert "no AWS credentials found" in str(staging.explain(NoCredentialsError(), BUCKET, PREFIX))
+    denied = ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "PutObject")
+    assert f"access denied to s3://{BUCKET}/{PREFIX} (AccessDenied)" in str(staging.explain(denied, BUCKET, PREFIX))
+    assert "disk full" in str(staging.explain(OSError(28, "No space left on device"), BUCKET, PREFIX))
+    empty = model_dir.parent / "empty"
+    empty.mkdir()
+    (empty / "config.json").write_text("{}")
+    with pytest.raises(staging.StagingError, match="holds no weights"):
+        staging.select_files(empty)
+
+    import httpx2 as httpx
+    import huggingface_hub
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    response = httpx.Response(404, request=httpx.Request("GET", "https://hub.invalid/api/models"))
+
+    def missing_repo(self: Any, *args: Any, **kwargs: Any) -> list[str]:
+        raise RepositoryNotFoundError("404", response=response)
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", missing_repo)
+    with pytest.raises(staging.StagingError, match="acme/missing does not exist on the Hub"):
+        staging.download_from_hub("acme/missing", "main", None)
+
+    def missing_revision(self: Any, *args: Any, **kwargs: Any) -> list[str]:
+        raise RevisionNotFoundError("404", response=response)
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", missing_revision)
+    with pytest.raises(staging.StagingError, match="revision 'deadbeef' of acme/tiny does not exist"):
+        staging.download_from_hub("acme/tiny", "deadbeef", None)
+
+
+def test_stage_script_reads_the_artifacts_stack_and_the_token_secret(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=BUCKET)
+        cloudformation = boto3.client("cloudformation", region_name="us-east-1")
+        template = {
+            "Resources": {"Nothing": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+            "Outputs": {"BucketName": {"Value": BUCKET}, "WeightsPrefix": {"Value": PREFIX}},
+        }
+        cloudformation.create_stack(StackName="tiny-artifacts", TemplateBody=json.dumps(template))
+        secrets = boto3.client("secretsmanager", region_name="us-east-1")
+        secrets.create_secret(Name="hf-token", SecretString=json.dumps({"token": "hf_SECRET_VALUE"}))
+        assert staging.token_from({}, secrets, "hf-token") == "hf_SECRET_VALUE"
+        assert staging.token_from({"HF_TOKEN": "hf_ENV"}, None, None) == "hf_ENV"
+        with pytest.raises(staging.StagingError, match="cannot read secret 'nope'"):
+            staging.token_from({}, secrets, "nope")
+
+        args = [
+            "--model",
+            str(model_dir),
+            "-c",
+            "deployment=tiny",
+            "-c",
+            "engine=vllm",
+            "-c",
+            "model_id=acme/tiny",
+            "--no-progress",
+        ]
+        assert stage_model.main(args, s3=s3, cloudformation=cloudformation, secrets=secrets) == 0
+        out = capsys.readouterr().out
+        assert f"at s3://{BUCKET}/{PREFIX}" in out and "uploaded 6, already intact 0, repaired 0" in out
+        assert stage_model.main(args, s3=s3, cloudformation=cloudformation) == 0
+        assert "uploaded 0, already intact 6, repaired 0" in capsys.readouterr().out
+
+        missing = ["--model", str(model_dir), "-c", "deployment=other", "-c", "engine=vllm", "-c", "model_id=acme/tiny"]
+        assert stage_model.main(missing, s3=s3, cloudformation=cloudformation) == 2
+        err = capsys.readouterr().err
+        assert "stack other-artifacts does not exist: deploy it first" in err and "Traceback" not in err
