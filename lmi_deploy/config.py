@@ -95,6 +95,11 @@ class DeploymentConfig(BaseModel):
         description="container: the LMI container downloads the staged prefix (s5cmd); sagemaker: SageMaker places "
         "it under /opt/ml/model before start (ModelDataSource S3Prefix), settings go in environment variables.",
     )
+    partitioned: bool = Field(
+        False,
+        description="Load the ahead-of-time partitioned checkpoint (scripts/partition_model.py) from "
+        "<weights prefix>/partitioned/tp<N>/ instead of converting at startup. FasterTransformer and DeepSpeed.",
+    )
     instance_type: str = Field("ml.g5.12xlarge", description="SageMaker instance type.")
     instance_count: int = Field(1, ge=1, le=100, description="Instances behind the endpoint.")
     model_data_download_timeout: Timeout | Literal["auto"] = Field(
@@ -246,12 +251,23 @@ class DeploymentConfig(BaseModel):
         return f"lmi-deploy/{self.deployment}"
 
     @property
-    def weights_bucket_and_prefix(self) -> tuple[str, str]:
-        """Where the weights are: the artifacts bucket's ``models/<model_id>/<revision>/``, or a given s3:// URL."""
+    def staged_weights(self) -> tuple[str, str]:
+        """Where the weights are staged: the artifacts bucket's ``models/<model_id>/<revision>/``, or a given s3://."""
         if self.model_id.startswith("s3://"):
             bucket, _, prefix = self.model_id.removeprefix("s3://").partition("/")
             return bucket, prefix.rstrip("/") + "/" if prefix else ""
         return self.bucket_name, f"models/{self.model_id}/{self.model_revision}/"
+
+    @property
+    def partitioned_prefix(self) -> str:
+        """Where ahead-of-time partitioning writes for this TP degree."""
+        return f"{self.staged_weights[1]}partitioned/tp{self.resolved.tensor_parallel_degree}/"
+
+    @property
+    def weights_bucket_and_prefix(self) -> tuple[str, str]:
+        """What the endpoint loads: the staged weights, or their partitioned copy when ``partitioned``."""
+        bucket, staged = self.staged_weights
+        return bucket, self.partitioned_prefix if self.partitioned else staged
 
     @property
     def weights_s3_uri(self) -> str:

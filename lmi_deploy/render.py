@@ -63,6 +63,8 @@ def serving_properties(config: DeploymentConfig) -> list[tuple[str, str]]:
         # Always explicit: code, container env and docs disagree on the default (240/1200/1800 s).
         ("option.model_loading_timeout", str(resolved.model_loading_timeout)),
     ]
+    if config.partitioned and config.engine is Engine.DEEPSPEED:
+        entries.append(("option.checkpoint", "ds_inference_config.json"))  # written by save_mp_checkpoint_path
     if spec.rolling_batch:
         entries.append(("option.rolling_batch", spec.rolling_batch))
         if config.max_batch_size:
@@ -120,6 +122,11 @@ def _render_template(name: str, config: DeploymentConfig, **values: object) -> s
         return _ENVIRONMENT.get_template(name).render(**values)
     except jinja2.UndefinedError as error:
         raise ConfigError(f"template {name} for deployment {config.deployment!r}: {error.message}") from None
+
+
+def partition_script(config: DeploymentConfig, **values: object) -> str:
+    """The ahead-of-time partition script (see ``lmi_deploy.partition``)."""
+    return _render_template("partition.py.j2", config, **values)
 
 
 def render_files(config: DeploymentConfig) -> dict[str, str]:

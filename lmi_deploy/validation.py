@@ -214,6 +214,12 @@ def resolve_and_check(config: Any, facts: ModelFacts | None, facts_note: str) ->
             f"handler=custom is not offered for {spec.engine.value}: its container serves the model through the "
             "built-in rolling-batch/compiled handler; use handler=builtin",
         )
+    if config.partitioned and spec.engine not in (Engine.FASTER_TRANSFORMER, Engine.DEEPSPEED):
+        error(
+            "partitioned",
+            f"partitioned=true loads an ahead-of-time partitioned checkpoint, which lmi-deploy makes "
+            f"for FasterTransformer and DeepSpeed only; {spec.engine.value} builds its engine at startup",
+        )
     if config.weights_delivery == "sagemaker":
         if version_key(version) < (0, 27, 0):
             error(

@@ -1,0 +1,130 @@
+"""Ahead-of-time partitioning: render the partition script and the SageMaker Processing job that runs it.
+
+The job runs the deployment's own LMI image on the staged weights and writes the result to
+``<weights prefix>/partitioned/tp<N>/``; a deployment with ``partitioned=true`` then loads from there and skips the
+conversion at startup (FasterTransformer ``save_checkpoint``, DeepSpeed ``save_mp_checkpoint_path``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from typing import Any
+
+from lmi_deploy import render
+from lmi_deploy.config import DeploymentConfig
+from lmi_deploy.containers import Engine
+from lmi_deploy.errors import ConfigError
+from lmi_deploy.model_facts import DTYPE_BYTES
+
+SUPPORTED = (Engine.FASTER_TRANSFORMER, Engine.DEEPSPEED)
+INPUT_DIR = "/opt/ml/processing/input/model"
+CODE_DIR = "/opt/ml/processing/input/code"
+OUTPUT_DIR = "/opt/ml/processing/output"
+SUPPORT_FILES = (
+    "config.json",
+    "generation_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "spiece.model",
+    "added_tokens.json",
+)
+MAX_RUNTIME_S = 4 * 3600
+
+
+def check_supported(config: DeploymentConfig) -> None:
+    if config.engine not in SUPPORTED:
+        raise ConfigError(
+            f"ahead-of-time partitioning is offered for {', '.join(e.value for e in SUPPORTED)}; {config.engine.value} "
+            "builds its engine when the container starts (the startup timeout includes it)"
+        )
+
+
+def partition_script(config: DeploymentConfig) -> str:
+    check_supported(config)
+    return render.partition_script(
+        config,
+        model_id=config.model_id,
+        engine=config.engine.value,
+        image_tag=config.image_uri.rsplit(":", 1)[-1],
+        tensor_parallel_degree=config.resolved.tensor_parallel_degree,
+        dtype=config.resolved.dtype,
+        input_dir=INPUT_DIR,
+        output_dir=OUTPUT_DIR,
+        support_files=list(SUPPORT_FILES),
+    )
+
+
+def source_and_target(config: DeploymentConfig) -> tuple[str, str]:
+    """(staged weights, partitioned output) S3 prefixes."""
+    bucket, staged = config.staged_weights
+    return f"s3://{bucket}/{staged}", f"s3://{bucket}/{config.partitioned_prefix}"
+
+
+def job_request(
+    config: DeploymentConfig, role_arn: str, code_s3_uri: str, *, now: float | None = None
+) -> dict[str, Any]:
+    """The CreateProcessingJob request that partitions this deployment's weights."""
+    check_supported(config)
+    source, target = source_and_target(config)
+    tp = config.resolved.tensor_parallel_degree
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
+    name = f"{config.deployment}-partition-tp{tp}-{stamp}"[:63]
+    script = f"{CODE_DIR}/partition.py"
+    if config.engine is Engine.DEEPSPEED:
+        entrypoint = ["deepspeed", "--num_gpus", str(tp), script]
+    else:
+        entrypoint = ["python3", script]
+    facts = config.facts
+    served_dtype = config.resolved.dtype if config.resolved.dtype in DTYPE_BYTES else "fp32"
+    weights_gb = facts.weight_bytes(facts.native_dtype or "fp32") / 1e9 if facts else 100.0
+    out_gb = facts.weight_bytes(served_dtype) / 1e9 if facts else 100.0
+    volume = min(16384, max(50, math.ceil((weights_gb + out_gb) * 1.2)))
+    return {
+        "ProcessingJobName": name,
+        "RoleArn": role_arn,
+        "AppSpecification": {"ImageUri": config.image_uri, "ContainerEntrypoint": entrypoint},
+        "ProcessingInputs": [
+            {
+                "InputName": "model",
+                "S3Input": {
+                    "S3Uri": source,
+                    "LocalPath": INPUT_DIR,
+                    "S3DataType": "S3Prefix",
+                    "S3InputMode": "File",
+                    "S3DataDistributionType": "FullyReplicated",
+                },
+            },
+            {
+                "InputName": "code",
+                "S3Input": {
+                    "S3Uri": code_s3_uri,
+                    "LocalPath": CODE_DIR,
+                    "S3DataType": "S3Prefix",
+                    "S3InputMode": "File",
+                    "S3DataDistributionType": "FullyReplicated",
+                },
+            },
+        ],
+        "ProcessingOutputConfig": {
+            "Outputs": [
+                {
+                    "OutputName": "partitioned",
+                    "S3Output": {"S3Uri": target, "LocalPath": OUTPUT_DIR, "S3UploadMode": "EndOfJob"},
+                }
+            ]
+        },
+        "ProcessingResources": {
+            "ClusterConfig": {"InstanceCount": 1, "InstanceType": config.instance_type, "VolumeSizeInGB": volume}
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": MAX_RUNTIME_S},
+        "Tags": [{"Key": "lmi-deploy:deployment", "Value": config.deployment}],
+    }
+
+
+def code_key(config: DeploymentConfig, script: str) -> str:
+    """Content-addressed location of the partition script in the artifacts bucket."""
+    digest = hashlib.sha256(script.encode()).hexdigest()[:16]
+    return f"partition-code/{config.deployment}/{digest}/"
