@@ -16,6 +16,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -217,54 +218,49 @@ def stage(
         if (folder / name).stat().st_size > part_size * MAX_PARTS:
             raise StagingError(f"{name} is larger than {part_size * MAX_PARTS // 1024**3} GiB; split it into shards")
     total = sum((folder / n).stat().st_size for n in names)
-    hashing = _Progress(total, "hashing", show_progress)
-    try:
-        local = [hash_file(folder / n, n, hashing, part_size) for n in names]
-    finally:
-        hashing.close()
+    progress = _Progress(2 * total, "hash+upload", show_progress)  # every byte is read to hash, then maybe sent
+
+    class Progress(BaseSubscriber):  # type: ignore[misc]
+        def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
+            progress(bytes_transferred)
 
     uploaded: list[str] = []
     skipped: list[str] = []
     repaired: list[str] = []
-    todo: list[LocalFile] = []
-    try:
-        for item in local:
-            head = _remote_state(s3, bucket, prefix + item.relative)
-            if _intact(head, item):
-                skipped.append(item.relative)
-            else:
-                (repaired if head is not None else uploaded).append(item.relative)
-                todo.append(item)
-    except Exception as error:
-        raise explain(error, bucket, prefix) from None
-
-    sending = _Progress(sum(i.size for i in todo), "uploading", show_progress)
-
-    class Progress(BaseSubscriber):  # type: ignore[misc]
-        def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
-            sending(bytes_transferred)
-
+    local: list[LocalFile] = []
     config = TransferConfig(
         multipart_threshold=part_size, multipart_chunksize=part_size, max_concurrency=concurrency, use_threads=True
     )
     try:
-        with create_transfer_manager(s3, config) as manager:
+        # A pipeline: files are hashed in parallel (hashlib releases the GIL), and each one that is not already
+        # intact in S3 starts uploading as soon as its own hash is known, while the others are still hashed.
+        with (
+            create_transfer_manager(s3, config) as manager,
+            ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2)), thread_name_prefix="hash") as hashers,
+        ):
             # Largest first, so one big shard does not start last and finish alone.
-            futures = [
-                (
-                    item,
-                    manager.upload(
-                        str(item.path),
-                        bucket,
-                        prefix + item.relative,
-                        extra_args={"Metadata": {"sha256": item.sha256}},
-                        subscribers=[Progress()],
-                    ),
+            ordered = sorted(names, key=lambda n: -(folder / n).stat().st_size)
+            hashing = [hashers.submit(hash_file, folder / n, n, progress, part_size) for n in ordered]
+            sending: list[tuple[LocalFile, Any]] = []
+            for done in as_completed(hashing):
+                item = done.result()
+                local.append(item)
+                head = _remote_state(s3, bucket, prefix + item.relative)
+                if _intact(head, item):
+                    skipped.append(item.relative)
+                    progress(item.size)
+                    continue
+                (repaired if head is not None else uploaded).append(item.relative)
+                upload = manager.upload(
+                    str(item.path),
+                    bucket,
+                    prefix + item.relative,
+                    extra_args={"Metadata": {"sha256": item.sha256}},
+                    subscribers=[Progress()],
                 )
-                for item in sorted(todo, key=lambda i: -i.size)
-            ]
-            for item, future in futures:
-                future.result()
+                sending.append((item, upload))
+            for item, upload in sending:
+                upload.result()
                 if not _intact(_remote_state(s3, bucket, prefix + item.relative), item):
                     raise StagingError(
                         f"s3://{bucket}/{prefix}{item.relative} does not match the local file after upload (size, "
@@ -277,7 +273,9 @@ def stage(
     except Exception as error:
         raise explain(error, bucket, prefix) from None
     finally:
-        sending.close()
+        progress.close()
+    for names_list in (uploaded, skipped, repaired):
+        names_list.sort()
 
     manifest = {
         **(description or {}),

@@ -225,3 +225,14 @@ def test_stage_script_reads_the_artifacts_stack_and_the_token_secret(
         assert stage_model.main(missing, s3=s3, cloudformation=cloudformation) == 2
         err = capsys.readouterr().err
         assert "stack other-artifacts does not exist: deploy it first" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_staging_benchmark_runs_all_three_tools(capsys: pytest.CaptureFixture[str]) -> None:
+    from scripts import bench_staging
+
+    assert bench_staging.main(["--shards", "2", "--shard-mib", "6", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    for name in ("server ceiling", "lmi-deploy stager", "s5cmd", "aws s3 cp --recursive"):
+        assert name in out
+    assert out.count("MiB/s") == 4
