@@ -18,5 +18,5 @@ class ArtifactsStack(Stack):
         self.bucket = self.store.bucket
         self.repository = self.store.repository
         CfnOutput(self, "BucketName", value=self.bucket.bucket_name, description="Weights and code bucket")
-        CfnOutput(self, "WeightsPrefix", value=config.weights_bucket_and_prefix[1], description="Stage weights here")
+        CfnOutput(self, "WeightsPrefix", value=config.staged_weights[1], description="Stage weights here")
         CfnOutput(self, "RepositoryUri", value=self.repository.repository_uri, description="Custom LMI images")

@@ -172,6 +172,9 @@ def test_bucket_and_repository_are_hardened_and_retained(seed) -> None:
                 },
                 "VersioningConfiguration": {"Status": "Enabled"},
                 "LoggingConfiguration": {"DestinationBucketName": Match.any_value(), "LogFilePrefix": "artifacts/"},
+                "LifecycleConfiguration": {
+                    "Rules": [Match.object_like({"AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7}})]
+                },
             },
             "DeletionPolicy": "Retain",
             "UpdateReplacePolicy": "Retain",

@@ -43,7 +43,13 @@ class ArtifactStore(Construct):
             versioned=True,
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="artifacts/",
-            lifecycle_rules=[s3.LifecycleRule(noncurrent_version_expiration=Duration.days(30))],
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    noncurrent_version_expiration=Duration.days(30),
+                    # parts of an interrupted staging run that is never resumed
+                    abort_incomplete_multipart_upload_after=Duration.days(7),
+                )
+            ],
             removal_policy=RemovalPolicy.RETAIN,
         )
         self.repository = ecr.Repository(
