@@ -134,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_config_arguments(parser)
     parser.add_argument("--destroy", action="store_true", help="destroy both stacks before stopping the emulator")
     parser.add_argument("--workdir", default=str(ROOT / "local"), help="logs, outputs and cloud assembly (local/)")
+    parser.add_argument(
+        "--no-demo", action="store_true", help="skip the local endpoint demo (a tiny model served by the real handler)"
+    )
     args = parser.parse_args(argv)
     try:
         context = context_from_args(args)
@@ -165,6 +168,56 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"lmi-deploy: {error}", file=sys.stderr)
             return 1
         print(f"stopping the emulator (CDK log: {deployment.log})")
+    if not args.no_demo:
+        return local_endpoint_demo(workdir)
+    return 0
+
+
+def local_endpoint_demo(workdir: Path) -> int:
+    """Serve a tiny model made on the spot with the rendered Accelerate handler and send it the seed's request."""
+    try:
+        from lmi_deploy import tiny_models
+    except ImportError:
+        return 0
+    from lmi_deploy.client import UrlClient, payload
+    from lmi_deploy.render import render
+    from lmi_deploy.runtime.server import ModelServer, serve
+    from scripts.benchmark import PRESETS
+    from scripts.local_aws import free_port
+
+    print("local endpoint demo: a tiny random T5 served by the rendered Accelerate handler ...", flush=True)
+    try:
+        model_dir = tiny_models.make(workdir / "demo-model", "t5")
+    except ImportError as error:
+        print(f"  skipped: {error.name} is not installed (pip install -r requirements-dev.txt)")
+        return 0
+    config = load_config(
+        {
+            "engine": "accelerate",
+            "model_id": str(model_dir),
+            "instance_type": "ml.g5.xlarge",
+            "tensor_parallel_degree": "1",
+            "dtype": "fp32",
+            "deployment": "demo-tiny-t5",
+        },
+        environment_defaults={"account": LOCAL_ACCOUNT, "region": LOCAL_REGION},
+    )
+    code = render(config, workdir / "model_code")
+    server = ModelServer(code.directory, model_dir).start()
+    port = free_port()
+    http = serve(server, "127.0.0.1", port)
+    try:
+        if not server.wait_ready(timeout=300):
+            print(f"lmi-deploy: the demo model failed to load: {server.failure}", file=sys.stderr)
+            return 1
+        request = payload(PRESETS["seed"], {"max_new_tokens": 12, "min_new_tokens": 6})
+        print(f"  POST http://127.0.0.1:{port}/invocations {json.dumps(request)[:100]}...")
+        answer = UrlClient(f"http://127.0.0.1:{port}").invoke(request)
+        for prompt, output in zip(request["inputs"], answer["outputs"], strict=True):
+            print(f"  {prompt[:48]!r:52} -> {output!r}  (random weights: random text)")
+    finally:
+        http.shutdown()
+    print(f"  handler: {code.directory / 'model.py'}; serve your own with scripts/serve_local.py")
     return 0
 
 

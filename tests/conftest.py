@@ -20,3 +20,12 @@ def deployment_file(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny random T5 and Llama with a tokenizer trained here (real Hugging Face folders)."""
+    from lmi_deploy import tiny_models
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {kind: tiny_models.make(root / kind, kind) for kind in ("t5", "llama")}

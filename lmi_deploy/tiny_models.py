@@ -1,0 +1,83 @@
+"""Tiny random models with a tokenizer trained on the spot: real Hugging Face folders, made offline in seconds.
+
+For the tests and the ``make local`` demo: a T5 (encoder-decoder) and a Llama (decoder-only), both loadable by
+``from_pretrained`` and servable by the rendered Accelerate handler. Their output is random text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CORPUS = [
+    "translate English to German: the house is wonderful",
+    "summarize: the quick brown fox jumps over the lazy dog and runs into the forest",
+    "question: what is the capital of France? answer: Paris",
+    "review: this movie was great, I loved every minute. sentiment: positive",
+]
+
+
+def _tokenizer() -> object:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=320,
+        special_tokens=["<pad>", "</s>", "<unk>", "<s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator(CORPUS * 10, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", bos_token="<s>"
+    )
+
+
+def make(folder: Path, kind: str = "t5", seed: int = 0) -> Path:
+    """Write a tiny random ``t5`` or ``llama`` model with its tokenizer to ``folder``; returns ``folder``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+
+    tokenizer = _tokenizer()
+    vocab = len(tokenizer)  # type: ignore[arg-type]
+    torch.manual_seed(seed)
+    if kind == "t5":
+        model = T5ForConditionalGeneration(
+            T5Config(
+                vocab_size=vocab,
+                d_model=32,
+                d_ff=64,
+                d_kv=8,
+                num_heads=4,
+                num_layers=2,
+                num_decoder_layers=2,
+                pad_token_id=0,
+                eos_token_id=1,
+                decoder_start_token_id=0,
+            )
+        )
+    elif kind == "llama":
+        model = LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=vocab,
+                hidden_size=32,
+                intermediate_size=64,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                num_hidden_layers=2,
+                max_position_embeddings=256,
+                pad_token_id=0,
+                eos_token_id=1,
+                bos_token_id=3,
+            )
+        )
+    else:
+        raise ValueError(f"kind must be t5 or llama, not {kind!r}")
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)  # type: ignore[attr-defined]
+    return folder
