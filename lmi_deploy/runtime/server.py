@@ -32,6 +32,7 @@ class Reply:
     status: int
     body: bytes | Iterator[bytes]
     headers: dict[str, str] = field(default_factory=dict)
+    output: Any = None  # the handler's Output, for its finalize step
 
 
 def error_reply(status: int, message: str, error: str) -> Reply:
@@ -177,7 +178,7 @@ class ModelServer:
         headers = {k.lower(): v for k, v in output.properties.items()}
         if output.stream_content is not None:
             return Reply(output.code, _stream(output), headers)
-        return Reply(output.code, output.body(), headers)
+        return Reply(output.code, output.body(), headers, output)
 
 
 def _stream(output: Any) -> Iterator[bytes]:
@@ -209,7 +210,10 @@ def create_app(server: ModelServer) -> Any:
         headers = {key: value for key, value in request.headers.items()}
         reply = server.submit(request.get_data(), headers).result()
         if isinstance(reply.body, bytes):
-            return Response(reply.body, reply.status, headers=reply.headers)
+            response = Response(reply.body, reply.status, headers=reply.headers)
+            if reply.output is not None:
+                response.call_on_close(reply.output.execute_finalize)  # after the response is sent, as DJL does
+            return response
         return Response(reply.body, reply.status, headers=reply.headers, direct_passthrough=True)
 
     return app

@@ -79,12 +79,43 @@ class Input:
     def get_as_json(self, key: str | None = None) -> Any:
         return json.loads(self.get_as_string(key))
 
+    def get_as_csv(self, key: str | None = None) -> list[dict[str, str]]:
+        import csv
+        import io
+
+        return list(csv.DictReader(io.StringIO(self.get_as_string(key))))
+
+    def get_as_numpy(self, key: str | None = None) -> list[Any]:
+        """An ``.npz`` payload (DJL's NDList encoding is npz too) as a list of arrays."""
+        return self.get_as_npz(key)
+
+    def get_as_npz(self, key: str | None = None) -> list[Any]:
+        import io
+
+        import numpy as np
+
+        with np.load(io.BytesIO(self.get_as_bytes(key) or b"")) as archive:
+            return [archive[name] for name in archive.files]
+
+    def get_as_image(self, key: str | None = None) -> Any:
+        import io
+
+        from PIL import Image  # only handlers that take images need Pillow
+
+        return Image.open(io.BytesIO(self.get_as_bytes(key) or b""))
+
     def get_data(self, key: str | None = None) -> Any:
         content_type = (self.get_property("content-type") or "").lower()
         if content_type.startswith("application/json"):
             return self.get_as_json(key)
+        if content_type.startswith("text/csv"):
+            return self.get_as_csv(key)
         if content_type.startswith("text/"):
             return self.get_as_string(key)
+        if content_type in ("tensor/npz", "tensor/ndlist"):
+            return self.get_as_npz(key)
+        if content_type.startswith("image/"):
+            return self.get_as_image(key)
         return self.get_as_bytes(key)
 
     def is_empty(self) -> bool:

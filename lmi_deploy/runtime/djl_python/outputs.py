@@ -19,6 +19,7 @@ class Output:
         self.content: list[tuple[str | None, bytes]] = []
         self.stream_content: Iterable[Any] | None = None
         self.stream_formatter: Callable[[Any], Any] | None = None
+        self._finalize: tuple[Callable[..., Any], tuple[Any, ...]] | None = None
 
     def set_code(self, code: int) -> Output:
         self.code = code
@@ -61,6 +62,29 @@ class Output:
     def add_as_json(self, val: Any, key: str | None = None, batch_index: int | None = None) -> Output:
         self.content.append((self._key(key, batch_index), json.dumps(val, ensure_ascii=False).encode("utf-8")))
         return self
+
+    def add_as_numpy(self, np_list: list[Any], key: str | None = None, batch_index: int | None = None) -> Output:
+        return self.add_as_npz(np_list, key, batch_index)
+
+    def add_as_npz(self, np_list: list[Any], key: str | None = None, batch_index: int | None = None) -> Output:
+        import io
+
+        import numpy as np
+
+        buffer = io.BytesIO()
+        np.savez(buffer, *np_list)
+        self.content.append((self._key(key, batch_index), buffer.getvalue()))
+        return self
+
+    def finalize(self, finalize_function: Callable[..., Any], *args: Any) -> Output:
+        """Run ``finalize_function(*args)`` after the response is sent."""
+        self._finalize = (finalize_function, args)
+        return self
+
+    def execute_finalize(self) -> None:
+        if self._finalize is not None:
+            function, args = self._finalize
+            function(*args)
 
     def add_stream_content(
         self,
