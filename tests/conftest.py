@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,3 +31,26 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("tiny-models")
     return {kind: tiny_models.make(root / kind, kind) for kind in ("t5", "llama")}
+
+
+def ruff_py39(*paths: str | Path) -> subprocess.CompletedProcess[str]:
+    """ruff on rendered files as the oldest LMI containers run them (Python 3.9), independent of the repo's config."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "check",
+            "--isolated",
+            "--target-version",
+            "py39",
+            "--select",
+            "E,F,W,B,UP",
+            "--line-length",
+            "120",
+            *map(str, paths),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import ast
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import boto3
@@ -17,6 +15,7 @@ from lmi_deploy.config import load_config
 from lmi_deploy.errors import ConfigError
 from lmi_deploy.render import serving_properties
 from scripts import partition_model
+from tests.conftest import ruff_py39
 
 DEEPSPEED = {
     "engine": "deepspeed",
@@ -36,25 +35,7 @@ def test_partition_script_compiles_and_lints(tmp_path: Path, context: dict[str, 
     ast.parse(script, feature_version=(3, 9))
     assert "{{" not in script and "{%" not in script
     (tmp_path / "partition.py").write_text(script)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ruff",
-            "check",
-            "--isolated",
-            "--target-version",
-            "py39",
-            "--select",
-            "E,F,W,B,UP",
-            "--line-length",
-            "120",
-            str(tmp_path / "partition.py"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = ruff_py39(str(tmp_path / "partition.py"))
     assert result.returncode == 0, result.stdout
     call = (
         "save_mp_checkpoint_path=OUTPUT_DIR"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import io
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from lmi_deploy.config import load_config
 from lmi_deploy.containers import Engine
 from lmi_deploy.render import render, render_files, serving_properties
 from scripts import render as render_script
+from tests.conftest import ruff_py39
 
 
 def parse_properties(text: str) -> dict[str, str]:
@@ -139,25 +138,7 @@ def test_rendered_handlers_lint_clean(tmp_path: Path) -> None:
         context = {"engine": engine, "model_id": model_id, "deployment": f"{engine.lower()}-{model_id[:6].lower()}"}
         code = render(load_config(context), tmp_path)
         paths.append(str(code.directory / "model.py"))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ruff",
-            "check",
-            "--isolated",
-            "--target-version",
-            "py39",
-            "--select",
-            "E,F,W,B,UP",
-            "--line-length",
-            "120",
-            *paths,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = ruff_py39(*paths)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
