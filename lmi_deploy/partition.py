@@ -2,23 +2,29 @@
 
 The job runs the deployment's own LMI image on the staged weights and writes the result to
 ``<weights prefix>/partitioned/tp<N>/``; a deployment with ``partitioned=true`` then loads from there and skips the
-conversion at startup (FasterTransformer ``save_checkpoint``, DeepSpeed ``save_mp_checkpoint_path``).
+conversion or compilation at startup: FasterTransformer ``save_checkpoint`` and DeepSpeed ``save_mp_checkpoint_path``
+through our rendered ``partition.py``; TensorRT-LLM through the container's own
+``/opt/djl/partition/trt_llm_partition.py`` on our rendered ``serving.properties`` (LMI 0.26.0 onward, per the LMI
+TensorRT-LLM ahead-of-time tutorial). The compiled engine only runs on the GPU architecture it was built on, so the job
+runs on the deployment's instance type.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import time
 from typing import Any
 
 from lmi_deploy import render
 from lmi_deploy.config import DeploymentConfig
-from lmi_deploy.containers import Engine
+from lmi_deploy.containers import Engine, version_key
 from lmi_deploy.errors import ConfigError
 from lmi_deploy.model_facts import DTYPE_BYTES
 
-SUPPORTED = (Engine.FASTER_TRANSFORMER, Engine.DEEPSPEED)
+SUPPORTED = (Engine.FASTER_TRANSFORMER, Engine.DEEPSPEED, Engine.TENSORRT_LLM)
+TRT_LLM_PARTITION = "/opt/djl/partition/trt_llm_partition.py"
 INPUT_DIR = "/opt/ml/processing/input/model"
 CODE_DIR = "/opt/ml/processing/input/code"
 OUTPUT_DIR = "/opt/ml/processing/output"
@@ -40,6 +46,22 @@ def check_supported(config: DeploymentConfig) -> None:
             f"ahead-of-time partitioning is offered for {', '.join(e.value for e in SUPPORTED)}; {config.engine.value} "
             "builds its engine when the container starts (the startup timeout includes it)"
         )
+    if config.engine is Engine.TENSORRT_LLM and version_key(config.lmi_version) < (0, 26, 0):
+        raise ConfigError(
+            "TensorRT-LLM ahead-of-time compilation (trt_llm_partition.py) needs lmi_version 0.26.0 or later"
+        )
+
+
+def partition_files(config: DeploymentConfig) -> dict[str, str]:
+    """The files the job's code input holds: our partition.py, or (TensorRT-LLM) the serving.properties it reads."""
+    check_supported(config)
+    if config.engine is Engine.TENSORRT_LLM:
+        entries = [
+            (INPUT_DIR if key in ("option.model_id", "option.s3url") else value, key)[::-1]
+            for key, value in render.serving_properties(config)
+        ]
+        return {"serving.properties": "".join(f"{key}={value}\n" for key, value in entries)}
+    return {"partition.py": partition_script(config)}
 
 
 def partition_script(config: DeploymentConfig) -> str:
@@ -75,6 +97,17 @@ def job_request(
     script = f"{CODE_DIR}/partition.py"
     if config.engine is Engine.DEEPSPEED:
         entrypoint = ["deepspeed", "--num_gpus", str(tp), script]
+    elif config.engine is Engine.TENSORRT_LLM:
+        entrypoint = [
+            "python3",
+            TRT_LLM_PARTITION,
+            "--properties_dir",
+            CODE_DIR,
+            "--trt_llm_model_repo",
+            OUTPUT_DIR,
+            "--tensor_parallel_degree",
+            str(tp),
+        ]
     else:
         entrypoint = ["python3", script]
     facts = config.facts
@@ -124,7 +157,7 @@ def job_request(
     }
 
 
-def code_key(config: DeploymentConfig, script: str) -> str:
-    """Content-addressed location of the partition script in the artifacts bucket."""
-    digest = hashlib.sha256(script.encode()).hexdigest()[:16]
+def code_key(config: DeploymentConfig, files: dict[str, str]) -> str:
+    """Content-addressed location of the job's code input in the artifacts bucket."""
+    digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
     return f"partition-code/{config.deployment}/{digest}/"

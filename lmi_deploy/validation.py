@@ -117,13 +117,13 @@ def _round_up(seconds: float, step: int = 60) -> int:
     return int(math.ceil(seconds / step) * step)
 
 
-def needed_timeouts(facts: ModelFacts, engine: Engine) -> tuple[int, int, str, str]:
+def needed_timeouts(facts: ModelFacts, engine: Engine, compiled: bool = False) -> tuple[int, int, str, str]:
     """(download, startup) seconds a load of this size needs at the stated throughputs, and how each was derived."""
     stored = facts.weight_bytes(facts.native_dtype or "fp32")
     download = stored / MIB / DOWNLOAD_MIB_S
     load = stored / MIB / LOAD_MIB_S
     compile_s = 0.0
-    if engine in COMPILE_S_PER_BILLION:
+    if engine in COMPILE_S_PER_BILLION and not compiled:
         compile_s = max(COMPILE_MIN_S[engine], COMPILE_S_PER_BILLION[engine] * facts.parameters / 1e9)
     size = f"{stored / GIB:.1f} GiB of weights"
     how_download = f"{size} at {DOWNLOAD_MIB_S} MiB/s, x{TIMEOUT_MARGIN} margin"
@@ -214,11 +214,11 @@ def resolve_and_check(config: Any, facts: ModelFacts | None, facts_note: str) ->
             f"handler=custom is not offered for {spec.engine.value}: its container serves the model through the "
             "built-in rolling-batch/compiled handler; use handler=builtin",
         )
-    if config.partitioned and spec.engine not in (Engine.FASTER_TRANSFORMER, Engine.DEEPSPEED):
+    if config.partitioned and spec.engine not in (Engine.FASTER_TRANSFORMER, Engine.DEEPSPEED, Engine.TENSORRT_LLM):
         error(
             "partitioned",
-            f"partitioned=true loads an ahead-of-time partitioned checkpoint, which lmi-deploy makes "
-            f"for FasterTransformer and DeepSpeed only; {spec.engine.value} builds its engine at startup",
+            f"partitioned=true loads an ahead-of-time partitioned checkpoint, which lmi-deploy makes for "
+            f"FasterTransformer, DeepSpeed and TensorRT-LLM only; {spec.engine.value} builds it at startup",
         )
     if config.weights_delivery == "sagemaker":
         if version_key(version) < (0, 27, 0):
@@ -381,7 +381,7 @@ def resolve_and_check(config: Any, facts: ModelFacts | None, facts_note: str) ->
         return seconds
 
     need_download, need_startup, how_download, how_startup = (
-        needed_timeouts(facts, config.engine) if facts else (None, None, "", "")
+        needed_timeouts(facts, config.engine, compiled=config.partitioned) if facts else (None, None, "", "")
     )
     download = timeout("model_data_download_timeout", config.model_data_download_timeout, need_download, how_download)
     startup = timeout(

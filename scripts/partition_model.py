@@ -3,10 +3,11 @@
 
     python scripts/partition_model.py [--config FILE] [-c key=value ...] --role-arn ARN [--wait] [--dry-run]
 
-Renders the partition script (FasterTransformer ``save_checkpoint`` or DeepSpeed ``save_mp_checkpoint_path``),
-uploads it to the artifacts bucket, and starts a Processing job that reads ``<weights prefix>`` and writes
-``<weights prefix>/partitioned/tp<N>/``. Deploy with ``-c partitioned=true`` afterwards. The role must read the
-staged prefix, write the partitioned one, pull the LMI image and write logs.
+Renders the partition step (FasterTransformer ``save_checkpoint``, DeepSpeed ``save_mp_checkpoint_path``, or
+TensorRT-LLM's own ``trt_llm_partition.py`` on the rendered ``serving.properties``), uploads it to the artifacts
+bucket, and starts a Processing job that reads ``<weights prefix>`` and writes ``<weights prefix>/partitioned/tp<N>/``.
+Deploy with ``-c partitioned=true`` afterwards. The role must read the staged prefix, write the partitioned one, pull
+the LMI image and write logs.
 """
 
 from __future__ import annotations
@@ -38,13 +39,14 @@ def main(argv: Sequence[str] | None = None, *, s3: Any = None, sagemaker: Any = 
     try:
         context = {**context_from_args(args), "partitioned": "false"}
         config = load_config(context, environment_defaults=environment_defaults(os.environ))
-        script = partition.partition_script(config)
+        files = partition.partition_files(config)
         bucket, _ = config.staged_weights
-        code_prefix = partition.code_key(config, script)
+        code_prefix = partition.code_key(config, files)
         request = partition.job_request(config, args.role_arn or "<role-arn>", f"s3://{bucket}/{code_prefix}")
         if args.dry_run:
             print(json.dumps(request, indent=2))
-            print(script)
+            for name, text in files.items():
+                print(f"--- {name}\n{text}")
             return 0
         if not args.role_arn:
             raise ConfigError("--role-arn is required to start the job (or use --dry-run)")
@@ -54,7 +56,8 @@ def main(argv: Sequence[str] | None = None, *, s3: Any = None, sagemaker: Any = 
         s3 = s3 or session.client("s3", endpoint_url=args.endpoint_url)
         sagemaker = sagemaker or session.client("sagemaker", endpoint_url=args.endpoint_url)
         try:
-            s3.put_object(Bucket=bucket, Key=code_prefix + "partition.py", Body=script.encode())
+            for name, text in files.items():
+                s3.put_object(Bucket=bucket, Key=code_prefix + name, Body=text.encode())
             sagemaker.create_processing_job(**request)
         except Exception as error:
             raise explain(error, bucket, code_prefix) from None

@@ -68,10 +68,46 @@ def test_partitioned_deployment_loads_the_partitioned_prefix() -> None:
         "s3://gpt-j-6b-111122223333-us-east-1/models/EleutherAI/gpt-j-6b/main/partitioned/tp2/"
     )
     assert properties["option.checkpoint"] == "ds_inference_config.json"
-    with pytest.raises(ConfigError, match="for FasterTransformer and DeepSpeed only"):
+    with pytest.raises(ConfigError, match="for FasterTransformer, DeepSpeed and TensorRT-LLM only"):
         load_config({"engine": "vllm", "model_id": "meta-llama/Llama-2-7b-hf", "partitioned": "true"})
     with pytest.raises(ConfigError, match="builds its engine when the container starts"):
-        partition.partition_script(load_config({"engine": "tensorrt-llm", "model_id": "meta-llama/Llama-2-7b-hf"}))
+        partition.partition_files(load_config({"engine": "vllm", "model_id": "meta-llama/Llama-2-7b-hf"}))
+
+
+def test_tensorrt_llm_compiles_ahead_of_time_with_the_containers_own_script() -> None:
+    context = {
+        "engine": "tensorrt-llm",
+        "model_id": "meta-llama/Llama-2-7b-hf",
+        "lmi_version": "0.30.0",
+        "tensor_parallel_degree": "4",
+        "account": "111122223333",
+    }
+    config = load_config(context)
+    files = partition.partition_files(config)
+    properties = dict(line.split("=", 1) for line in files["serving.properties"].splitlines())
+    assert properties["option.model_id"] == partition.INPUT_DIR  # the job's copy of the staged weights
+    assert properties["option.rolling_batch"] == "trtllm" and properties["option.tensor_parallel_degree"] == "4"
+    request = partition.job_request(config, ROLE, "s3://b/code/", now=0)
+    assert request["AppSpecification"]["ContainerEntrypoint"] == [
+        "python3",
+        "/opt/djl/partition/trt_llm_partition.py",
+        "--properties_dir",
+        partition.CODE_DIR,
+        "--trt_llm_model_repo",
+        partition.OUTPUT_DIR,
+        "--tensor_parallel_degree",
+        "4",
+    ]
+    assert request["ProcessingResources"]["ClusterConfig"]["InstanceType"] == config.instance_type  # same GPU arch
+    compiled = load_config({**context, "partitioned": "true"})
+    assert compiled.weights_s3_uri.endswith("/models/meta-llama/Llama-2-7b-hf/main/partitioned/tp4/")
+    # no compile at startup any more: the startup timeout drops accordingly
+    assert (
+        compiled.resolved.container_startup_health_check_timeout
+        < config.resolved.container_startup_health_check_timeout
+    )
+    with pytest.raises(ConfigError, match=r"needs lmi_version 0\.26\.0 or later"):
+        partition.partition_files(load_config({**context, "lmi_version": "0.25.0"}))
 
 
 def test_partition_script_starts_the_job(capsys: pytest.CaptureFixture[str]) -> None:
@@ -89,7 +125,7 @@ def test_partition_script_starts_the_job(capsys: pytest.CaptureFixture[str]) -> 
         code_uri = next(i for i in job["ProcessingInputs"] if i["InputName"] == "code")["S3Input"]["S3Uri"]
         bucket, _, key = code_uri.removeprefix("s3://").partition("/")
         script = s3.get_object(Bucket=bucket, Key=key + "partition.py")["Body"].read().decode()
-        assert script == partition.partition_script(load_config(DEEPSPEED))
+        assert {"partition.py": script} == partition.partition_files(load_config(DEEPSPEED))
         assert "partitioned/tp2/" in out
 
     assert partition_model.main([*args]) == 2
