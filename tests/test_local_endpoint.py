@@ -413,3 +413,12 @@ def test_serve_local_script_renders_and_serves(tiny_models: dict[str, Path]) -> 
         cwd=root,
     )
     assert (bad.returncode == 2 and "built-in handler" in bad.stderr) or "--model-dir is required" in bad.stderr
+
+
+def test_make_local_demo_serves_a_tiny_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from scripts.deploy_local import local_endpoint_demo
+
+    assert local_endpoint_demo(tmp_path) == 0
+    out = capsys.readouterr().out
+    assert out.count("(random weights: random text)") == 4  # the seed's four tasks, each answered
+    assert (tmp_path / "model_code" / "demo-tiny-t5" / "model.py").exists()
