@@ -112,6 +112,25 @@ class DeploymentConfig(BaseModel):
         None, description="option.model_loading_timeout (s). Default: the startup timeout."
     )
     volume_size_gb: int | None = Field(None, ge=1, le=512, description="VolumeSizeInGB, on families with EBS only.")
+    autoscaling_max_instances: int | None = Field(
+        None, ge=1, le=100, description="Scale between instance_count and this (target tracking); unset: fixed size."
+    )
+    autoscaling_target_invocations: int = Field(
+        4, ge=1, description="Target SageMakerVariantInvocationsPerInstance (per minute) for autoscaling."
+    )
+    autoscaling_scale_in_cooldown: int = Field(600, ge=0, le=3600, description="Seconds between scale-ins.")
+    autoscaling_scale_out_cooldown: int = Field(120, ge=0, le=3600, description="Seconds between scale-outs.")
+    alarm_email: str | None = Field(
+        None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="E-mail subscribed to the alarm topic."
+    )
+    alarm_model_latency_p99_ms: int = Field(
+        30_000, ge=1, description="p99 ModelLatency (ms) above which the latency alarm fires (and updates roll back)."
+    )
+    update_strategy: Literal["all-at-once", "canary", "linear"] = Field(
+        "all-at-once", description="Blue/green traffic shifting of an update; rolls back on the error/latency alarms."
+    )
+    update_step_percent: int = Field(10, ge=1, le=50, description="Canary size / linear step, % of capacity.")
+    update_wait_seconds: int = Field(600, ge=0, le=3600, description="Baking time between traffic shifts.")
     account: str = Field("000000000000", description="AWS account the stacks are for (12 digits).")
     bootstrap_version_rule: bool = Field(
         True, description="Check the CDK bootstrap version on deploy; the local emulator turns it off."

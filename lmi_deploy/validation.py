@@ -421,6 +421,14 @@ def resolve_and_check(config: Any, facts: ModelFacts | None, facts_note: str) ->
             f"{instance.name} without volume_size_gb: the LMI guidance is to raise the volume above the model size",
         )
 
+    # --- operations ---
+    if config.autoscaling_max_instances is not None and config.autoscaling_max_instances < config.instance_count:
+        error(
+            "autoscaling",
+            f"autoscaling_max_instances={config.autoscaling_max_instances} is below instance_count="
+            f"{config.instance_count} (the minimum): raise it, or lower instance_count",
+        )
+
     # --- version-specific behaviour worth knowing ---
     if (
         spec.engine is Engine.FASTER_TRANSFORMER

@@ -95,7 +95,11 @@ def describe_deployment(cloudformation: Any, sagemaker: Any, stack_name: str) ->
     so what is read back is what this deployment's CloudFormation stack created.
     """
     resources = cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]
-    names = {r["ResourceType"]: r["PhysicalResourceId"].rsplit("/", 1)[-1] for r in resources}
+    names = {
+        r["ResourceType"]: r["PhysicalResourceId"].rsplit("/", 1)[-1]
+        for r in resources
+        if str(r.get("ResourceType", "")).startswith("AWS::SageMaker::")
+    }
     endpoint = sagemaker.describe_endpoint(EndpointName=names["AWS::SageMaker::Endpoint"])
     endpoint_config = sagemaker.describe_endpoint_config(EndpointConfigName=names["AWS::SageMaker::EndpointConfig"])
     variant = endpoint_config["ProductionVariants"][0]

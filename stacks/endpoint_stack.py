@@ -12,8 +12,10 @@ from constructs import Construct
 
 from lmi_deploy.config import DeploymentConfig
 from lmi_deploy.render import RenderedCode, container_environment
+from stacks.components.autoscaling import EndpointAutoscaling
 from stacks.components.execution_role import ExecutionRole
 from stacks.components.model_endpoint import ModelEndpoint
+from stacks.components.monitoring import EndpointMonitoring
 
 
 class EndpointStack(Stack):
@@ -52,6 +54,7 @@ class EndpointStack(Stack):
             code_object_key=self.code.s3_object_key if self.code else None,
             log_group_name=self.log_group_name,
         )
+        self.monitoring = EndpointMonitoring(self, "Monitoring", config=config, log_group_name=self.log_group_name)
         self.endpoint = ModelEndpoint(
             self,
             "Endpoint",
@@ -59,11 +62,19 @@ class EndpointStack(Stack):
             role_arn=self.execution_role.role.role_arn,
             model_data_url=self.code.s3_object_url if self.code else None,
             environment=container_environment(config),
+            rollback_alarm_names=[alarm.alarm_name for alarm in self.monitoring.rollback_alarms],
         )
+        self.autoscaling = (
+            EndpointAutoscaling(self, "Autoscaling", config=config) if config.autoscaling_max_instances else None
+        )
+        if self.autoscaling is not None:
+            self.autoscaling.node.add_dependency(self.endpoint.endpoint)
         # CreateModel checks that the role can read the artifact: attach the policy first.
         self.endpoint.model.node.add_dependency(self.execution_role.policy)
         CfnOutput(self, "EndpointName", value=self.endpoint.endpoint.attr_endpoint_name)
         CfnOutput(self, "ImageUri", value=config.image_uri)
+        CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
+        CfnOutput(self, "DashboardName", value=f"lmi-deploy-{config.deployment}")
         CfnOutput(self, "WeightsS3Prefix", value=config.weights_s3_uri)
         if self.code is not None:
             CfnOutput(self, "CodeArtifactS3Uri", value=self.code.s3_object_url)

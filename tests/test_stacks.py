@@ -353,3 +353,113 @@ def test_sagemaker_delivery_needs_env_configurable_containers() -> None:
         load_config({"weights_delivery": "sagemaker", "handler": "builtin"})
     with pytest.raises(ConfigError, match=r"custom model\.py cannot ship"):
         load_config({"engine": "accelerate", "weights_delivery": "sagemaker", "model_id": "meta-llama/Llama-2-7b-hf"})
+
+
+def test_default_operations_alarms_dashboard_and_guarded_updates(seed) -> None:
+    _, _, endpoint, _ = seed
+    endpoint.resource_count_is("AWS::CloudWatch::Alarm", 7)
+    endpoint.resource_count_is("AWS::ApplicationAutoScaling::ScalableTarget", 0)  # off unless asked
+    endpoint.has_resource_properties("AWS::SNS::Topic", {"DisplayName": "lmi-deploy flan-t5-xxl alarms"})
+    endpoint.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "AlarmName": "flan-t5-xxl-5xx",
+            "MetricName": "Invocation5XXErrors",
+            "Namespace": "AWS/SageMaker",
+            "Threshold": 1,
+            "EvaluationPeriods": 2,
+            "TreatMissingData": "notBreaching",
+            "Dimensions": Match.array_with([{"Name": "EndpointName", "Value": "flan-t5-xxl"}]),
+            "AlarmActions": [{"Ref": Match.string_like_regexp("MonitoringAlarms")}],
+        },
+    )
+    endpoint.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {"AlarmName": "flan-t5-xxl-model-latency-p99", "ExtendedStatistic": "p99", "Threshold": 30_000_000},
+    )
+    endpoint.has_resource_properties(  # GPU memory is summed over the g5.12xlarge's 4 GPUs
+        "AWS::CloudWatch::Alarm",
+        {"AlarmName": "flan-t5-xxl-gpu-memory", "Namespace": "/aws/sagemaker/Endpoints", "Threshold": 392},
+    )
+    endpoint.has_resource_properties("AWS::CloudWatch::Dashboard", {"DashboardName": "lmi-deploy-flan-t5-xxl"})
+    endpoint.has_resource_properties(
+        "AWS::SageMaker::Endpoint",
+        {
+            "DeploymentConfig": {
+                "BlueGreenUpdatePolicy": {
+                    "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 600}
+                },
+                "AutoRollbackConfiguration": {
+                    "Alarms": [
+                        {"AlarmName": {"Ref": Match.string_like_regexp("Monitoring5xx")}},
+                        {"AlarmName": {"Ref": Match.string_like_regexp("Monitoringmodellatencyp99")}},
+                    ]
+                },
+            }
+        },
+    )
+
+
+def test_everything_enabled_autoscaling_email_canary(tmp_path: Path) -> None:
+    _, stacks, _ = synth(
+        tmp_path,
+        instance_count="2",
+        autoscaling_max_instances="6",
+        autoscaling_target_invocations="8",
+        alarm_email="oncall@example.com",
+        update_strategy="canary",
+        update_step_percent="25",
+        update_wait_seconds="300",
+    )
+    endpoint = Template.from_stack(stacks.endpoint)
+    endpoint.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        {
+            "MinCapacity": 2,
+            "MaxCapacity": 6,
+            "ResourceId": "endpoint/flan-t5-xxl/variant/AllTraffic",
+            "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+            "ServiceNamespace": "sagemaker",
+        },
+    )
+    endpoint.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        {
+            "PolicyType": "TargetTrackingScaling",
+            "TargetTrackingScalingPolicyConfiguration": {
+                "TargetValue": 8,
+                "ScaleInCooldown": 600,
+                "ScaleOutCooldown": 120,
+                "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+            },
+        },
+    )
+    endpoint.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "oncall@example.com"})
+    endpoint.has_resource_properties(
+        "AWS::SageMaker::Endpoint",
+        {
+            "DeploymentConfig": Match.object_like(
+                {
+                    "BlueGreenUpdatePolicy": {
+                        "TerminationWaitInSeconds": 300,
+                        "TrafficRoutingConfiguration": {
+                            "Type": "CANARY",
+                            "WaitIntervalInSeconds": 300,
+                            "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 25},
+                        },
+                    }
+                }
+            )
+        },
+    )
+
+
+def test_invalid_operations_settings_are_refused() -> None:
+    from lmi_deploy.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"autoscaling_max_instances=1 is below instance_count=2"):
+        load_config({"instance_count": "2", "autoscaling_max_instances": "1"})
+    with pytest.raises(ConfigError, match=r"invalid alarm_email='oncall'"):
+        load_config({"alarm_email": "oncall"})
+    with pytest.raises(ConfigError, match=r"invalid update_strategy='rolling'"):
+        load_config({"update_strategy": "rolling"})

@@ -25,6 +25,7 @@ class ModelEndpoint(Construct):
         role_arn: str,
         model_data_url: str | None,
         environment: dict[str, str],
+        rollback_alarm_names: list[str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         if model_data_url is not None:  # the code tarball; the container downloads the weights itself
@@ -62,6 +63,7 @@ class ModelEndpoint(Construct):
             "Endpoint",
             endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
             endpoint_name=config.deployment,
+            deployment_config=_deployment_config(config, rollback_alarm_names or []),
         )
         acknowledge(
             self.model,
@@ -75,3 +77,28 @@ class ModelEndpoint(Construct):
             "Volumes use SageMaker's AWS-managed encryption; a customer-managed KMS key is the isolation option of "
             "the production-operations work, and g5/p4d/p5 instance storage does not take one.",
         )
+
+
+def _deployment_config(
+    config: DeploymentConfig, alarm_names: list[str]
+) -> sagemaker.CfnEndpoint.DeploymentConfigProperty:
+    """Blue/green update: a changed model, image or instance type shifts traffic as chosen, and rolls back when an
+    error or latency alarm fires while it bakes."""
+    size = sagemaker.CfnEndpoint.CapacitySizeProperty(type="CAPACITY_PERCENT", value=config.update_step_percent)
+    kind = {"all-at-once": "ALL_AT_ONCE", "canary": "CANARY", "linear": "LINEAR"}[config.update_strategy]
+    routing = sagemaker.CfnEndpoint.TrafficRoutingConfigProperty(
+        type=kind,
+        wait_interval_in_seconds=config.update_wait_seconds,
+        canary_size=size if kind == "CANARY" else None,
+        linear_step_size=size if kind == "LINEAR" else None,
+    )
+    return sagemaker.CfnEndpoint.DeploymentConfigProperty(
+        blue_green_update_policy=sagemaker.CfnEndpoint.BlueGreenUpdatePolicyProperty(
+            traffic_routing_configuration=routing, termination_wait_in_seconds=300
+        ),
+        auto_rollback_configuration=sagemaker.CfnEndpoint.AutoRollbackConfigProperty(
+            alarms=[sagemaker.CfnEndpoint.AlarmProperty(alarm_name=name) for name in alarm_names]
+        )
+        if alarm_names
+        else None,
+    )
