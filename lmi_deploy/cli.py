@@ -50,3 +50,24 @@ def environment_defaults(environ: Mapping[str, str]) -> dict[str, str | None]:
         "account": environ.get("CDK_DEFAULT_ACCOUNT"),
         "region": environ.get("CDK_DEFAULT_REGION") or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION"),
     }
+
+
+def stack_outputs(cloudformation: Any, stack_name: str, instead: str) -> dict[str, str]:
+    """A deployed stack's outputs; a missing stack or unreadable account is a ConfigError saying what to do.
+
+    ``instead`` names the argument that makes the lookup unnecessary (e.g. ``pass --bucket``).
+    """
+    try:
+        stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    except Exception as error:
+        if "does not exist" in str(error):
+            raise ConfigError(
+                f"stack {stack_name} does not exist: deploy it first (npx cdk deploy {stack_name}) or {instead}"
+            ) from None
+        if type(error).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
+            raise ConfigError(
+                "no AWS credentials found: configure a profile (aws configure / AWS_PROFILE) or an instance role, "
+                f"or {instead}"
+            ) from None
+        raise ConfigError(f"cannot read stack {stack_name} ({type(error).__name__}: {error}); or {instead}") from None
+    return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}

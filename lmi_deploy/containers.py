@@ -133,6 +133,9 @@ ENGINES: dict[Engine, EngineSpec] = {
     ),
 }
 
+# Engines whose checkpoint lmi-deploy can partition/compile ahead of time (lmi_deploy.partition).
+PARTITIONABLE = (Engine.FASTER_TRANSFORMER, Engine.DEEPSPEED, Engine.TENSORRT_LLM)
+
 # Names users type for engines (compared lower-case).
 ENGINE_ALIASES: dict[str, Engine] = {
     **{e.value.lower(): e for e in Engine},

@@ -19,11 +19,11 @@ from typing import Any
 
 from lmi_deploy import render
 from lmi_deploy.config import DeploymentConfig
-from lmi_deploy.containers import Engine, version_key
+from lmi_deploy.containers import PARTITIONABLE, Engine, version_key
 from lmi_deploy.errors import ConfigError
 from lmi_deploy.model_facts import DTYPE_BYTES
 
-SUPPORTED = (Engine.FASTER_TRANSFORMER, Engine.DEEPSPEED, Engine.TENSORRT_LLM)
+SUPPORTED = PARTITIONABLE
 TRT_LLM_PARTITION = "/opt/djl/partition/trt_llm_partition.py"
 INPUT_DIR = "/opt/ml/processing/input/model"
 CODE_DIR = "/opt/ml/processing/input/code"

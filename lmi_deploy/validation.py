@@ -214,11 +214,12 @@ def resolve_and_check(config: Any, facts: ModelFacts | None, facts_note: str) ->
             f"handler=custom is not offered for {spec.engine.value}: its container serves the model through the "
             "built-in rolling-batch/compiled handler; use handler=builtin",
         )
-    if config.partitioned and spec.engine not in (Engine.FASTER_TRANSFORMER, Engine.DEEPSPEED, Engine.TENSORRT_LLM):
+    if config.partitioned and spec.engine not in containers.PARTITIONABLE:
         error(
             "partitioned",
             f"partitioned=true loads an ahead-of-time partitioned checkpoint, which lmi-deploy makes for "
-            f"FasterTransformer, DeepSpeed and TensorRT-LLM only; {spec.engine.value} builds it at startup",
+            f"{', '.join(e.value for e in containers.PARTITIONABLE[:-1])} and {containers.PARTITIONABLE[-1].value} "
+            f"only; {spec.engine.value} builds it at startup",
         )
     if config.weights_delivery == "sagemaker":
         if version_key(version) < (0, 27, 0):
@@ -234,7 +235,7 @@ def resolve_and_check(config: Any, facts: ModelFacts | None, facts_note: str) ->
                 "weights_delivery=sagemaker places only the weights under /opt/ml/model, so a custom "
                 "model.py cannot ship with them: use handler=builtin, or weights_delivery=container",
             )
-    if findings and any(f.level == "error" for f in findings):
+    if any(f.level == "error" for f in findings):
         # Wrong engine for the model or the hardware: the rules below would only repeat it in other words.
         return _unresolved(config, findings, notes)
 
@@ -591,7 +592,7 @@ def lint_serving_properties(
                     f"{shown}: on LMI {version} the key's presence turns rolling batch "
                     "ON even as 'disable'; delete the line instead",
                 )
-        elif key == "option.dtype" and value not in ("fp32", "fp16", "bf16", "int8", "auto", "f16", "bf16"):
+        elif key == "option.dtype" and value not in ("fp32", "fp16", "bf16", "int8", "auto", "f16"):
             error(number, "value", f"{shown}: expected fp32, fp16, bf16 or int8")
         elif key == "option.entryPoint" and value.startswith("djl_python."):
             if value == "djl_python.transformers-neuronx" and version_key(version) >= (0, 24, 0):

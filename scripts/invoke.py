@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lmi_deploy.cli import add_config_arguments, context_from_args, environment_defaults
+from lmi_deploy.cli import add_config_arguments, context_from_args, environment_defaults, stack_outputs
 from lmi_deploy.client import Client, EndpointError, SageMakerClient, UrlClient, parse_params, payload
 
 __all__ = ["SageMakerClient", "add_target_arguments", "client_from", "main"]
@@ -46,14 +46,9 @@ def client_from(args: argparse.Namespace, runtime: Any = None, cloudformation: A
     if not name:
         assert config is not None
         cloudformation = cloudformation or session.client("cloudformation", endpoint_url=args.endpoint_url)
-        try:
-            stack = cloudformation.describe_stacks(StackName=config.endpoint_stack_name)["Stacks"][0]
-        except Exception as error:
-            raise ConfigError(
-                f"cannot read stack {config.endpoint_stack_name} ({type(error).__name__}): deploy it, "
-                "or pass --endpoint NAME or --url"
-            ) from None
-        name = next(o["OutputValue"] for o in stack["Outputs"] if o["OutputKey"] == "EndpointName")
+        name = stack_outputs(cloudformation, config.endpoint_stack_name, "pass --endpoint NAME or --url")[
+            "EndpointName"
+        ]
     runtime = runtime or session.client("sagemaker-runtime", endpoint_url=args.endpoint_url)
     return SageMakerClient(runtime, name)
 

@@ -21,21 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from lmi_deploy import staging
-from lmi_deploy.cli import add_config_arguments, context_from_args, environment_defaults
+from lmi_deploy.cli import add_config_arguments, context_from_args, environment_defaults, stack_outputs
 from lmi_deploy.config import DeploymentConfig, load_config
 from lmi_deploy.errors import ConfigError
-
-
-def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
-    try:
-        stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
-    except Exception as error:
-        if "does not exist" in str(error):
-            raise staging.StagingError(
-                f"stack {stack_name} does not exist: deploy it first (npx cdk deploy {stack_name}) or pass --bucket"
-            ) from None
-        raise staging.explain(error, "?", "") from None
-    return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
 
 
 def main(
@@ -80,7 +68,7 @@ def _stage(args: argparse.Namespace, s3: Any, cloudformation: Any, secrets: Any)
     bucket, prefix = args.bucket, args.prefix
     if bucket is None and config is not None:
         cloudformation = cloudformation or session.client("cloudformation", endpoint_url=args.endpoint_url)
-        outputs = stack_outputs(cloudformation, config.artifacts_stack_name)
+        outputs = stack_outputs(cloudformation, config.artifacts_stack_name, "pass --bucket")
         bucket = outputs["BucketName"]
         prefix = prefix if prefix is not None else outputs["WeightsPrefix"]
     if prefix is None:

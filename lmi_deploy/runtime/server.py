@@ -133,7 +133,7 @@ class ModelServer:
     def _call(self, inputs: Any) -> tuple[Any, Reply | None]:
         try:
             output = self._handler.handle(inputs)
-        except (MemoryError, Exception) as error:
+        except Exception as error:  # MemoryError included
             text = f"{type(error).__name__}: {error}"
             if isinstance(error, MemoryError) or "out of memory" in str(error).lower():
                 return None, error_reply(507, "Insufficient Storage", text)
