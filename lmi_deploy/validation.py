@@ -175,10 +175,10 @@ def resolve_and_check(config: Any, facts: ModelFacts | None, facts_note: str) ->
             f"model_type={model_type!r} is not supported by {spec.engine.value}; it serves "
             f"{', '.join(spec.model_types)}: pick another engine (Accelerate and vLLM serve most models)",
         )
+    family_refused = any(f.rule == "engine-model" for f in findings)
     is_t5 = model_type in ("t5", "mt5", "umt5") or (facts is not None and facts.is_encoder_decoder)
-    if findings:
-        pass  # the engine does not list this family at all; saying it is encoder-decoder adds nothing
-    elif is_t5 and not spec.encoder_decoder:
+    # (when the engine does not list the family at all, saying it is encoder-decoder adds nothing)
+    if is_t5 and not spec.encoder_decoder and not family_refused:
         error(
             "engine-model",
             f"{config.model_id} is an encoder-decoder (T5) model, which {spec.engine.value} does not serve: use "

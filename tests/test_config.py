@@ -164,6 +164,11 @@ BAD_INPUTS = [
     ),
     # engine vs model family, hardware, dtype
     ({"engine": "vllm"}, "google/flan-t5-xxl is an encoder-decoder (T5) model, which vLLM does not serve"),
+    # without a config.json (only a warning about it), the name still tells the family
+    (
+        {"engine": "vllm", "model_id": "acme/flan-t5-custom"},
+        "acme/flan-t5-custom is an encoder-decoder (T5) model, which vLLM does not serve",
+    ),
     ({"engine": "DeepSpeed", "lmi_version": "0.27.0"}, "model_type='t5' is not supported by DeepSpeed"),
     ({"model_id": "x/mixtral", "model_type": "mixtral"}, "model_type='mixtral' is not supported by FasterTransformer"),
     (
