@@ -100,6 +100,19 @@ class DeploymentConfig(BaseModel):
         description="Load the ahead-of-time partitioned checkpoint (scripts/partition_model.py) from "
         "<weights prefix>/partitioned/tp<N>/ instead of converting at startup. FasterTransformer and DeepSpeed.",
     )
+    kv_cache: Literal["static", "dynamic"] | None = Field(
+        None,
+        description="Accelerate custom handler: static = a static KV cache decode loop (checked against generate() "
+        "at load), dynamic = plain generate(). Default static.",
+    )
+    cuda_graphs: bool | None = Field(
+        None, description="Accelerate custom handler, kv_cache=static: replay one CUDA graph per token. Default true."
+    )
+    fast_load: bool | None = Field(
+        None,
+        description="Accelerate custom handler: read safetensors shards straight into the GPU when the model fits "
+        "one. Default true.",
+    )
     instance_type: str = Field("ml.g5.12xlarge", description="SageMaker instance type.")
     instance_count: int = Field(1, ge=1, le=100, description="Instances behind the endpoint.")
     model_data_download_timeout: Timeout | Literal["auto"] = Field(

@@ -412,6 +412,10 @@ KNOWN_KEYS: dict[str, tuple[str, str | None]] = {
     "option.load_in_4bit": _ALL,
     "option.low_cpu_mem_usage": _ALL,
     "option.decoding_strategy": ("0.23.0", None),
+    # lmi-deploy's Accelerate model.py (read by the handler, not by DJL; see HANDLER_OPTIONS)
+    "option.kv_cache": _ALL,
+    "option.cuda_graphs": _ALL,
+    "option.fast_load": _ALL,
     # DeepSpeed (the engine left with 0.27.0)
     "option.max_tokens": ("0.19.0", "0.27.0"),
     "option.enable_cuda_graph": ("0.19.0", "0.27.0"),
@@ -437,6 +441,11 @@ KNOWN_KEYS: dict[str, tuple[str, str | None]] = {
     "option.compiled_graph_path": ("0.24.0", "0.34.0"),
     "option.group_query_attention": ("0.25.0", "0.34.0"),
 }
+
+
+# Options of lmi-deploy's own Accelerate handler: config field -> default. DJL hands every option.* key to the
+# handler's properties, so these travel in serving.properties like the container's own keys.
+HANDLER_OPTIONS: dict[str, bool | str] = {"kv_cache": "static", "cuda_graphs": True, "fast_load": True}
 
 
 def key_known_in(key: str, version: str) -> bool:

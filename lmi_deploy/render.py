@@ -63,6 +63,7 @@ def serving_properties(config: DeploymentConfig) -> list[tuple[str, str]]:
         # Always explicit: code, container env and docs disagree on the default (240/1200/1800 s).
         ("option.model_loading_timeout", str(resolved.model_loading_timeout)),
     ]
+    entries += [(f"option.{name}", value) for name, value in handler_options(config).items()]
     if config.partitioned and config.engine is Engine.DEEPSPEED:
         entries.append(("option.checkpoint", "ds_inference_config.json"))  # written by save_mp_checkpoint_path
     if spec.rolling_batch:
@@ -90,6 +91,18 @@ def serving_properties(config: DeploymentConfig) -> list[tuple[str, str]]:
         if value != value.strip() or any(c in value for c in "\n#\\"):
             raise ConfigError(f"{key}={value!r} cannot be written to serving.properties (whitespace, '#' or newline)")
     return entries
+
+
+def handler_options(config: DeploymentConfig) -> dict[str, str]:
+    """lmi-deploy's own Accelerate handler options, as serving.properties values (none for other handlers)."""
+    if config.engine is not Engine.ACCELERATE or config.handler != "custom":
+        return {}
+    values = {}
+    for name, default in containers.HANDLER_OPTIONS.items():
+        value = getattr(config, name)
+        value = default if value is None else value
+        values[name] = str(value).lower() if isinstance(value, bool) else str(value)
+    return values
 
 
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
@@ -149,6 +162,7 @@ def render_files(config: DeploymentConfig) -> dict[str, str]:
             model_type=config.resolved_model_type,
             tensor_parallel_degree=config.resolved.tensor_parallel_degree,
             dtype=config.resolved.dtype,
+            handler_options=handler_options(config),
             parameters={
                 k: list(v)
                 for k, v in containers.generation_parameters(config.engine, config.resolved_model_type).items()
