@@ -108,6 +108,11 @@ class DeploymentConfig(BaseModel):
     cuda_graphs: bool | None = Field(
         None, description="Accelerate custom handler, kv_cache=static: replay one CUDA graph per token. Default true."
     )
+    compile: bool | None = Field(
+        None,
+        description="Accelerate custom handler, kv_cache=static: torch.compile the decode step (fuses small "
+        "kernels; compiles once per shape bucket at first use). Default false.",
+    )
     fast_load: bool | None = Field(
         None,
         description="Accelerate custom handler: read safetensors shards straight into the GPU when the model fits "

@@ -416,6 +416,7 @@ KNOWN_KEYS: dict[str, tuple[str, str | None]] = {
     "option.kv_cache": _ALL,
     "option.cuda_graphs": _ALL,
     "option.fast_load": _ALL,
+    "option.compile": _ALL,
     # DeepSpeed (the engine left with 0.27.0)
     "option.max_tokens": ("0.19.0", "0.27.0"),
     "option.enable_cuda_graph": ("0.19.0", "0.27.0"),
@@ -445,7 +446,12 @@ KNOWN_KEYS: dict[str, tuple[str, str | None]] = {
 
 # Options of lmi-deploy's own Accelerate handler: config field -> default. DJL hands every option.* key to the
 # handler's properties, so these travel in serving.properties like the container's own keys.
-HANDLER_OPTIONS: dict[str, bool | str] = {"kv_cache": "static", "cuda_graphs": True, "fast_load": True}
+HANDLER_OPTIONS: dict[str, bool | str] = {
+    "kv_cache": "static",
+    "cuda_graphs": True,
+    "compile": False,
+    "fast_load": True,
+}
 
 
 def key_known_in(key: str, version: str) -> bool:

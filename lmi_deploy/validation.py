@@ -214,9 +214,7 @@ def resolve_and_check(config: Any, facts: ModelFacts | None, facts_note: str) ->
             f"handler=custom is not offered for {spec.engine.value}: its container serves the model through the "
             "built-in rolling-batch/compiled handler; use handler=builtin",
         )
-    handler_options = [
-        name for name in containers.HANDLER_OPTIONS if getattr(config, name, None) is not None
-    ]
+    handler_options = [name for name in containers.HANDLER_OPTIONS if getattr(config, name, None) is not None]
     if handler_options and (spec.engine is not Engine.ACCELERATE or config.handler != "custom"):
         error(
             "handler-options",
@@ -224,11 +222,12 @@ def resolve_and_check(config: Any, facts: ModelFacts | None, facts_note: str) ->
             f"not use ({spec.engine.value}, handler={config.handler}): remove them, or use engine=Accelerate with "
             "handler=custom",
         )
-    elif config.cuda_graphs and config.kv_cache == "dynamic":
+    elif config.kv_cache == "dynamic" and (config.cuda_graphs or config.compile):
+        name = "cuda_graphs" if config.cuda_graphs else "compile"
         error(
             "handler-options",
-            "cuda_graphs=true replays the static-cache decode step, so it needs kv_cache=static: set kv_cache=static "
-            "or cuda_graphs=false",
+            f"{name}=true speeds up the static-cache decode step, so it needs kv_cache=static: set kv_cache=static "
+            f"or {name}=false",
         )
     if config.partitioned and spec.engine not in containers.PARTITIONABLE:
         error(

@@ -50,6 +50,17 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
+def describe(fast: Any) -> str:
+    if fast is None:
+        return "generate()"
+    graphs, compiled = ("on" if flag else "off" for flag in (fast.graphs, fast.compiled_forward))
+    return f"static cache, cuda_graphs {graphs}, compile {compiled}"
+
+
+def parse_pairs(text: str) -> list[tuple[str, str]]:
+    return [(k.strip(), v.strip()) for k, _, v in (p.partition("=") for p in text.split(";"))]
+
+
 def synchronize(torch: Any, device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -151,8 +162,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", default=",".join(map(str, BATCHES)))
     parser.add_argument("--work", type=Path, help="checkpoint folder (default: a temporary one, removed)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
+    parser.add_argument(
+        "--variant",
+        dest="variants",
+        action="append",
+        default=None,
+        help="handler options to measure beside the rendered defaults, e.g. 'compile=true' or "
+        "'cuda_graphs=false;compile=false' (repeatable; default: those two)",
+    )
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: a smoke test only")
     args = parser.parse_args(argv)
+    if args.variants is None:
+        args.variants = ["compile=true", "cuda_graphs=false;compile=false"]
 
     import torch
 
@@ -221,10 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     bound_per_token_ms = bytes_per_token / bandwidth * 1000
 
     variants = {}
-    for name, graphs in (("handler", "true"), ("static_no_graphs", "false")):
+    for name, overrides in [("handler", {}), *((v, dict(parse_pairs(v))) for v in args.variants if v)]:
         started = time.perf_counter()
-        fast = handler.fast_decoder(model, tokenizer, seq2seq, dict(properties, cuda_graphs=graphs))
-        log(f"{name}: self-check {'passed' if fast else 'FAILED'} in {time.perf_counter() - started:.1f} s")
+        fast = handler.fast_decoder(model, tokenizer, seq2seq, dict(properties, **overrides))
+        log(f"{name}: {describe(fast)} after its self-check ({time.perf_counter() - started:.1f} s)")
         variants[name] = fast
     handler._model = (model, tokenizer, seq2seq, variants["handler"])
     plain_tokenizer = AutoTokenizer.from_pretrained(checkpoint, padding_side="right")
@@ -277,14 +298,18 @@ def main(argv: list[str] | None = None) -> int:
             "generate_p50_ms": round(statistics.median(generate_ms), 1),
         }
         for name, fast in variants.items():
-            if fast is None:
-                continue
             handler._model = (model, tokenizer, seq2seq, fast)
-            call()  # warm-up: captures this shape's graph
+            started = time.perf_counter()
+            call()  # warm-up: captures (and compiles) this shape
+            warm_up_s = time.perf_counter() - started
             times, answer = timed(torch, device, call, args.repeats if name == "handler" else args.generate_repeats)
             prefix = "handler" if name == "handler" else name
             row[f"{prefix}_p50_ms"] = round(statistics.median(times), 1)
             row[f"{prefix}_p99_ms"] = round(percentile(times, 0.99), 1)
+            row[f"{prefix}_decoder"] = describe(fast)
+            row[f"{prefix}_first_call_s"] = round(warm_up_s, 1)
+            if fast is None:
+                continue
             if name == "handler":
                 settings = fast.settings({"max_new_tokens": NEW_TOKENS})
                 with torch.inference_mode():
