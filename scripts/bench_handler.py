@@ -310,16 +310,15 @@ def main(argv: list[str] | None = None) -> int:
             row[f"{prefix}_first_call_s"] = round(warm_up_s, 1)
             if fast is None:
                 continue
+            settings = fast.settings({"max_new_tokens": NEW_TOKENS})
+            with torch.inference_mode():
+                fast_ids = fast.generate_ids(encoded, settings).tolist()
+            reference = plain_ids[:, 1:].tolist()
+            pairs = zip(fast_ids, reference, strict=False)
+            same = sum(a == b for x, y in pairs for a, b in zip(x, y, strict=False))
+            row[f"{prefix}_tokens_match"] = fast_ids == reference
+            row[f"{prefix}_matching_tokens"] = f"{same}/{sum(len(x) for x in reference)}"
             if name == "handler":
-                settings = fast.settings({"max_new_tokens": NEW_TOKENS})
-                with torch.inference_mode():
-                    fast_ids = fast.generate_ids(encoded, settings)
-                reference = plain_ids[:, 1:].tolist()
-                pairs = zip(fast_ids.tolist(), reference, strict=False)
-                same = sum(a == b for x, y in pairs for a, b in zip(x, y, strict=False))
-                total = sum(len(x) for x in reference)
-                row["tokens_match"] = fast_ids.tolist() == reference
-                row["matching_tokens"] = f"{same}/{total}"
                 row["generated_tokens"] = answer["generated_tokens"]
         steps = plain_ids.shape[1] - 1
         row["bound_ms"] = round(bound_per_token_ms * steps, 1)
