@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     if device == "cuda":
         torch.cuda.empty_cache()
 
-    handler = load_handler(model_py)
+    handler: Any = load_handler(model_py)  # the rendered module: its globals are set below
     from djl_python import Input  # importable once a handler is loaded
 
     properties = {"model_id": str(checkpoint), "dtype": "bf16", "model_dir": str(checkpoint)}
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": "python scripts/bench_handler.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         }
         args.out.mkdir(parents=True, exist_ok=True)
-        path = args.out / ("handler-" + gpu.lower().replace("nvidia ", "").split()[0] + ".json")
+        path: Path = args.out / ("handler-" + gpu.lower().replace("nvidia ", "").split()[0] + ".json")
         path.write_text(json.dumps(report, indent=2) + "\n")
         return path
 
@@ -332,9 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     path = write_report()
     header = ("batch", "generate p50", "handler p50", "p99", "bound", "x bound", "speed-up")
     print(" ".join(f"{h:>13}" for h in header))
-    for batch, row in results.items():
+    for name, row in results.items():
         keys = ("generate_p50_ms", "handler_p50_ms", "handler_p99_ms", "bound_ms", "handler_vs_bound")
-        cells = [batch, *(row.get(key, "-") for key in keys), row.get("generate_vs_handler", "-")]
+        cells = [name, *(row.get(key, "-") for key in keys), row.get("generate_vs_handler", "-")]
         print(" ".join(f"{cell:>13}" for cell in cells))
     print(f"load: handler {load_s:.2f} s, from_pretrained {from_pretrained_s:.2f} s ({size / 1e9:.1f} GB); {path}")
     if not args.work:

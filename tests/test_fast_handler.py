@@ -1,0 +1,194 @@
+"""The Accelerate handler's fast path on the CPU: direct safetensors loading and the static-cache decode loop.
+
+CUDA graphs and torch.compile need a GPU (scripts/bench_handler.py measures them there); everything else of the fast
+path runs here on tiny models made in the tests and is checked token for token against plain ``generate``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lmi_deploy.config import ConfigError, load_config
+from lmi_deploy.render import render
+from lmi_deploy.runtime import load_handler
+from scripts import bench_handler
+
+PROMPTS = [
+    "summarize: the quick brown fox jumps over the lazy dog",
+    "question: what is the capital of France? answer:",
+    "x",
+]
+
+
+def rendered(tiny_models: dict[str, Path], kind: str, out: Path, **options: str) -> Any:
+    context = {
+        "engine": "accelerate",
+        "handler": "custom",
+        "model_id": str(tiny_models[kind]),
+        "instance_type": "ml.g5.xlarge",
+        "tensor_parallel_degree": "1",
+        "dtype": "fp32",
+        "deployment": f"fast-{kind}",
+        **options,
+    }
+    code = render(load_config(context), out)
+    return code, load_handler(code.directory / "model.py")
+
+
+def plain_generate(model: Any, tokenizer: Any, seq2seq: bool, prompts: list[str], **kwargs: Any) -> list[list[int]]:
+    import torch
+
+    encoded = tokenizer(prompts, return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        ids = model.generate(**encoded, pad_token_id=tokenizer.pad_token_id, **kwargs)
+    ids = ids[:, 1:] if seq2seq else ids[:, encoded["input_ids"].shape[1] :]
+    return [
+        row[: row.index(tokenizer.eos_token_id) + 1] if tokenizer.eos_token_id in row else row for row in ids.tolist()
+    ]
+
+
+@pytest.mark.parametrize("kind", ["t5", "llama"])
+def test_fast_path_loads_directly_and_decodes_like_generate(
+    kind: str, tiny_models: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import torch
+
+    code, handler = rendered(tiny_models, kind, tmp_path)
+    properties = dict(
+        line.split("=", 1) for line in (code.directory / "serving.properties").read_text().splitlines()[1:]
+    )
+    options = {k.removeprefix("option."): v for k, v in properties.items() if k.startswith("option.")}
+    assert {k: options[k] for k in ("kv_cache", "cuda_graphs", "compile", "fast_load")} == {
+        "kv_cache": "static",
+        "cuda_graphs": "true",
+        "compile": "false",
+        "fast_load": "true",
+    }
+    options["model_id"] = str(tiny_models[kind])
+    with caplog.at_level(logging.INFO):
+        model, tokenizer, seq2seq = handler.load_model(options)
+        fast = handler.fast_decoder(model, tokenizer, seq2seq, options)
+    # direct load: every weight is a view into the one buffer its shard was read into
+    storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    assert len(storages) == len(list(tiny_models[kind].glob("*.safetensors"))) == 1
+    reference = type(model).from_pretrained(tiny_models[kind])
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values(), strict=True)
+    )
+    assert fast is not None and not fast.graphs, caplog.text  # no GPU: static cache, eager steps
+    assert "agrees with generate()" in caplog.text
+
+    # greedy: token for token what generate() gives, across batch buckets, padding and lengths
+    for prompts, new in ((PROMPTS, 20), (PROMPTS[:1], 3), (PROMPTS * 2, 33)):
+        settings = fast.settings({"max_new_tokens": new})
+        encoded = tokenizer(prompts, return_tensors="pt", padding=True)
+        with torch.inference_mode():
+            ids = fast.generate_ids(encoded, settings).tolist()
+        mine = [row[: row.index(tokenizer.eos_token_id) + 1] if tokenizer.eos_token_id in row else row for row in ids]
+        assert mine == plain_generate(model, tokenizer, seq2seq, prompts, max_new_tokens=new)
+
+    # through the handler: the same answer with and without the fast path; sampling is served by it too
+    plain = handler.generate(model, tokenizer, seq2seq, PROMPTS, {"max_new_tokens": 12})
+    assert handler.generate(model, tokenizer, seq2seq, PROMPTS, {"max_new_tokens": 12}, fast) == plain
+    sampled = {"max_new_tokens": 9, "do_sample": True, "temperature": 0.7, "top_k": 20, "top_p": 0.9, "seed": 4}
+    assert fast.settings({k: v for k, v in sampled.items() if k != "seed"}) is not None
+    first = handler.generate(model, tokenizer, seq2seq, PROMPTS, sampled, fast)
+    assert first == handler.generate(model, tokenizer, seq2seq, PROMPTS, sampled, fast)  # seeded: repeatable
+    assert all(1 <= n <= 9 for n in first["generated_tokens"])
+    # what only generate() does is left to it
+    for kwargs in ({"max_new_tokens": 5, "num_beams": 2}, {"max_new_tokens": 5, "repetition_penalty": 1.3}, {}):
+        assert fast.settings(kwargs) is None
+
+
+def test_fast_path_switches_itself_off_when_it_disagrees(
+    tiny_models: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, handler = rendered(tiny_models, "t5", tmp_path)
+    options = {"model_id": str(tiny_models["t5"]), "dtype": "fp32"}
+    model, tokenizer, seq2seq = handler.load_model(options)
+    original = handler.FastDecoder.generate_ids
+    monkeypatch.setattr(handler.FastDecoder, "generate_ids", lambda self, *a: original(self, *a) + 1)
+    with caplog.at_level(logging.WARNING):
+        assert handler.fast_decoder(model, tokenizer, seq2seq, options) is None
+    assert "disagrees with generate()" in caplog.text and "kv_cache=static is off" in caplog.text
+    assert handler.fast_decoder(model, tokenizer, seq2seq, dict(options, kv_cache="dynamic")) is None
+
+
+def test_direct_load_converts_dtypes_and_rejects_truncated_shards(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    _, handler = rendered(tiny_models, "llama", tmp_path / "code")
+    folder = tiny_models["llama"]
+    config = AutoConfig.from_pretrained(folder)
+    model = handler.load_direct(str(folder), AutoModelForCausalLM, config, torch.bfloat16, torch.device("cpu"))
+    reference = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values(), strict=True)
+    )
+
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken)
+    shard = next(broken.glob("*.safetensors"))
+    shard.write_bytes(shard.read_bytes()[:-100])
+    with pytest.raises(OSError, match="is 100 bytes shorter than its header says"):
+        handler.read_safetensors(str(shard), torch.device("cpu"))
+    assert handler.load_direct(str(tmp_path), AutoModelForCausalLM, config, torch.float32, torch.device("cpu")) is None
+
+
+def test_handler_options_are_validated() -> None:
+    base = {"engine": "accelerate", "handler": "custom", "model_id": "google/flan-t5-xxl", "dtype": "bf16"}
+    config = load_config({**base, "compile": "true", "fast_load": "false"})
+    assert (config.compile, config.fast_load, config.kv_cache) == (True, False, None)
+    with pytest.raises(ConfigError, match=r"kv_cache, cuda_graphs tune lmi-deploy's own Accelerate model\.py"):
+        load_config(
+            {
+                **base,
+                "engine": "vllm",
+                "handler": "builtin",
+                "model_id": "meta-llama/Llama-2-7b-hf",
+                "kv_cache": "static",
+                "cuda_graphs": "false",
+            }
+        )
+    with pytest.raises(ConfigError, match="compile=true speeds up the static-cache decode step"):
+        load_config({**base, "kv_cache": "dynamic", "compile": "true"})
+    with pytest.raises(ConfigError, match="kv_cache"):
+        load_config({**base, "kv_cache": "paged"})
+
+
+def test_bench_handler_runs_end_to_end_on_the_cpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The GPU benchmark's every step on a two-layer T5 (its figures mean nothing on a CPU; its plumbing does)."""
+    tiny = {
+        "model_type": "t5",
+        "vocab_size": 320,
+        "d_model": 32,
+        "d_ff": 64,
+        "d_kv": 8,
+        "num_heads": 4,
+        "num_layers": 2,
+        "pad_token_id": 0,
+        "eos_token_id": 1,
+        "decoder_start_token_id": 0,
+        "feed_forward_proj": "gated-gelu",
+        "tie_word_embeddings": False,
+    }
+    (tmp_path / "config.json").write_text(json.dumps(tiny))
+    argv = ["--device", "cpu", "--model-config", str(tmp_path / "config.json"), "--batches", "2", "--repeats", "2"]
+    argv += ["--generate-repeats", "1", "--variant", "cuda_graphs=false", "--out", str(tmp_path / "out")]
+    assert bench_handler.main(argv) == 0
+    report = json.loads((tmp_path / "out" / "handler-cpu.json").read_text())
+    row = report["batches"]["2"]
+    assert row["handler_tokens_match"] and row["cuda_graphs=false_tokens_match"]
+    assert row["handler_decoder"] == "static cache, cuda_graphs off, compile off"
+    for key in ("generate_p50_ms", "handler_p50_ms", "handler_p99_ms", "bound_ms"):
+        assert row[key] > 0
+    assert report["load_s"] > 0 and report["versions"]["torch"]
+    assert "speed-up" in capsys.readouterr().out
