@@ -20,7 +20,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -59,7 +59,7 @@ COMPONENT_KEYS = ("accelerators", "memory_mib", "copies", "min_copies", "max_cop
 HOST_MEMORY_USABLE = 0.9  # of the instance's memory; the rest for the OS and SageMaker's agents (an assumption)
 MME_FIRST_VERSION = "0.21.0"  # DJL Serving answers SageMaker's MME load/invoke calls from 0.21.0
 MME_ENGINES = (Engine.ACCELERATE,)
-_NAME = re.compile(r"^[a-z][a-z0-9-]{0,28}[a-z0-9]$")
+_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,28}[a-z0-9])?$")
 _MAX_NAME = 30  # "<deployment>-<name>" names the inference component: at most 32 + 1 + 30 = 63 characters
 GIB = 1024
 
@@ -167,6 +167,11 @@ class MultiModelDeployment:
     def inference_component_name(self, model: ModelSpec) -> str:
         return f"{self.deployment}-{model.name}"
 
+    def with_account(self, account: str) -> MultiModelDeployment:
+        """The same deployment in another account: the bucket, and so the weights every model's code names, change."""
+        models = tuple(replace(m, config=m.config.model_copy(update={"account": account})) for m in self.models)
+        return replace(self, models=models)
+
     def model(self, name: str) -> ModelSpec:
         """The model called ``name`` (its entry name, or its inference component's name)."""
         for model in self.models:
@@ -242,7 +247,7 @@ def load_multi_model(
         name = str(raw.get("name") or "")
         if not _NAME.match(name):
             problems.append(
-                f"{label}{where}: name={name!r} must be 2-{_MAX_NAME} characters of a-z, 0-9 and '-', starting with "
+                f"{label}{where}: name={name!r} must be 1-{_MAX_NAME} characters of a-z, 0-9 and '-', starting with "
                 "a letter (it names the model's archive or inference component)"
             )
             continue
