@@ -232,8 +232,8 @@ def multi_model_summary(
     return "\n".join(lines)
 
 
-def multi_model_demo(workdir: Path) -> int:
-    """Two tiny models made on the spot, served behind one port and routed by TargetModel, as an MME routes them."""
+def multi_model_demo(workdir: Path, folders: Mapping[str, Path] | None = None) -> int:
+    """Two tiny models made on the spot (or given), behind one port and routed by TargetModel, as an MME routes them."""
     try:
         from lmi_deploy import tiny_models
     except ImportError:
@@ -246,7 +246,7 @@ def multi_model_demo(workdir: Path) -> int:
 
     print("local multi-model demo: a tiny random T5 and Llama behind one port, routed by TargetModel ...", flush=True)
     try:
-        folders = {kind: tiny_models.make(workdir / f"demo-{kind}", kind) for kind in ("t5", "llama")}
+        folders = folders or {kind: tiny_models.make(workdir / f"demo-{kind}", kind) for kind in ("t5", "llama")}
     except ImportError as error:
         print(f"  skipped: {error.name} is not installed (pip install -r requirements-dev.txt)")
         return 0

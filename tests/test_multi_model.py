@@ -544,3 +544,22 @@ def test_stage_model_stages_each_models_weights_and_the_mme_archives(
         assert stage_model.main([*argv, "--model-name", "t5"], s3=s3) == 0
     out = capsys.readouterr().out
     assert out.count("(uploaded)") == 2 and out.count("(already there)") == 2
+
+
+def test_validate_and_render_scripts_take_a_multi_model_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from scripts import render, validate
+
+    assert validate.main(["--config", str(IC_EXAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert "chat-llms-ic: 3 models as inference components on ml.g5.12xlarge" in out and out.rstrip().endswith("ok")
+    assert validate.main(["--config", str(MME_EXAMPLE), "-c", "instance_type=ml.g5.xlarge", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and [w["rule"] for w in report["warnings"]] == ["multi-model"]
+    assert validate.main(["--config", str(IC_EXAMPLE), "-c", "instance_type=ml.g5.2xlarge"]) == 2
+    assert "models[1] (mistral-7b) does not fit ml.g5.2xlarge x1" in capsys.readouterr().err
+    assert render.main(["--config", str(MME_EXAMPLE), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "staged as s3://small-models-mme-" in out
+    assert (tmp_path / "small-models-mme" / "tinyllama-chat" / "serving.properties").exists()

@@ -37,14 +37,29 @@ class ModelRouter:
             raise ValueError("a router needs at least one model")
         self.servers = dict(servers)
         self.aliases = dict(aliases or {})
+        self._loader: threading.Thread | None = None
 
     def start(self) -> ModelRouter:
-        for server in self.servers.values():
-            server.start()
+        """Load the models one after another, in the background.
+
+        In the container each model has a Python process of its own; here they share one, and Hugging Face loading
+        patches torch process-wide while it builds a model (meta-device initialisation), so two loads at once break
+        each other.
+        """
+
+        def load_in_turn() -> None:
+            for server in self.servers.values():
+                server.start()
+                server.wait_ready(timeout=3600)
+
+        self._loader = threading.Thread(target=load_in_turn, name="model-loader", daemon=True)
+        self._loader.start()
         return self
 
     def wait_ready(self, timeout: float = 120) -> bool:
-        return all(server.wait_ready(timeout) for server in self.servers.values())
+        if self._loader is not None:
+            self._loader.join(timeout)
+        return self.state == "ready"
 
     @property
     def state(self) -> str:
