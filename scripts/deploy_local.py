@@ -4,7 +4,9 @@
 ``python scripts/deploy_local.py [--config FILE] [-c key=value ...] [--destroy]`` validates the config, starts the
 local AWS emulator, bootstraps it like a real account, deploys both stacks with the real CDK CLI, prints the
 deployed endpoint config and where the rendered artifacts are, and stops the emulator. (No container runs: the
-emulator records the endpoint; ``scripts/serve_local.py``-style local serving is separate.)
+emulator records the endpoint; ``scripts/serve_local.py``-style local serving is separate.) A multi-model endpoint
+(``multi_model: mme``) deploys too, its code archives staged into the emulator's bucket; inference components are
+refused before anything starts (the emulator cannot create them).
 """
 
 from __future__ import annotations

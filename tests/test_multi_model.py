@@ -563,3 +563,12 @@ def test_validate_and_render_scripts_take_a_multi_model_file(
     out = capsys.readouterr().out
     assert "staged as s3://small-models-mme-" in out
     assert (tmp_path / "small-models-mme" / "tinyllama-chat" / "serving.properties").exists()
+
+
+def test_partition_model_picks_one_model_of_several(capsys: pytest.CaptureFixture[str]) -> None:
+    from scripts import partition_model
+
+    assert partition_model.main(["--config", str(IC_EXAMPLE), "--dry-run"]) == 2
+    assert "pick one with --model-name (llama-3-8b, mistral-7b, llama-2-7b)" in capsys.readouterr().err
+    assert partition_model.main(["--config", str(IC_EXAMPLE), "--dry-run", "--model-name", "mistral-7b"]) == 2
+    assert "vLLM builds its engine when the container starts" in capsys.readouterr().err
