@@ -275,7 +275,9 @@ def multi_model_demo(workdir: Path, folders: Mapping[str, Path] | None = None) -
             return 1
         for model in rendered.models:
             client = UrlClient(f"http://127.0.0.1:{port}", headers={TARGET_MODEL_HEADER: model.target_model})
-            answer = client.invoke(payload(["summarize: the quick brown fox"], {"max_new_tokens": 8}))
+            answer = client.invoke(
+                payload(["summarize: the quick brown fox"], {"max_new_tokens": 12, "min_new_tokens": 6})
+            )
             print(f"  {TARGET_MODEL_HEADER}: {model.target_model} -> {answer['outputs'][0]!r}  (random weights)")
     finally:
         http.shutdown()
