@@ -24,6 +24,7 @@ from typing import Any
 
 from lmi_deploy.multi_model import ModelSpec, MultiModelDeployment
 from lmi_deploy.render import pack, render_files
+from lmi_deploy.staging import explain
 
 MME_ROOT = "."  # archive members "./serving.properties": extracted straight into the model directory
 
@@ -129,20 +130,28 @@ def stage_mme_archives(
         key = multi.mme_prefix + model.target_model
         data = model.tarball.read_bytes()
         try:
-            head = s3.head_object(Bucket=bucket, Key=key)
-            present = int(head.get("ContentLength", -1)) == len(data)
-        except Exception as error:  # botocore ClientError 404, or no such bucket
-            if "404" not in str(error) and "Not Found" not in str(error) and "NoSuchKey" not in str(error):
-                raise
-            present = False
-        if not present:
-            s3.put_object(
-                Bucket=bucket,
-                Key=key,
-                Body=data,
-                ContentType="application/gzip",
-                ChecksumAlgorithm="SHA256",
-                Metadata={"sha256": model.sha256, "created-by": "lmi-deploy"},
-            )
+            try:
+                head = s3.head_object(Bucket=bucket, Key=key)
+                present = int(head.get("ContentLength", -1)) == len(data)
+            except Exception as error:  # a 404 is the usual answer: not staged yet
+                if _error_code(error) not in ("404", "NoSuchKey", "NotFound"):
+                    raise
+                present = False
+            if not present:
+                s3.put_object(
+                    Bucket=bucket,
+                    Key=key,
+                    Body=data,
+                    ContentType="application/gzip",
+                    ChecksumAlgorithm="SHA256",
+                    Metadata={"sha256": model.sha256, "created-by": "lmi-deploy"},
+                )
+        except Exception as error:
+            raise explain(error, bucket, multi.mme_prefix) from None
         staged.append(StagedArchive(model.name, key, not present))
     return staged
+
+
+def _error_code(error: Exception) -> str:
+    response = getattr(error, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))

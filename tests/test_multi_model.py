@@ -572,3 +572,17 @@ def test_partition_model_picks_one_model_of_several(capsys: pytest.CaptureFixtur
     assert "pick one with --model-name (llama-3-8b, mistral-7b, llama-2-7b)" in capsys.readouterr().err
     assert partition_model.main(["--config", str(IC_EXAMPLE), "--dry-run", "--model-name", "mistral-7b"]) == 2
     assert "vLLM builds its engine when the container starts" in capsys.readouterr().err
+
+
+def test_every_catalogued_instance_has_its_host_memory_and_sagemaker_delivery_is_kept_per_component() -> None:
+    from lmi_deploy import instances
+    from stacks.components.multi_model_endpoint import construct_id, container_definition
+
+    assert [n for n in instances.catalog() if not instances.host_memory_gib(n)] == []
+    assert (instances.host_memory_gib("ml.g5.12xlarge"), instances.host_memory_gib("ml.g6e.xlarge")) == (192, 32)
+    models = [{"name": "llama", "model_id": "meta-llama/Llama-2-7b-hf", "weights_delivery": "sagemaker"}]
+    config = multi(models=models, engine="vllm", lmi_version="0.33.0", instance_type="ml.g5.2xlarge").models[0].config
+    container = container_definition(config, None)
+    assert container.model_data_url is None and container.environment["HF_MODEL_ID"] == "/opt/ml/model"
+    assert container.model_data_source.s3_data_source.s3_uri == config.weights_s3_uri
+    assert construct_id("llama-3-8b") == "Llama38b"
