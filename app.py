@@ -13,27 +13,34 @@ import sys
 
 import aws_cdk as cdk
 
+from lmi_deploy import multi_model
 from lmi_deploy.cli import environment_defaults
-from lmi_deploy.config import load_config, report_lines
+from lmi_deploy.config import report_lines
 from lmi_deploy.errors import ConfigError
+from lmi_deploy.multi_render import render_multi
 from lmi_deploy.render import render
 from stacks.deployment import add_checks, add_deployment
+from stacks.multi_model_deployment import add_multi_model_deployment
 
 
 def main() -> int:
     app = cdk.App()
     try:
-        config = load_config(
+        config = multi_model.load_deployment(
             app.node.get_all_context(),
             environment_defaults=environment_defaults(os.environ),
         )
-        code = render(config)
+        if isinstance(config, multi_model.MultiModelDeployment):  # a models: list (several models, one endpoint)
+            lines = multi_model.report_lines(config)
+            add_multi_model_deployment(app, config, render_multi(config))
+        else:
+            lines = report_lines(config)
+            add_deployment(app, config, render(config))
     except ConfigError as error:
         print(f"lmi-deploy: {error}", file=sys.stderr)
         return 1
-    for line in report_lines(config):
+    for line in lines:
         print(f"lmi-deploy: {line}", file=sys.stderr)
-    add_deployment(app, config, code)
     add_checks(app)
     app.synth()
     return 0

@@ -26,12 +26,16 @@ class Client(Protocol):
 
 
 class UrlClient:
-    """POST /invocations on a local (or any) URL; one keep-alive connection per thread."""
+    """POST /invocations on a local (or any) URL; one keep-alive connection per thread.
 
-    def __init__(self, url: str, timeout: float = 300) -> None:
+    ``headers`` go with every request, e.g. ``X-Amzn-SageMaker-Target-Model`` for a local multi-model endpoint.
+    """
+
+    def __init__(self, url: str, timeout: float = 300, headers: dict[str, str] | None = None) -> None:
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.timeout = timeout
+        self.headers = dict(headers or {})
         self._local = threading.local()
 
     def _connection(self) -> http.client.HTTPConnection:
@@ -43,7 +47,7 @@ class UrlClient:
 
     def _post(self, payload: Any) -> http.client.HTTPResponse:
         body = json.dumps(payload).encode()
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {"Content-Type": "application/json", "Accept": "application/json", **self.headers}
         for attempt in (1, 2):  # a kept-alive connection the server closed: reconnect once
             connection = self._connection()
             try:
@@ -72,11 +76,27 @@ class UrlClient:
 
 
 class SageMakerClient:
-    """``InvokeEndpoint`` / ``InvokeEndpointWithResponseStream`` on a deployed endpoint."""
+    """``InvokeEndpoint`` / ``InvokeEndpointWithResponseStream`` on a deployed endpoint.
 
-    def __init__(self, runtime: Any, endpoint_name: str) -> None:
+    ``target_model`` (a multi-model endpoint's ``TargetModel``) or ``inference_component`` (an
+    ``InferenceComponentName``) names one of the endpoint's models.
+    """
+
+    def __init__(
+        self,
+        runtime: Any,
+        endpoint_name: str,
+        *,
+        target_model: str | None = None,
+        inference_component: str | None = None,
+    ) -> None:
         self.runtime = runtime
         self.endpoint_name = endpoint_name
+        self.target: dict[str, str] = {}
+        if target_model:
+            self.target["TargetModel"] = target_model
+        if inference_component:
+            self.target["InferenceComponentName"] = inference_component
 
     def _error(self, error: Exception) -> EndpointError:
         response = getattr(error, "response", {}) or {}
@@ -93,6 +113,7 @@ class SageMakerClient:
                 ContentType="application/json",
                 Accept="application/json",
                 Body=json.dumps(payload).encode(),
+                **self.target,
             )
         except Exception as error:
             raise self._error(error) from None
@@ -103,9 +124,16 @@ class SageMakerClient:
             return data.decode(errors="replace")
 
     def stream(self, payload: Any) -> Iterator[bytes]:
+        if "TargetModel" in self.target:
+            raise ValueError(
+                "a multi-model endpoint does not stream: InvokeEndpointWithResponseStream takes no TargetModel"
+            )
         try:
             response = self.runtime.invoke_endpoint_with_response_stream(
-                EndpointName=self.endpoint_name, ContentType="application/json", Body=json.dumps(payload).encode()
+                EndpointName=self.endpoint_name,
+                ContentType="application/json",
+                Body=json.dumps(payload).encode(),
+                **self.target,
             )
         except Exception as error:
             raise self._error(error) from None

@@ -110,3 +110,39 @@ def catalog() -> dict[str, InstanceType]:
 
 def get(name: str) -> InstanceType | None:
     return catalog().get(name)
+
+
+# Host (instance) memory in GiB, which inference components reserve with MinMemoryRequiredInMb. From
+# aws/sagemaker-hyperpod-cli ``quota_allocation_util.py`` (INSTANCE_RESOURCES) where it lists the type; g4dn, p3,
+# p3dn, inf2 and trn1.2xlarge from the EC2 instance-type specifications (the fact sheet does not carry them).
+_HOST_MEMORY_GIB: dict[str, int] = {
+    **{f"ml.g4dn.{s}": m for s, m in (("xlarge", 16), ("2xlarge", 32), ("4xlarge", 64), ("8xlarge", 128))},
+    "ml.g4dn.12xlarge": 192,
+    "ml.g4dn.16xlarge": 256,
+    **{f"ml.{f}.{s}": m for f in ("g5", "g6") for s, m in (("xlarge", 16), ("2xlarge", 32), ("4xlarge", 64))},
+    **{f"ml.{f}.{s}": m for f in ("g5", "g6") for s, m in (("8xlarge", 128), ("16xlarge", 256))},
+    **{f"ml.{f}.{s}": m for f in ("g5", "g6") for s, m in (("12xlarge", 192), ("24xlarge", 384), ("48xlarge", 768))},
+    **{f"ml.g6e.{s}": m for s, m in (("xlarge", 32), ("2xlarge", 64), ("4xlarge", 128), ("8xlarge", 256))},
+    **{f"ml.g6e.{s}": m for s, m in (("16xlarge", 512), ("12xlarge", 384), ("24xlarge", 768), ("48xlarge", 1536))},
+    "ml.p3.2xlarge": 61,
+    "ml.p3.8xlarge": 244,
+    "ml.p3.16xlarge": 488,
+    "ml.p3dn.24xlarge": 768,
+    "ml.p4d.24xlarge": 1152,
+    "ml.p4de.24xlarge": 1152,
+    "ml.p5.48xlarge": 2048,
+    "ml.p5e.48xlarge": 2048,
+    "ml.p5en.48xlarge": 2048,
+    "ml.inf2.xlarge": 16,
+    "ml.inf2.8xlarge": 128,
+    "ml.inf2.24xlarge": 384,
+    "ml.inf2.48xlarge": 768,
+    "ml.trn1.2xlarge": 32,
+    "ml.trn1.32xlarge": 512,
+    "ml.trn1n.32xlarge": 512,
+}
+
+
+def host_memory_gib(name: str) -> int | None:
+    """The instance's own memory (not its accelerators'), in GiB; None for a type not in the catalog."""
+    return _HOST_MEMORY_GIB.get(name)

@@ -2,7 +2,8 @@
 """Benchmark an endpoint (deployed or local): latency percentiles and throughput over a sweep of concurrencies.
 
     python scripts/benchmark.py (--url http://127.0.0.1:8080 | --endpoint NAME | [--config FILE] [-c k=v])
-        [--requests 100] [--concurrency 1,2,4,8,16] [--preset seed|single] [--param key=value ...] [--out-dir DIR]
+        [--target-model NAME | --inference-component NAME] [--requests 100] [--concurrency 1,2,4,8,16]
+        [--preset seed|single] [--param key=value ...] [--out-dir DIR]
 
 Prints p50/p90/p99 latency, requests/s, generated tokens/s (as the response's ``generated_tokens`` reports
 them, which lmi-deploy's handlers do; else whitespace-separated words of the outputs) and errors per concurrency,
@@ -124,6 +125,8 @@ def main(argv: Sequence[str] | None = None, *, runtime: Any = None) -> int:
     body = payload(PRESETS[args.preset], parameters)
     rows = [run_level(client, body, args.requests, level) for level in levels]
     target = args.url or args.endpoint or "the deployment's endpoint"
+    if args.target_model or args.inference_component:
+        target += f" (model {args.target_model or args.inference_component})"
     print(f"{args.requests} requests per level to {target}, preset {args.preset} ({len(PRESETS[args.preset])} inputs)")
     print("  " + "  ".join(f"{f:>14s}" for f in FIELDS))
     for row in rows:

@@ -4,7 +4,9 @@
 ``python scripts/deploy_local.py [--config FILE] [-c key=value ...] [--destroy]`` validates the config, starts the
 local AWS emulator, bootstraps it like a real account, deploys both stacks with the real CDK CLI, prints the
 deployed endpoint config and where the rendered artifacts are, and stops the emulator. (No container runs: the
-emulator records the endpoint; ``scripts/serve_local.py``-style local serving is separate.)
+emulator records the endpoint; ``scripts/serve_local.py``-style local serving is separate.) A multi-model endpoint
+(``multi_model: mme``) deploys too, its code archives staged into the emulator's bucket; inference components are
+refused before anything starts (the emulator cannot create them).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 from lmi_deploy.cli import add_config_arguments, cdk_context_arguments, context_from_args
 from lmi_deploy.config import DeploymentConfig, load_config
 from lmi_deploy.errors import ConfigError
+from lmi_deploy.multi_model import MultiModelDeployment, load_deployment
 from scripts.local_aws import LOCAL_ACCOUNT, LOCAL_REGION, LocalAws
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,6 +114,7 @@ def describe_deployment(cloudformation: Any, sagemaker: Any, stack_name: str) ->
         "Variant": variant,
         "Image": model["PrimaryContainer"]["Image"],
         "ModelDataUrl": model["PrimaryContainer"].get("ModelDataUrl"),
+        "Mode": model["PrimaryContainer"].get("Mode"),
     }
 
 
@@ -145,7 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         context = context_from_args(args)
         # Validate before starting anything: a bad setting stops here, in seconds.
-        config = load_config(context, environment_defaults={"account": LOCAL_ACCOUNT, "region": LOCAL_REGION})
+        config = load_deployment(context, environment_defaults={"account": LOCAL_ACCOUNT, "region": LOCAL_REGION})
+        if isinstance(config, MultiModelDeployment) and config.mode == "inference_components":
+            raise ConfigError(INFERENCE_COMPONENTS_UNSUPPORTED)
     except ConfigError as error:
         print(f"lmi-deploy: {error}", file=sys.stderr)
         return 2
@@ -164,7 +170,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             deployed = describe_deployment(
                 aws.client("cloudformation"), aws.client("sagemaker"), config.endpoint_stack_name
             )
-            print(summary(config, outputs, deployed))
+            if isinstance(config, MultiModelDeployment):
+                staged = stage_archives(aws.client("s3"), config, outputs, workdir / "model_code")
+                print(multi_model_summary(config, outputs, deployed, staged))
+            else:
+                print(summary(config, outputs, deployed))
             if args.destroy:
                 print("cdk destroy --all ...", flush=True)
                 deployment.destroy()
@@ -173,7 +183,107 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"stopping the emulator (CDK log: {deployment.log})")
     if not args.no_demo:
+        if isinstance(config, MultiModelDeployment):
+            return multi_model_demo(workdir)
         return local_endpoint_demo(workdir)
+    return 0
+
+
+INFERENCE_COMPONENTS_UNSUPPORTED = (
+    "the local AWS emulator (moto) cannot create inference-component endpoints: it requires a model in every "
+    "production variant and has no AWS::SageMaker::InferenceComponent; check the template with `make synth "
+    'ARGS="-c config=FILE"` (cdk-nag and cfn-lint run in the tests), serve the models locally with '
+    "scripts/serve_local.py, or deploy to an AWS account"
+)
+
+
+def stage_archives(
+    s3: Any, multi: MultiModelDeployment, outputs: Mapping[str, Mapping[str, str]], out_root: Path
+) -> list[str]:
+    """A multi-model endpoint's code archives, staged into the emulator's bucket as scripts/stage_model.py does."""
+    from lmi_deploy.multi_render import render_multi, stage_mme_archives
+
+    if multi.mode != "mme":
+        return []
+    bucket = outputs[multi.artifacts_stack_name]["BucketName"]
+    staged = stage_mme_archives(s3, multi, render_multi(multi, out_root), bucket)
+    return [f"s3://{bucket}/{archive.key}" for archive in staged]
+
+
+def multi_model_summary(
+    multi: MultiModelDeployment,
+    outputs: Mapping[str, Mapping[str, str]],
+    endpoint: Mapping[str, Any],
+    staged: Sequence[str],
+) -> str:
+    variant = endpoint["Variant"]
+    stack = outputs[multi.endpoint_stack_name]
+    lines = [
+        f"deployed {multi.deployment} ({len(multi.models)} models, multi-model endpoint) to the local AWS emulator:",
+        f"  endpoint            {endpoint['EndpointName']} ({endpoint['EndpointStatus']})",
+        f"  endpoint config     {endpoint['EndpointConfigName']}",
+        f"  instance            {variant['InstanceType']} x {variant.get('InitialInstanceCount')}",
+        f"  image               {endpoint['Image']}",
+        f"  model               Mode {endpoint['Mode']}, archives under {endpoint['ModelDataUrl']}",
+    ]
+    targets = json.loads(stack.get("TargetModels", "{}"))
+    for name in sorted(targets):
+        lines.append(f"  TargetModel         {targets[name]}  ({name})")
+    lines += [f"  staged              {key}" for key in staged]
+    lines.append(f"  rendered files      model_code/{multi.deployment}/<model>/ and <model>.tar.gz")
+    return "\n".join(lines)
+
+
+def multi_model_demo(workdir: Path, folders: Mapping[str, Path] | None = None) -> int:
+    """Two tiny models made on the spot (or given), behind one port and routed by TargetModel, as an MME routes them."""
+    try:
+        from lmi_deploy import tiny_models
+    except ImportError:
+        return 0
+    from lmi_deploy.client import UrlClient, payload
+    from lmi_deploy.multi_model import load_multi_model
+    from lmi_deploy.multi_render import render_multi
+    from lmi_deploy.runtime.multi_server import TARGET_MODEL_HEADER, router_for, serve_router
+    from scripts.local_aws import free_port
+
+    print("local multi-model demo: a tiny random T5 and Llama behind one port, routed by TargetModel ...", flush=True)
+    try:
+        folders = folders or {kind: tiny_models.make(workdir / f"demo-{kind}", kind) for kind in ("t5", "llama")}
+    except ImportError as error:
+        print(f"  skipped: {error.name} is not installed (pip install -r requirements-dev.txt)")
+        return 0
+    multi = load_multi_model(
+        {},
+        {
+            "deployment": "demo-tiny-mme",
+            "multi_model": "mme",
+            "engine": "accelerate",
+            "instance_type": "ml.g5.xlarge",
+            "tensor_parallel_degree": "1",
+            "dtype": "fp32",
+            "models": [{"name": f"tiny-{kind}", "model_id": str(folder)} for kind, folder in folders.items()],
+        },
+        {"account": LOCAL_ACCOUNT, "region": LOCAL_REGION},
+    )
+    rendered = render_multi(multi, workdir / "model_code")
+    router = router_for(multi, rendered, {f"tiny-{kind}": folder for kind, folder in folders.items()}).start()
+    port = free_port()
+    http = serve_router(router, "127.0.0.1", port)
+    try:
+        if not router.wait_ready(timeout=300):
+            print(f"lmi-deploy: a demo model failed to load: {router.failure}", file=sys.stderr)
+            return 1
+        for model in rendered.models:
+            client = UrlClient(f"http://127.0.0.1:{port}", headers={TARGET_MODEL_HEADER: model.target_model})
+            answer = client.invoke(
+                payload(["summarize: the quick brown fox"], {"max_new_tokens": 12, "min_new_tokens": 6})
+            )
+            print(f"  {TARGET_MODEL_HEADER}: {model.target_model} -> {answer['outputs'][0]!r}  (random weights)")
+    finally:
+        http.shutdown()
+    print(
+        f"  handlers: {rendered.directory}/<model>/model.py; serve your own with scripts/serve_local.py --config FILE"
+    )
     return 0
 
 

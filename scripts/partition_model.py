@@ -22,8 +22,8 @@ from typing import Any
 
 from lmi_deploy import partition
 from lmi_deploy.cli import add_config_arguments, context_from_args, environment_defaults
-from lmi_deploy.config import load_config
 from lmi_deploy.errors import ConfigError
+from lmi_deploy.multi_model import MultiModelDeployment, load_deployment
 from lmi_deploy.staging import explain
 
 
@@ -35,10 +35,20 @@ def main(argv: Sequence[str] | None = None, *, s3: Any = None, sagemaker: Any = 
     parser.add_argument("--endpoint-url", help="S3/SageMaker endpoint (a local emulator)")
     parser.add_argument("--wait", action="store_true", help="wait until the job ends")
     parser.add_argument("--dry-run", action="store_true", help="print the job request and the script; start nothing")
+    parser.add_argument("--model-name", help="the model to partition, of a deployment file with several models")
     args = parser.parse_args(argv)
     try:
         context = {**context_from_args(args), "partitioned": "false"}
-        config = load_config(context, environment_defaults=environment_defaults(os.environ))
+        loaded = load_deployment(context, environment_defaults=environment_defaults(os.environ))
+        if isinstance(loaded, MultiModelDeployment):
+            if not args.model_name:
+                names = ", ".join(m.name for m in loaded.models)
+                raise ConfigError(f"{loaded.deployment} has several models: pick one with --model-name ({names})")
+            config = loaded.model(args.model_name).config
+        elif args.model_name:
+            raise ConfigError("--model-name picks a model of a multi-model deployment; this deployment has one model")
+        else:
+            config = loaded
         files = partition.partition_files(config)
         bucket, _ = config.staged_weights
         code_prefix = partition.code_key(config, files)

@@ -11,9 +11,11 @@ import os
 import sys
 from collections.abc import Sequence
 
+from lmi_deploy import multi_model
 from lmi_deploy.cli import add_config_arguments, context_from_args, environment_defaults
-from lmi_deploy.config import load_config, report_lines
+from lmi_deploy.config import report_lines
 from lmi_deploy.errors import ConfigError
+from lmi_deploy.multi_render import render_multi
 from lmi_deploy.render import render
 
 
@@ -24,7 +26,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="model_code", help="folder to render into (default: model_code)")
     args = parser.parse_args(argv)
     try:
-        config = load_config(context_from_args(args), environment_defaults=environment_defaults(os.environ))
+        config = multi_model.load_deployment(
+            context_from_args(args), environment_defaults=environment_defaults(os.environ)
+        )
+        if isinstance(config, multi_model.MultiModelDeployment):
+            rendered = render_multi(config, args.out)
+            print("\n".join(multi_model.report_lines(config)))
+            print(f"rendered {config.deployment} ({len(config.models)} models, {config.mode}):")
+            for model in rendered.models:
+                print(f"  {model.directory}/ ({', '.join(model.files)}) and {model.tarball}")
+                if config.mode == "mme":
+                    print(f"    staged as s3://{config.bucket_name}/{config.mme_prefix}{model.target_model}")
+            return 0
         code = render(config, args.out)
     except ConfigError as error:
         print(f"lmi-deploy: {error}", file=sys.stderr)

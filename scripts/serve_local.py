@@ -3,9 +3,12 @@
 
     python scripts/serve_local.py --model-code model_code/<deployment> --model-dir DIR [--port 8080]
     python scripts/serve_local.py [--config FILE] [-c key=value ...] [--model-dir DIR]   # render on the fly
+    python scripts/serve_local.py --config MULTI.yaml [--model-dir NAME=DIR ...]     # several models, one port
 
 What runs is byte-for-byte what ships: the same ``model.py`` and ``serving.properties``, loaded through lmi-deploy's
-djl_python-compatible runtime. ``--model-dir`` defaults to ``model_id`` when that is a local folder.
+djl_python-compatible runtime. ``--model-dir`` defaults to ``model_id`` when that is a local folder. A deployment
+file with a ``models:`` list serves every model behind the one port, routed by the ``X-Amzn-SageMaker-Target-Model``
+or ``X-Amzn-SageMaker-Inference-Component`` header (or ``POST /models/NAME/invoke``) as SageMaker routes them.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lmi_deploy.cli import add_config_arguments, context_from_args, environment_defaults
-from lmi_deploy.config import load_config
 from lmi_deploy.errors import ConfigError
+from lmi_deploy.multi_model import MultiModelDeployment, load_deployment
+from lmi_deploy.multi_render import render_multi
 from lmi_deploy.render import render
+from lmi_deploy.runtime.multi_server import router_for, serve_router
 from lmi_deploy.runtime.server import ModelServer, serve
 
 
@@ -30,19 +35,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_config_arguments(parser)
     parser.add_argument("--model-code", help="a rendered model_code/<deployment> folder")
-    parser.add_argument("--model-dir", help="local folder with the weights (default: model_id if it is a folder)")
+    parser.add_argument(
+        "--model-dir",
+        action="append",
+        default=[],
+        help="local folder with the weights (default: model_id if it is a folder); several models: NAME=DIR each",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
     try:
         with tempfile.TemporaryDirectory(prefix="lmi-serve-") as scratch:
+            given = args.model_dir[-1] if args.model_dir else None
             if args.model_code:
                 model_code = Path(args.model_code)
-                model_dir = args.model_dir
+                model_dir = given
             else:
-                config = load_config(context_from_args(args), environment_defaults=environment_defaults(os.environ))
+                config = load_deployment(context_from_args(args), environment_defaults=environment_defaults(os.environ))
+                if isinstance(config, MultiModelDeployment):
+                    return serve_several(config, args, Path(scratch))
                 model_code = render(config, scratch).directory
-                model_dir = args.model_dir or (config.model_id if Path(config.model_id).is_dir() else None)
+                model_dir = given or (config.model_id if Path(config.model_id).is_dir() else None)
             if not model_dir:
                 raise ConfigError("--model-dir is required: a local folder with the model's weights")
             if not (model_code / "serving.properties").exists():
@@ -65,6 +78,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"lmi-deploy: {error}", file=sys.stderr)
         return 2
+    return 0
+
+
+def serve_several(multi: MultiModelDeployment, args: argparse.Namespace, scratch: Path) -> int:
+    """Every model of a multi-model deployment behind one port, until Ctrl-C."""
+    dirs = {m.name: Path(m.config.model_id) for m in multi.models if Path(m.config.model_id).is_dir()}
+    for pair in args.model_dir:
+        name, sep, folder = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"--model-dir {pair!r}: with several models give NAME=DIR, e.g. --model-dir {name}=DIR")
+        dirs[multi.model(name).name] = Path(folder)
+    rendered = render_multi(multi, scratch)
+    try:
+        router = router_for(multi, rendered, dirs).start()
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    print(f"loading {', '.join(m.name for m in multi.models)} ...", file=sys.stderr)
+    http = serve_router(router, args.host, args.port)
+    if not router.wait_ready(timeout=3600):
+        http.shutdown()
+        raise ConfigError(f"a model failed to load: {router.failure}")
+    header = "X-Amzn-SageMaker-Target-Model" if multi.mode == "mme" else "X-Amzn-SageMaker-Inference-Component"
+    print(
+        f"serving {len(multi.models)} models on http://{args.host}:{args.port} (POST /invocations with {header}: "
+        f"{' | '.join(m.name for m in multi.models)}; GET /ping); Ctrl-C stops",
+        flush=True,
+    )
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        http.shutdown()
     return 0
 
 

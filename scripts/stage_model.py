@@ -22,8 +22,10 @@ from typing import Any
 
 from lmi_deploy import staging
 from lmi_deploy.cli import add_config_arguments, context_from_args, environment_defaults, stack_outputs
-from lmi_deploy.config import DeploymentConfig, load_config
+from lmi_deploy.config import DeploymentConfig
 from lmi_deploy.errors import ConfigError
+from lmi_deploy.multi_model import MultiModelDeployment, load_deployment
+from lmi_deploy.multi_render import render_multi, stage_mme_archives
 
 
 def main(
@@ -46,6 +48,7 @@ def main(
     parser.add_argument("--token-secret", help="Secrets Manager secret holding the Hub token (else HF_TOKEN)")
     parser.add_argument("--concurrency", type=int, default=10, help="parallel part uploads (default 10)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--model-name", help="multi-model deployment: stage only this model (default: every model)")
     args = parser.parse_args(argv)
     try:
         return _stage(args, s3, cloudformation, secrets)
@@ -57,14 +60,19 @@ def main(
 def _stage(args: argparse.Namespace, s3: Any, cloudformation: Any, secrets: Any) -> int:
     import boto3
 
-    config: DeploymentConfig | None = None
-    if not (args.model and args.bucket and args.prefix is not None and args.region):
-        config = load_config(context_from_args(args), environment_defaults=environment_defaults(os.environ))
-    model = args.model or (config.model_id if config else "")
-    revision = args.revision or (config.model_revision if config else "main")
+    config: DeploymentConfig | MultiModelDeployment | None = None
+    if not (args.model and args.bucket and args.prefix is not None and args.region) or args.config:
+        config = load_deployment(context_from_args(args), environment_defaults=environment_defaults(os.environ))
     region = args.region or (config.region if config else None)
     session = boto3.session.Session(region_name=region)
     s3 = s3 or session.client("s3", endpoint_url=args.endpoint_url)
+    if isinstance(config, MultiModelDeployment):
+        cloudformation = cloudformation or session.client("cloudformation", endpoint_url=args.endpoint_url)
+        return _stage_several(args, config, session, s3, cloudformation, secrets)
+    if args.model_name:
+        raise ConfigError("--model-name picks a model of a multi-model deployment; this deployment has one model")
+    model = args.model or (config.model_id if config else "")
+    revision = args.revision or (config.model_revision if config else "main")
     bucket, prefix = args.bucket, args.prefix
     if bucket is None and config is not None:
         cloudformation = cloudformation or session.client("cloudformation", endpoint_url=args.endpoint_url)
@@ -74,7 +82,20 @@ def _stage(args: argparse.Namespace, s3: Any, cloudformation: Any, secrets: Any)
     if prefix is None:
         name = model if not Path(model).is_dir() else Path(model).resolve().name
         prefix = f"models/{name}/{revision}/"
+    _stage_weights(args, session, s3, secrets, model, revision, bucket, prefix)
+    return 0
 
+
+def _stage_weights(
+    args: argparse.Namespace,
+    session: Any,
+    s3: Any,
+    secrets: Any,
+    model: str,
+    revision: str,
+    bucket: str,
+    prefix: str,
+) -> None:
     local = Path(model)
     if local.is_dir():
         folder, source = local, str(local.resolve())
@@ -108,7 +129,56 @@ def _stage(args: argparse.Namespace, s3: Any, cloudformation: Any, secrets: Any)
     print(f"staged {len(files)} files ({result.total_bytes / 1024**2:.1f} MiB) at s3://{bucket}/{prefix}")
     print(f"  uploaded {len(result.uploaded)}, already intact {len(result.skipped)}, repaired {len(result.repaired)}")
     print(f"  manifest s3://{bucket}/{result.manifest_key}")
+
+
+def _stage_several(
+    args: argparse.Namespace,
+    multi: MultiModelDeployment,
+    session: Any,
+    s3: Any,
+    cloudformation: Any,
+    secrets: Any,
+) -> int:
+    """Every model's weights (or the one ``--model-name`` names), and a multi-model endpoint's code archives."""
+    if args.model or args.prefix is not None:
+        raise ConfigError(
+            "--model/--prefix stage one folder; with a multi-model deployment each model's weights go to its own "
+            "prefix: pick one with --model-name NAME, or stage them all"
+        )
+    bucket = args.bucket or stack_outputs(cloudformation, multi.artifacts_stack_name, "pass --bucket")["BucketName"]
+    multi = for_bucket(multi, bucket)
+    models = [multi.model(args.model_name)] if args.model_name else list(multi.models)
+    for model in models:
+        config = model.config
+        if config.model_id.startswith("s3://"):
+            print(f"{model.name}: weights already in S3 at {config.model_id}: nothing to stage")
+            continue
+        print(f"{model.name}: {config.model_id}", file=sys.stderr)
+        _stage_weights(
+            args, session, s3, secrets, config.model_id, config.model_revision, bucket, config.staged_weights[1]
+        )
+    if multi.mode == "mme":
+        with tempfile.TemporaryDirectory(prefix="lmi-mme-") as scratch:
+            rendered = render_multi(multi, scratch)
+            for archive in stage_mme_archives(s3, multi, rendered, bucket):
+                state = "uploaded" if archive.uploaded else "already there"
+                print(f"{archive.name}: code archive s3://{bucket}/{archive.key} ({state})")
     return 0
+
+
+def for_bucket(multi: MultiModelDeployment, bucket: str) -> MultiModelDeployment:
+    """The deployment as synthesized for the account in its bucket's name (``<deployment>-<account>-<region>``).
+
+    The rendered serving.properties name the weights bucket, so the archives staged for an MME must be rendered for
+    the account the stacks are in, which these scripts otherwise only know from -c account=... .
+    """
+    if bucket == multi.bucket_name:
+        return multi
+    account = bucket.removeprefix(f"{multi.deployment}-").split("-", 1)[0]
+    if not (account.isdigit() and len(account) == 12 and bucket == f"{multi.deployment}-{account}-{multi.region}"):
+        expected = f"{multi.deployment}-<account>-{multi.region}"
+        raise ConfigError(f"bucket {bucket} is not {multi.deployment}'s artifacts bucket ({expected})")
+    return multi.with_account(account)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from lmi_deploy import containers, instances, model_facts
 from lmi_deploy.cli import add_config_arguments, context_from_args, environment_defaults
-from lmi_deploy.config import load_config
 from lmi_deploy.errors import ConfigError
+from lmi_deploy.multi_model import MultiModelDeployment, load_deployment, report_lines
 from lmi_deploy.validation import Finding, lint_serving_properties
 
 
@@ -65,9 +65,17 @@ def lint(args: argparse.Namespace) -> tuple[list[Finding], list[str]]:
 
 def validate_config(args: argparse.Namespace) -> tuple[list[Finding], list[str]]:
     try:
-        config = load_config(context_from_args(args), environment_defaults=environment_defaults(os.environ))
+        config = load_deployment(context_from_args(args), environment_defaults=environment_defaults(os.environ))
     except ConfigError as error:
         return [Finding("error", "config", line) for line in str(error).splitlines()], []
+    if isinstance(config, MultiModelDeployment):
+        warnings = [
+            Finding(w.level, w.rule, f"{m.name}: {w.message}")
+            for m in config.models
+            for w in m.config.resolved.warnings
+        ]
+        warnings += [Finding("warning", "multi-model", warning) for warning in config.warnings]
+        return warnings, [line for line in report_lines(config) if "warning:" not in line]
     notes = [f"{config.deployment}: {config.engine.value} {config.lmi_version} on {config.instance_type}"]
     return list(config.resolved.warnings), notes + config.resolved.notes
 

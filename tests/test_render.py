@@ -187,7 +187,14 @@ def test_render_script(tmp_path: Path, deployment_file, capsys: pytest.CaptureFi
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parent.parent / "deployments").glob("*.yaml")))
 def test_example_deployments_validate_and_render(tmp_path: Path, path: Path) -> None:
-    config = load_config({"config": str(path)})
+    from lmi_deploy.multi_model import MultiModelDeployment, load_deployment
+    from lmi_deploy.multi_render import render_multi
+
+    config = load_deployment({"config": str(path)})
+    if isinstance(config, MultiModelDeployment):  # several models: a folder and an archive each
+        rendered = render_multi(config, tmp_path)
+        assert all((m.directory / "serving.properties").exists() and m.tarball.stat().st_size for m in rendered.models)
+        return
     code = render(config, tmp_path)
     assert (code.directory / "serving.properties").exists()
     assert code.tarball.stat().st_size > 0

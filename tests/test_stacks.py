@@ -13,8 +13,11 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from lmi_deploy.config import DeploymentConfig, load_config
+from lmi_deploy.multi_model import MultiModelDeployment, load_deployment
+from lmi_deploy.multi_render import render_multi
 from lmi_deploy.render import render
 from stacks.deployment import DeploymentStacks, add_checks, add_deployment
+from stacks.multi_model_deployment import add_multi_model_deployment
 
 ACCOUNT = "111122223333"
 # What the CDK CLI passes to app.py from cdk.json (feature flags).
@@ -287,7 +290,11 @@ def test_every_example_deployment_synthesizes(tmp_path: Path) -> None:
     assert len(files) >= 6
     expected: dict[str, str] = {}
     for path in files:
-        config = load_config({"config": str(path)}, environment_defaults={"account": ACCOUNT})
+        config = load_deployment({"config": str(path)}, environment_defaults={"account": ACCOUNT})
+        if isinstance(config, MultiModelDeployment):  # several models behind one endpoint
+            add_multi_model_deployment(app, config, render_multi(config, tmp_path / "model_code"))
+            expected[config.endpoint_stack_name] = config.endpoint.instance_type
+            continue
         add_deployment(app, config, render(config, tmp_path / "model_code"))
         expected[config.endpoint_stack_name] = config.instance_type
     add_checks(app)

@@ -206,17 +206,23 @@ def create_app(server: ModelServer) -> Any:
         return Response(json.dumps(detail), status, content_type="application/json")
 
     @app.post("/invocations")
-    def invocations() -> Response:
+    def invocations() -> Any:
         headers = {key: value for key, value in request.headers.items()}
-        reply = server.submit(request.get_data(), headers).result()
-        if isinstance(reply.body, bytes):
-            response = Response(reply.body, reply.status, headers=reply.headers)
-            if reply.output is not None:
-                response.call_on_close(reply.output.execute_finalize)  # after the response is sent, as DJL does
-            return response
-        return Response(reply.body, reply.status, headers=reply.headers, direct_passthrough=True)
+        return http_response(server.submit(request.get_data(), headers).result())
 
     return app
+
+
+def http_response(reply: Reply) -> Any:
+    """A Flask response for a reply: streamed bodies as they are produced, finalize after a whole one is sent."""
+    from flask import Response
+
+    if isinstance(reply.body, bytes):
+        response = Response(reply.body, reply.status, headers=reply.headers)
+        if reply.output is not None:
+            response.call_on_close(reply.output.execute_finalize)  # after the response is sent, as DJL does
+        return response
+    return Response(reply.body, reply.status, headers=reply.headers, direct_passthrough=True)
 
 
 def serve(server: ModelServer, host: str = "127.0.0.1", port: int = 8080) -> Any:
