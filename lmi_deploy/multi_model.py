@@ -54,6 +54,10 @@ PER_MODEL_KEYS = (
     "model_data_download_timeout",
     "container_startup_health_check_timeout",
     "model_loading_timeout",
+    "kv_cache",
+    "cuda_graphs",
+    "compile",
+    "fast_load",
 )
 COMPONENT_KEYS = ("accelerators", "memory_mib", "copies", "min_copies", "max_copies")
 HOST_MEMORY_USABLE = 0.9  # of the instance's memory; the rest for the OS and SageMaker's agents (an assumption)
