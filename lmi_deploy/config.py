@@ -126,6 +126,13 @@ class DeploymentConfig(BaseModel):
     alarm_model_latency_p99_ms: int = Field(
         30_000, ge=1, description="p99 ModelLatency (ms) above which the latency alarm fires (and updates roll back)."
     )
+    alarm_no_healthy_instances_minutes: int = Field(
+        5,
+        ge=1,
+        le=60,
+        description="Minutes in a row without any instance of the endpoint reporting its metrics before the "
+        "no-healthy-instances alarm fires.",
+    )
     update_strategy: Literal["all-at-once", "canary", "linear"] = Field(
         "all-at-once", description="Blue/green traffic shifting of an update; rolls back on the error/latency alarms."
     )
@@ -228,6 +235,11 @@ class DeploymentConfig(BaseModel):
         instance = instances.get(self.instance_type)
         assert instance is not None  # checked by the validator
         return instance
+
+    @property
+    def minimum_instances(self) -> int:
+        """The fewest instances the endpoint may run: the autoscaling floor, else ``instance_count``."""
+        return self.instance_count
 
     @property
     def resolved(self) -> validation.Resolved:

@@ -69,6 +69,9 @@ class EndpointStack(Stack):
         )
         if self.autoscaling is not None:
             self.autoscaling.node.add_dependency(self.endpoint.endpoint)
+        if "no_healthy_instances" in self.monitoring.alarms:
+            # created once the endpoint is in service, or it would fire while the first fleet starts
+            self.monitoring.alarms["no_healthy_instances"].node.add_dependency(self.endpoint.endpoint)
         # CreateModel checks that the role can read the artifact: attach the policy first.
         self.endpoint.model.node.add_dependency(self.execution_role.policy)
         CfnOutput(self, "EndpointName", value=self.endpoint.endpoint.attr_endpoint_name)

@@ -357,7 +357,7 @@ def test_sagemaker_delivery_needs_env_configurable_containers() -> None:
 
 def test_default_operations_alarms_dashboard_and_guarded_updates(seed) -> None:
     _, _, endpoint, _ = seed
-    endpoint.resource_count_is("AWS::CloudWatch::Alarm", 7)
+    endpoint.resource_count_is("AWS::CloudWatch::Alarm", 8)
     endpoint.resource_count_is("AWS::ApplicationAutoScaling::ScalableTarget", 0)  # off unless asked
     endpoint.has_resource_properties("AWS::SNS::Topic", {"DisplayName": "lmi-deploy flan-t5-xxl alarms"})
     endpoint.has_resource_properties(
@@ -382,6 +382,33 @@ def test_default_operations_alarms_dashboard_and_guarded_updates(seed) -> None:
         {"AlarmName": "flan-t5-xxl-gpu-memory", "Namespace": "/aws/sagemaker/Endpoints", "Threshold": 392},
     )
     endpoint.has_resource_properties("AWS::CloudWatch::Dashboard", {"DashboardName": "lmi-deploy-flan-t5-xxl"})
+    # no instance reporting its CPU for 5 minutes (no datapoint at all counts): the endpoint serves nothing
+    endpoint.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "AlarmName": "flan-t5-xxl-no-healthy-instances",
+            "Namespace": "/aws/sagemaker/Endpoints",
+            "MetricName": "CPUUtilization",
+            "Statistic": "SampleCount",
+            "Period": 60,
+            "Threshold": 1,
+            "ComparisonOperator": "LessThanThreshold",
+            "EvaluationPeriods": 5,
+            "TreatMissingData": "breaching",
+            "Dimensions": [
+                {"Name": "EndpointName", "Value": "flan-t5-xxl"},
+                {"Name": "VariantName", "Value": "AllTraffic"},
+            ],
+        },
+    )
+    unhealthy = next(
+        r
+        for r in endpoint.find_resources("AWS::CloudWatch::Alarm").values()
+        if r["Properties"]["AlarmName"] == "flan-t5-xxl-no-healthy-instances"
+    )
+    assert any("Endpoint" in dep for dep in unhealthy["DependsOn"])  # created after the endpoint is in service
+    dashboard = json.dumps(endpoint.find_resources("AWS::CloudWatch::Dashboard"))
+    assert "Instances reporting" in dashboard and "no-healthy-instances" in dashboard
     endpoint.has_resource_properties(
         "AWS::SageMaker::Endpoint",
         {
