@@ -7,6 +7,7 @@ stacks) receives the resulting :class:`DeploymentConfig` and reads derived value
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Mapping
 from functools import cached_property
@@ -46,6 +47,31 @@ _MODEL_TYPE_HINTS: tuple[tuple[str, str], ...] = (
 )
 _DEPLOYMENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 _MAX_DEPLOYMENT_NAME = 32  # keeps "<deployment>-<account>-<region>" within S3's 63-character bucket names
+
+
+class ScalingSchedule(BaseModel):
+    """One scheduled action of Application Auto Scaling: from ``schedule`` on, scale between these bounds."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", description="Names the scheduled action.")
+    schedule: str = Field(description="cron(m h dom mon dow year), rate(n unit) or at(yyyy-mm-ddThh:mm:ss).")
+    min_instances: int = Field(ge=0, le=100)
+    max_instances: int = Field(ge=1, le=100)
+    timezone: str = Field("UTC", description="IANA time zone the schedule is read in.")
+
+
+def _json_if_text(value: Any) -> Any:
+    """A list setting given as text (``-c key=[...]``): JSON, or for lists of names a comma-separated string."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith(("[", "{")):
+            try:
+                return json.loads(text)
+            except ValueError as error:
+                raise ValueError(f"is not valid JSON ({error.msg})") from None
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
 
 
 def slug(model_id: str) -> str:
@@ -114,6 +140,16 @@ class DeploymentConfig(BaseModel):
     volume_size_gb: int | None = Field(None, ge=1, le=512, description="VolumeSizeInGB, on families with EBS only.")
     autoscaling_max_instances: int | None = Field(
         None, ge=1, le=100, description="Scale between instance_count and this (target tracking); unset: fixed size."
+    )
+    autoscaling_min_instances: int | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="Floor of autoscaling. Default: instance_count. 0 (scale to zero) only for async endpoints.",
+    )
+    autoscaling_schedules: tuple[ScalingSchedule, ...] = Field(
+        (),
+        description="Scheduled actions that change the autoscaling bounds (e.g. fewer instances at night).",
     )
     autoscaling_target_invocations: int = Field(
         4, ge=1, description="Target SageMakerVariantInvocationsPerInstance (per minute) for autoscaling."
@@ -185,6 +221,13 @@ class DeploymentConfig(BaseModel):
             raise ValueError(f"unknown engine; available engines: {allowed}")
         return value
 
+    @field_validator("autoscaling_schedules", mode="before")
+    @classmethod
+    def _schedules_from_text(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return [value]
+        return _json_if_text(value)
+
     @field_validator("account")
     @classmethod
     def _account_id(cls, value: str) -> str:
@@ -237,9 +280,21 @@ class DeploymentConfig(BaseModel):
         return instance
 
     @property
+    def autoscaling(self) -> bool:
+        return self.autoscaling_max_instances is not None
+
+    @property
+    def autoscaling_floor(self) -> int:
+        """The autoscaling target's minimum capacity."""
+        return self.instance_count if self.autoscaling_min_instances is None else self.autoscaling_min_instances
+
+    @property
     def minimum_instances(self) -> int:
-        """The fewest instances the endpoint may run: the autoscaling floor, else ``instance_count``."""
-        return self.instance_count
+        """The fewest instances the endpoint may run: the lowest autoscaling floor (schedules too), else
+        ``instance_count``."""
+        if not self.autoscaling:
+            return self.instance_count
+        return min([self.autoscaling_floor, *(s.min_instances for s in self.autoscaling_schedules)])
 
     @property
     def resolved(self) -> validation.Resolved:
@@ -385,7 +440,10 @@ def _describe_all(errors: list[Any], from_file: set[str], file_source: str) -> s
     """One line per bad key (a value failing every branch of a union is one problem, not one per branch)."""
     lines: dict[str, str] = {}
     for error in errors:
-        key = str(error["loc"][0]) if error["loc"] else ""
+        loc = error["loc"]
+        key = str(loc[0]) if loc else ""
+        if len(loc) > 1 and isinstance(loc[1], int):  # items of a list setting are problems of their own
+            key = ".".join(map(str, loc))
         line = _describe(error, from_file, file_source)
         if key and key in lines and error["type"] != "extra_forbidden":
             lines[key] += " or " + str(error["msg"]).removeprefix("Value error, ").lower()
@@ -399,6 +457,8 @@ def _describe(error: Any, from_file: set[str], file_source: str) -> str:
     key = str(error["loc"][0]) if error["loc"] else ""
     message = str(error["msg"]).removeprefix("Value error, ")
     where = file_source if key in from_file else ""
+    if len(error["loc"]) > 1 and isinstance(error["loc"][1], int):  # an item of a list setting
+        key += f"[{error['loc'][1]}]" + "".join(f".{part}" for part in error["loc"][2:])
     if error["type"] == "extra_forbidden":
         known = [f.alias or name for name, f in DeploymentConfig.model_fields.items()]
         close = difflib.get_close_matches(key, known, n=1)

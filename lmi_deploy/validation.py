@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
+import zoneinfo
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from lmi_deploy import containers
@@ -423,12 +426,7 @@ def resolve_and_check(config: Any, facts: ModelFacts | None, facts_note: str) ->
         )
 
     # --- operations ---
-    if config.autoscaling_max_instances is not None and config.autoscaling_max_instances < config.instance_count:
-        error(
-            "autoscaling",
-            f"autoscaling_max_instances={config.autoscaling_max_instances} is below instance_count="
-            f"{config.instance_count} (the minimum): raise it, or lower instance_count",
-        )
+    findings += check_operations(config)
 
     # --- version-specific behaviour worth knowing ---
     if (
@@ -636,3 +634,132 @@ def lint_serving_properties(
             )
         )
     return findings
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Production operations: scaling, isolation, images, inference mode
+
+
+_CRON_FIELDS = (  # (name, allowed characters, numeric range) of Application Auto Scaling's six cron fields
+    ("minutes", r"[0-9,*/-]+", (0, 59)),
+    ("hours", r"[0-9,*/-]+", (0, 23)),
+    ("day-of-month", r"[0-9,*/?LW-]+", (1, 31)),
+    ("month", r"[0-9A-Za-z,*/-]+", (1, 12)),
+    ("day-of-week", r"[0-9A-Za-z,*/?L#-]+", (1, 7)),
+    ("year", r"[0-9,*/-]+", (1970, 2199)),
+)
+_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+
+
+def schedule_problem(expression: str) -> str | None:
+    """What is wrong with an Application Auto Scaling schedule expression, or None when it is valid."""
+    example = "cron(0 20 ? * MON-FRI *), rate(12 hours) or at(2030-01-31T08:00:00)"
+    if expression.startswith("at(") and expression.endswith(")"):
+        try:
+            datetime.strptime(expression[3:-1], "%Y-%m-%dT%H:%M:%S")
+        except ValueError:
+            return "at(...) takes one time as yyyy-mm-ddThh:mm:ss"
+        return None
+    if expression.startswith("rate("):
+        match = _RATE.match(expression)
+        if not match or int(match.group(1)) < 1:
+            return "rate(...) takes a positive whole number and minute(s), hour(s) or day(s), e.g. rate(12 hours)"
+        if (int(match.group(1)) == 1) != (not match.group(2).endswith("s")):
+            return "rate(...) takes the singular unit for 1 and the plural otherwise, e.g. rate(1 day), rate(2 days)"
+        return None
+    if not (expression.startswith("cron(") and expression.endswith(")")):
+        return f"is not a schedule expression; use e.g. {example}"
+    fields = expression[5:-1].split()
+    if len(fields) != len(_CRON_FIELDS):
+        return (
+            f"cron(...) takes 6 fields (minutes hours day-of-month month day-of-week year), got {len(fields)}; "
+            "e.g. cron(0 20 ? * MON-FRI *)"
+        )
+    for value, (name, allowed, (low, high)) in zip(fields, _CRON_FIELDS, strict=True):
+        if not re.fullmatch(allowed, value):
+            return f"cron field {name}={value!r} has characters that field does not take"
+        numbers = [int(n) for n in re.findall(r"\d+", value.split("/")[0])]  # an increment may exceed the range
+        if any(not low <= n <= high for n in numbers):
+            return f"cron field {name}={value!r} is outside {low}-{high}"
+    if (fields[2] == "?") == (fields[4] == "?"):
+        return "cron(...) needs '?' in exactly one of day-of-month and day-of-week, e.g. cron(0 20 ? * MON-FRI *)"
+    return None
+
+
+def check_operations(config: Any) -> list[Finding]:
+    """Rules of the production-operations settings, each with what to do."""
+    findings: list[Finding] = []
+
+    def error(rule: str, message: str) -> None:
+        findings.append(Finding("error", rule, message))
+
+    scaling = config.autoscaling_max_instances is not None
+    if scaling and config.autoscaling_max_instances < config.instance_count:
+        error(
+            "autoscaling",
+            f"autoscaling_max_instances={config.autoscaling_max_instances} is below instance_count="
+            f"{config.instance_count} (the minimum): raise it, or lower instance_count",
+        )
+    if config.autoscaling_min_instances is not None:
+        if not scaling:
+            error(
+                "autoscaling",
+                f"autoscaling_min_instances={config.autoscaling_min_instances} needs autoscaling: set "
+                "autoscaling_max_instances too, or leave autoscaling_min_instances unset",
+            )
+        elif config.autoscaling_min_instances > config.instance_count:
+            error(
+                "autoscaling",
+                f"autoscaling_min_instances={config.autoscaling_min_instances} is above instance_count="
+                f"{config.instance_count} (what the endpoint starts with): lower it, or raise instance_count",
+            )
+    if config.autoscaling_schedules and not scaling:
+        error(
+            "schedules",
+            "autoscaling_schedules change the bounds of autoscaling, which is off: set autoscaling_max_instances "
+            "(and autoscaling_min_instances), or remove the schedules",
+        )
+    names = [s.name for s in config.autoscaling_schedules]
+    for duplicate in sorted({n for n in names if names.count(n) > 1}):
+        error("schedules", f"autoscaling_schedules has two schedules named {duplicate!r}: give each its own name")
+    realtime = getattr(config, "inference_mode", "realtime") == "realtime"
+    for schedule in config.autoscaling_schedules:
+        where = f"autoscaling_schedules {schedule.name!r}"
+        problem = schedule_problem(schedule.schedule)
+        if problem:
+            error("schedules", f"{where}: schedule={schedule.schedule!r} {problem}")
+        if schedule.timezone not in _timezones():
+            error(
+                "schedules",
+                f"{where}: timezone={schedule.timezone!r} is not an IANA time zone; use e.g. UTC, Europe/Berlin",
+            )
+        if schedule.min_instances > schedule.max_instances:
+            error(
+                "schedules",
+                f"{where}: min_instances={schedule.min_instances} is above max_instances={schedule.max_instances}; "
+                "swap or correct them",
+            )
+        if scaling and schedule.max_instances > config.autoscaling_max_instances:
+            error(
+                "schedules",
+                f"{where}: max_instances={schedule.max_instances} is above autoscaling_max_instances="
+                f"{config.autoscaling_max_instances}, the most this deployment may run (and cost); raise "
+                "autoscaling_max_instances or lower the schedule's",
+            )
+        if schedule.min_instances == 0 and realtime:
+            error(
+                "schedules",
+                f"{where}: min_instances=0 would leave a real-time endpoint without instances (only asynchronous "
+                "endpoints scale to zero: inference_mode=async); use at least 1",
+            )
+    if config.autoscaling_min_instances == 0 and realtime:
+        error(
+            "autoscaling",
+            "autoscaling_min_instances=0: only asynchronous endpoints can scale to zero (inference_mode=async); a "
+            "real-time endpoint needs at least 1",
+        )
+    return findings
+
+
+def _timezones() -> set[str]:
+    return zoneinfo.available_timezones() | {"UTC"}

@@ -1,8 +1,8 @@
-"""Target-tracking autoscaling of the endpoint's instance count on invocations per instance (real-time endpoints)."""
+"""Autoscaling of the endpoint's instance count: target tracking, plus scheduled changes of its bounds."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, TimeZone
 from aws_cdk import aws_applicationautoscaling as appscaling
 from constructs import Construct
 
@@ -10,9 +10,9 @@ from lmi_deploy.config import DeploymentConfig
 
 
 class EndpointAutoscaling(Construct):
-    """Scale ``AllTraffic`` between ``instance_count`` and ``autoscaling_max_instances`` to keep
-    ``SageMakerVariantInvocationsPerInstance`` near the target (the right metric for real-time endpoints; async
-    endpoints scale on backlog instead)."""
+    """Scale ``AllTraffic`` between the autoscaling floor (``autoscaling_min_instances``, default
+    ``instance_count``) and ``autoscaling_max_instances`` to keep ``SageMakerVariantInvocationsPerInstance`` near the
+    target; each of ``autoscaling_schedules`` becomes a scheduled action that moves those bounds."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig) -> None:
         super().__init__(scope, construct_id)
@@ -23,7 +23,7 @@ class EndpointAutoscaling(Construct):
             service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
             resource_id=f"endpoint/{config.deployment}/variant/AllTraffic",
             scalable_dimension="sagemaker:variant:DesiredInstanceCount",
-            min_capacity=config.instance_count,
+            min_capacity=config.autoscaling_floor,
             max_capacity=config.autoscaling_max_instances,
         )
         self.target.scale_to_track_metric(
@@ -33,3 +33,12 @@ class EndpointAutoscaling(Construct):
             scale_in_cooldown=Duration.seconds(config.autoscaling_scale_in_cooldown),
             scale_out_cooldown=Duration.seconds(config.autoscaling_scale_out_cooldown),
         )
+        for schedule in config.autoscaling_schedules:
+            # the construct id becomes the scheduled action's name
+            self.target.scale_on_schedule(
+                schedule.name,
+                schedule=appscaling.Schedule.expression(schedule.schedule),
+                min_capacity=schedule.min_instances,
+                max_capacity=schedule.max_instances,
+                time_zone=TimeZone.of(schedule.timezone),
+            )

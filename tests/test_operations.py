@@ -1,0 +1,159 @@
+"""Production operations: scheduled scaling, isolation (VPC, network isolation, KMS, Hub token), images, async
+inference and data capture. One synthesized app with everything enabled is shared by the template assertions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from lmi_deploy.config import load_config
+from lmi_deploy.errors import ConfigError
+from tests.test_stacks import ACCOUNT, synth
+
+SCHEDULES = [
+    {"name": "night", "schedule": "cron(0 20 ? * MON-FRI *)", "min_instances": 1, "max_instances": 2},
+    {
+        "name": "morning",
+        "schedule": "cron(0 7 ? * MON-FRI *)",
+        "min_instances": 2,
+        "max_instances": 6,
+        "timezone": "Europe/Berlin",
+    },
+]
+
+
+def refused(context: dict[str, Any]) -> str:
+    with pytest.raises(ConfigError) as raised:
+        load_config(context)
+    return str(raised.value)
+
+
+@pytest.fixture(scope="module")
+def scheduled(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    tmp = tmp_path_factory.mktemp("scheduled")
+    _, stacks, _ = synth(
+        tmp,
+        instance_count="2",
+        autoscaling_max_instances="6",
+        autoscaling_min_instances="1",
+        autoscaling_schedules=json.dumps(SCHEDULES),  # as `-c key=value` passes it
+    )
+    return Template.from_stack(stacks.endpoint)
+
+
+def test_schedules_become_scheduled_actions(scheduled: Template) -> None:
+    scheduled.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        {
+            "MinCapacity": 1,
+            "MaxCapacity": 6,
+            "ScheduledActions": [
+                {
+                    "ScheduledActionName": "night",
+                    "Schedule": "cron(0 20 ? * MON-FRI *)",
+                    "ScalableTargetAction": {"MinCapacity": 1, "MaxCapacity": 2},
+                    "Timezone": "UTC",
+                },
+                {
+                    "ScheduledActionName": "morning",
+                    "Schedule": "cron(0 7 ? * MON-FRI *)",
+                    "ScalableTargetAction": {"MinCapacity": 2, "MaxCapacity": 6},
+                    "Timezone": "Europe/Berlin",
+                },
+            ],
+        },
+    )
+
+
+def test_schedules_from_a_deployment_file(deployment_file) -> None:
+    path = deployment_file(
+        "autoscaling_max_instances: 4\n"
+        "autoscaling_schedules:\n"
+        "  - {name: weekend, schedule: 'cron(0 0 ? * SAT *)', min_instances: 1, max_instances: 1}\n"
+        "  - {name: weekday, schedule: 'rate(1 day)', min_instances: 1, max_instances: 4}\n"
+    )
+    config = load_config({"config": str(path)})
+    assert [s.name for s in config.autoscaling_schedules] == ["weekend", "weekday"]
+    assert config.minimum_instances == 1 and config.autoscaling_floor == 1
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        (
+            {"autoscaling_schedules": json.dumps(SCHEDULES[:1])},
+            "autoscaling_schedules change the bounds of autoscaling, which is off: set autoscaling_max_instances",
+        ),
+        (
+            {
+                "autoscaling_max_instances": "4",
+                "autoscaling_schedules": json.dumps([{**SCHEDULES[0], "min_instances": 3, "max_instances": 2}]),
+            },
+            "autoscaling_schedules 'night': min_instances=3 is above max_instances=2",
+        ),
+        (
+            {"autoscaling_max_instances": "4", "autoscaling_schedules": json.dumps([{**SCHEDULES[0], "max_instances": 5}])},
+            "max_instances=5 is above autoscaling_max_instances=4",
+        ),
+        (
+            {
+                "autoscaling_max_instances": "4",
+                "autoscaling_schedules": json.dumps([{**SCHEDULES[0], "schedule": "cron(0 20 * * MON-FRI *)"}]),
+            },
+            "needs '?' in exactly one of day-of-month and day-of-week",
+        ),
+        (
+            {"autoscaling_max_instances": "4", "autoscaling_schedules": json.dumps([{**SCHEDULES[0], "schedule": "cron(0 25 ? * * *)"}])},
+            "cron field hours='25' is outside 0-23",
+        ),
+        (
+            {"autoscaling_max_instances": "4", "autoscaling_schedules": json.dumps([{**SCHEDULES[0], "schedule": "cron(0 20 * *)"}])},
+            "cron(...) takes 6 fields",
+        ),
+        (
+            {"autoscaling_max_instances": "4", "autoscaling_schedules": json.dumps([{**SCHEDULES[0], "schedule": "every night"}])},
+            "is not a schedule expression",
+        ),
+        (
+            {"autoscaling_max_instances": "4", "autoscaling_schedules": json.dumps([{**SCHEDULES[0], "schedule": "rate(1 days)"}])},
+            "takes the singular unit for 1",
+        ),
+        (
+            {"autoscaling_max_instances": "4", "autoscaling_schedules": json.dumps([{**SCHEDULES[0], "timezone": "Mars/Olympus"}])},
+            "timezone='Mars/Olympus' is not an IANA time zone",
+        ),
+        (
+            {"autoscaling_max_instances": "4", "autoscaling_schedules": json.dumps([SCHEDULES[0], SCHEDULES[0]])},
+            "two schedules named 'night'",
+        ),
+        (
+            {"autoscaling_max_instances": "4", "autoscaling_schedules": json.dumps([{**SCHEDULES[0], "min_instances": 0}])},
+            "min_instances=0 would leave a real-time endpoint without instances",
+        ),
+        (
+            {"autoscaling_max_instances": "4", "autoscaling_schedules": json.dumps([{**SCHEDULES[0], "min_instances": "x"}])},
+            "invalid autoscaling_schedules[0].min_instances='x'",
+        ),
+        ({"autoscaling_schedules": "[{bad json"}, "invalid autoscaling_schedules='[{bad json': is not valid JSON"),
+        ({"autoscaling_min_instances": "1"}, "autoscaling_min_instances=1 needs autoscaling"),
+        (
+            {"autoscaling_max_instances": "4", "autoscaling_min_instances": "0"},
+            "autoscaling_min_instances=0: only asynchronous endpoints can scale to zero",
+        ),
+        (
+            {"autoscaling_max_instances": "4", "autoscaling_min_instances": "2"},
+            "autoscaling_min_instances=2 is above instance_count=1",
+        ),
+    ],
+    ids=lambda value: value if isinstance(value, str) else None,
+)
+def test_invalid_scaling_is_refused_in_one_line(context: dict[str, Any], message: str) -> None:
+    text = refused(context)
+    assert message in text, text
+    assert "\n" not in text
