@@ -156,6 +156,20 @@ class DeploymentConfig(BaseModel):
     )
     autoscaling_scale_in_cooldown: int = Field(600, ge=0, le=3600, description="Seconds between scale-ins.")
     autoscaling_scale_out_cooldown: int = Field(120, ge=0, le=3600, description="Seconds between scale-outs.")
+    vpc_subnet_ids: tuple[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")], ...] = Field(
+        (), max_length=16, description="Private subnets the endpoint's instances attach to (Model VpcConfig)."
+    )
+    vpc_security_group_ids: tuple[Annotated[str, Field(pattern=r"^sg-[0-9a-f]{8,17}$")], ...] = Field(
+        (), max_length=5, description="Security groups of the endpoint. Default with subnets: one created here."
+    )
+    vpc_id: str | None = Field(
+        None,
+        pattern=r"^vpc-[0-9a-f]{8,17}$",
+        description="The subnets' VPC, for the security group lmi-deploy creates when none is given.",
+    )
+    network_isolation: bool = Field(
+        False, description="EnableNetworkIsolation: the container makes no network calls and gets no credentials."
+    )
     alarm_email: str | None = Field(
         None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="E-mail subscribed to the alarm topic."
     )
@@ -220,6 +234,11 @@ class DeploymentConfig(BaseModel):
             allowed = ", ".join(e.value for e in Engine)
             raise ValueError(f"unknown engine; available engines: {allowed}")
         return value
+
+    @field_validator("vpc_subnet_ids", "vpc_security_group_ids", mode="before")
+    @classmethod
+    def _ids_from_text(cls, value: Any) -> Any:
+        return _json_if_text(value)
 
     @field_validator("autoscaling_schedules", mode="before")
     @classmethod

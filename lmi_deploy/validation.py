@@ -752,6 +752,39 @@ def check_operations(config: Any) -> list[Finding]:
                 f"{where}: min_instances=0 would leave a real-time endpoint without instances (only asynchronous "
                 "endpoints scale to zero: inference_mode=async); use at least 1",
             )
+    # --- isolation ---
+    subnets, groups = config.vpc_subnet_ids, config.vpc_security_group_ids
+    if groups and not subnets:
+        error(
+            "vpc",
+            "vpc_security_group_ids are set but vpc_subnet_ids are not: the endpoint joins a VPC only through its "
+            "subnets; add vpc_subnet_ids (private subnets, one per availability zone you want)",
+        )
+    if config.vpc_id and not subnets:
+        error("vpc", f"vpc_id={config.vpc_id!r} without vpc_subnet_ids places nothing in the VPC: add vpc_subnet_ids")
+    elif subnets and not groups and not config.vpc_id:
+        error(
+            "vpc",
+            "vpc_subnet_ids without vpc_security_group_ids: lmi-deploy creates the security group and needs the "
+            "subnets' vpc_id for it; set vpc_id, or give vpc_security_group_ids",
+        )
+    elif subnets and groups and config.vpc_id:
+        error(
+            "vpc",
+            f"vpc_id={config.vpc_id!r} is only used to create a security group, but vpc_security_group_ids are "
+            "given: remove vpc_id",
+        )
+    for kind, ids in (("vpc_subnet_ids", subnets), ("vpc_security_group_ids", groups)):
+        for duplicate in sorted({i for i in ids if ids.count(i) > 1}):
+            error("vpc", f"{kind} lists {duplicate} twice: list each once")
+    if config.network_isolation and config.weights_delivery == "container":
+        error(
+            "network-isolation",
+            "network_isolation=true keeps the container off the network (no S3, no Hub, no credentials), but "
+            "weights_delivery=container has the container download the weights itself: use "
+            "weights_delivery=sagemaker (SageMaker copies them to /opt/ml/model before the container starts)",
+        )
+
     if config.autoscaling_min_instances == 0 and realtime:
         error(
             "autoscaling",

@@ -16,6 +16,7 @@ from stacks.components.autoscaling import EndpointAutoscaling
 from stacks.components.execution_role import ExecutionRole
 from stacks.components.model_endpoint import ModelEndpoint
 from stacks.components.monitoring import EndpointMonitoring
+from stacks.components.network import EndpointNetwork
 
 
 class EndpointStack(Stack):
@@ -46,6 +47,9 @@ class EndpointStack(Stack):
         )
         # The role names the bucket by its synth-time name; the stack still must come after the bucket's.
         self.add_stack_dependency(Stack.of(bucket))
+        # Instances in the deployment's subnets when it names any (cdk-nag's AwsSolutions SM rules check notebook
+        # instances only; VPC placement and volume keys of endpoints are this project's own settings).
+        self.network = EndpointNetwork(self, "Network", config=config) if config.vpc_subnet_ids else None
         self.execution_role = ExecutionRole(
             self,
             "ExecutionRole",
@@ -53,6 +57,8 @@ class EndpointStack(Stack):
             code_bucket=self.code.bucket if self.code else None,
             code_object_key=self.code.s3_object_key if self.code else None,
             log_group_name=self.log_group_name,
+            subnet_ids=self.network.subnet_ids if self.network else None,
+            security_group_ids=self.network.security_group_ids if self.network else None,
         )
         self.monitoring = EndpointMonitoring(self, "Monitoring", config=config, log_group_name=self.log_group_name)
         self.endpoint = ModelEndpoint(
@@ -63,6 +69,8 @@ class EndpointStack(Stack):
             model_data_url=self.code.s3_object_url if self.code else None,
             environment=container_environment(config),
             rollback_alarm_names=[alarm.alarm_name for alarm in self.monitoring.rollback_alarms],
+            subnet_ids=self.network.subnet_ids if self.network else None,
+            security_group_ids=self.network.security_group_ids if self.network else None,
         )
         self.autoscaling = (
             EndpointAutoscaling(self, "Autoscaling", config=config) if config.autoscaling_max_instances else None

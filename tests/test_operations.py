@@ -157,3 +157,109 @@ def test_invalid_scaling_is_refused_in_one_line(context: dict[str, Any], message
     text = refused(context)
     assert message in text, text
     assert "\n" not in text
+
+
+# ---- isolation -------------------------------------------------------------------------------------------------
+
+SUBNETS = ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"]
+ISOLATED = {
+    "engine": "vllm",
+    "model_id": "meta-llama/Llama-2-7b-hf",
+    "lmi_version": "0.33.0",
+    "instance_type": "ml.g5.2xlarge",
+    "weights_delivery": "sagemaker",
+    "network_isolation": "true",
+    "vpc_subnet_ids": ",".join(SUBNETS),
+    "vpc_id": "vpc-0123456789abcdef0",
+}
+
+
+@pytest.fixture(scope="module")
+def isolated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Template, Template, Path]:
+    tmp = tmp_path_factory.mktemp("isolated")
+    _, stacks, _ = synth(tmp, **ISOLATED)
+    return Template.from_stack(stacks.artifacts), Template.from_stack(stacks.endpoint), tmp
+
+
+def statements(template: Template) -> dict[str, dict[str, Any]]:
+    policy = next(iter(template.find_resources("AWS::IAM::Policy", {"Properties": {"Roles": Match.any_value()}}).values()))
+    return {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+
+
+def test_vpc_with_a_created_security_group_and_network_isolation(isolated) -> None:
+    _, endpoint, _ = isolated
+    endpoint.resource_count_is("AWS::EC2::SecurityGroup", 1)
+    endpoint.has_resource_properties(
+        "AWS::EC2::SecurityGroup",
+        {
+            "VpcId": "vpc-0123456789abcdef0",
+            "SecurityGroupIngress": Match.absent(),
+            "SecurityGroupEgress": [
+                {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "CidrIp": "0.0.0.0/0", "Description": Match.any_value()}
+            ],
+        },
+    )
+    endpoint.has_resource_properties(
+        "AWS::SageMaker::Model",
+        {
+            "EnableNetworkIsolation": True,
+            "VpcConfig": {
+                "Subnets": SUBNETS,
+                "SecurityGroupIds": [{"Fn::GetAtt": [Match.string_like_regexp("NetworkSecurityGroup"), "GroupId"]}],
+            },
+        },
+    )
+    found = statements(endpoint)
+    assert "ec2:DescribeSubnets" in found["DescribeNetwork"]["Action"] and found["DescribeNetwork"]["Resource"] == "*"
+    assert found["UseSubnetsAndGroups"]["Action"] == "ec2:CreateNetworkInterface"
+    assert len(found["UseSubnetsAndGroups"]["Resource"]) == 3  # two subnets and the group
+    managed = found["ManageInterfacesInSubnets"]
+    assert sorted(managed["Action"]) == [
+        "ec2:CreateNetworkInterface",
+        "ec2:CreateNetworkInterfacePermission",
+        "ec2:DeleteNetworkInterface",
+    ]
+    assert len(managed["Condition"]["ArnEquals"]["ec2:Subnet"]) == 2
+    assert "network-interface/*" in json.dumps(managed["Resource"])
+
+
+def test_given_security_groups_are_used_as_they_are(tmp_path: Path) -> None:
+    config = load_config(
+        {"vpc_subnet_ids": SUBNETS[0], "vpc_security_group_ids": '["sg-0123456789abcdef0"]'},
+        environment_defaults={"account": ACCOUNT},
+    )
+    assert config.vpc_security_group_ids == ("sg-0123456789abcdef0",) and config.vpc_subnet_ids == (SUBNETS[0],)
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        (
+            {"vpc_security_group_ids": "sg-0123456789abcdef0"},
+            "vpc_security_group_ids are set but vpc_subnet_ids are not",
+        ),
+        ({"vpc_id": "vpc-0123456789abcdef0"}, "without vpc_subnet_ids places nothing in the VPC"),
+        ({"vpc_subnet_ids": SUBNETS[0]}, "lmi-deploy creates the security group and needs the subnets' vpc_id"),
+        (
+            {"vpc_subnet_ids": SUBNETS[0], "vpc_security_group_ids": "sg-0123456789abcdef0", "vpc_id": "vpc-0123456789abcdef0"},
+            "is only used to create a security group",
+        ),
+        ({"vpc_subnet_ids": "subnet-xyz"}, "invalid vpc_subnet_ids[0]='subnet-xyz'"),
+        ({"vpc_subnet_ids": f"{SUBNETS[0]},{SUBNETS[0]}", "vpc_id": "vpc-0123456789abcdef0"}, "lists subnet-0123456789abcdef0 twice"),
+        ({"network_isolation": "true"}, "network_isolation=true keeps the container off the network"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else None,
+)
+def test_invalid_isolation_is_refused_in_one_line(context: dict[str, Any], message: str) -> None:
+    text = refused(context)
+    assert message in text, text
+    assert "\n" not in text
+
+
+def test_isolated_templates_pass_cfn_lint(isolated) -> None:
+    _, _, tmp = isolated
+    templates = sorted(str(p) for p in (tmp / "cdk.out").glob("*.template.json"))
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), *templates], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

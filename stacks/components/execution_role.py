@@ -26,6 +26,8 @@ class ExecutionRole(Construct):
         code_bucket: s3.IBucket | None,
         code_object_key: str | None,
         log_group_name: str,
+        subnet_ids: list[str] | None = None,
+        security_group_ids: list[str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -83,13 +85,60 @@ class ExecutionRole(Construct):
                 conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/Endpoints*"}},
             ),
         )
-        acknowledge(
-            self.policy,
-            "AwsSolutions-IAM5[Resource::*]",
+        unscoped = [
             "ecr:GetAuthorizationToken has no resource-level permissions, and cloudwatch:PutMetricData is limited by "
-            "a namespace condition instead; both require Resource '*'.",
-        )
+            "a namespace condition instead; both require Resource '*'."
+        ]
         partition = "<AWS::Partition>"  # how cdk-nag prints the partition pseudo-parameter in finding ids
+        if subnet_ids:
+            # What SageMaker needs to attach the instances to the subnets (its VPC documentation's list), each as
+            # narrow as EC2 allows: interfaces only in these subnets, with these groups.
+            subnets = [stack.format_arn(service="ec2", resource="subnet", resource_name=i) for i in subnet_ids]
+            groups = [
+                stack.format_arn(service="ec2", resource="security-group", resource_name=i)
+                for i in security_group_ids or []
+            ]
+            interfaces = stack.format_arn(service="ec2", resource="network-interface", resource_name="*")
+            self.policy.add_statements(
+                iam.PolicyStatement(
+                    sid="DescribeNetwork",
+                    actions=[
+                        "ec2:DescribeVpcs",
+                        "ec2:DescribeDhcpOptions",
+                        "ec2:DescribeSubnets",
+                        "ec2:DescribeSecurityGroups",
+                        "ec2:DescribeNetworkInterfaces",
+                        "ec2:DeleteNetworkInterfacePermission",
+                    ],
+                    resources=["*"],
+                ),
+                iam.PolicyStatement(
+                    sid="UseSubnetsAndGroups",
+                    actions=["ec2:CreateNetworkInterface"],
+                    resources=[*subnets, *groups],
+                ),
+                iam.PolicyStatement(
+                    sid="ManageInterfacesInSubnets",
+                    actions=[
+                        "ec2:CreateNetworkInterface",
+                        "ec2:CreateNetworkInterfacePermission",
+                        "ec2:DeleteNetworkInterface",
+                    ],
+                    resources=[interfaces],
+                    conditions={"ArnEquals": {"ec2:Subnet": subnets}},
+                ),
+            )
+            unscoped.append(
+                "The ec2:Describe* calls SageMaker makes to place the instances in the VPC and "
+                "ec2:DeleteNetworkInterfacePermission have no resource-level permissions."
+            )
+            acknowledge(
+                self.policy,
+                f"AwsSolutions-IAM5[Resource::arn:{partition}:ec2:{stack.region}:{stack.account}:network-interface/*]",
+                "SageMaker creates and deletes the instances' network interfaces, whose ids are not known before; "
+                "the statement is limited to interfaces in this deployment's subnets (ec2:Subnet condition).",
+            )
+        acknowledge(self.policy, "AwsSolutions-IAM5[Resource::*]", " ".join(unscoped))
         acknowledge(
             self.policy,
             f"AwsSolutions-IAM5[Resource::arn:{partition}:s3:::{weights_bucket_name}/{weights_prefix}*]",

@@ -6,7 +6,6 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from lmi_deploy.config import DeploymentConfig
-from stacks.components.nag import acknowledge
 
 
 class ModelEndpoint(Construct):
@@ -26,6 +25,8 @@ class ModelEndpoint(Construct):
         model_data_url: str | None,
         environment: dict[str, str],
         rollback_alarm_names: list[str] | None = None,
+        subnet_ids: list[str] | None = None,
+        security_group_ids: list[str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         if model_data_url is not None:  # the code tarball; the container downloads the weights itself
@@ -46,7 +47,16 @@ class ModelEndpoint(Construct):
                     )
                 ),
             )
-        self.model = sagemaker.CfnModel(self, "Model", execution_role_arn=role_arn, primary_container=container)
+        self.model = sagemaker.CfnModel(
+            self,
+            "Model",
+            execution_role_arn=role_arn,
+            primary_container=container,
+            vpc_config=sagemaker.CfnModel.VpcConfigProperty(subnets=subnet_ids, security_group_ids=security_group_ids)
+            if subnet_ids and security_group_ids
+            else None,
+            enable_network_isolation=True if config.network_isolation else None,
+        )
         variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
             variant_name="AllTraffic",
             model_name=self.model.attr_model_name,
@@ -64,18 +74,6 @@ class ModelEndpoint(Construct):
             endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
             endpoint_name=config.deployment,
             deployment_config=_deployment_config(config, rollback_alarm_names or []),
-        )
-        acknowledge(
-            self.model,
-            "AwsSolutions-SM1",
-            "The LMI container must reach S3 and ECR; VPC placement with endpoints is the isolation option of the "
-            "production-operations work, off by default.",
-        )
-        acknowledge(
-            self.endpoint_config,
-            "AwsSolutions-SM2",
-            "Volumes use SageMaker's AWS-managed encryption; a customer-managed KMS key is the isolation option of "
-            "the production-operations work, and g5/p4d/p5 instance storage does not take one.",
         )
 
 
