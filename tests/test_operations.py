@@ -98,7 +98,10 @@ def test_schedules_from_a_deployment_file(deployment_file) -> None:
             "autoscaling_schedules 'night': min_instances=3 is above max_instances=2",
         ),
         (
-            {"autoscaling_max_instances": "4", "autoscaling_schedules": json.dumps([{**SCHEDULES[0], "max_instances": 5}])},
+            {
+                "autoscaling_max_instances": "4",
+                "autoscaling_schedules": json.dumps([{**SCHEDULES[0], "max_instances": 5}]),
+            },
             "max_instances=5 is above autoscaling_max_instances=4",
         ),
         (
@@ -109,23 +112,38 @@ def test_schedules_from_a_deployment_file(deployment_file) -> None:
             "needs '?' in exactly one of day-of-month and day-of-week",
         ),
         (
-            {"autoscaling_max_instances": "4", "autoscaling_schedules": json.dumps([{**SCHEDULES[0], "schedule": "cron(0 25 ? * * *)"}])},
+            {
+                "autoscaling_max_instances": "4",
+                "autoscaling_schedules": json.dumps([{**SCHEDULES[0], "schedule": "cron(0 25 ? * * *)"}]),
+            },
             "cron field hours='25' is outside 0-23",
         ),
         (
-            {"autoscaling_max_instances": "4", "autoscaling_schedules": json.dumps([{**SCHEDULES[0], "schedule": "cron(0 20 * *)"}])},
+            {
+                "autoscaling_max_instances": "4",
+                "autoscaling_schedules": json.dumps([{**SCHEDULES[0], "schedule": "cron(0 20 * *)"}]),
+            },
             "cron(...) takes 6 fields",
         ),
         (
-            {"autoscaling_max_instances": "4", "autoscaling_schedules": json.dumps([{**SCHEDULES[0], "schedule": "every night"}])},
+            {
+                "autoscaling_max_instances": "4",
+                "autoscaling_schedules": json.dumps([{**SCHEDULES[0], "schedule": "every night"}]),
+            },
             "is not a schedule expression",
         ),
         (
-            {"autoscaling_max_instances": "4", "autoscaling_schedules": json.dumps([{**SCHEDULES[0], "schedule": "rate(1 days)"}])},
+            {
+                "autoscaling_max_instances": "4",
+                "autoscaling_schedules": json.dumps([{**SCHEDULES[0], "schedule": "rate(1 days)"}]),
+            },
             "takes the singular unit for 1",
         ),
         (
-            {"autoscaling_max_instances": "4", "autoscaling_schedules": json.dumps([{**SCHEDULES[0], "timezone": "Mars/Olympus"}])},
+            {
+                "autoscaling_max_instances": "4",
+                "autoscaling_schedules": json.dumps([{**SCHEDULES[0], "timezone": "Mars/Olympus"}]),
+            },
             "timezone='Mars/Olympus' is not an IANA time zone",
         ),
         (
@@ -133,11 +151,17 @@ def test_schedules_from_a_deployment_file(deployment_file) -> None:
             "two schedules named 'night'",
         ),
         (
-            {"autoscaling_max_instances": "4", "autoscaling_schedules": json.dumps([{**SCHEDULES[0], "min_instances": 0}])},
+            {
+                "autoscaling_max_instances": "4",
+                "autoscaling_schedules": json.dumps([{**SCHEDULES[0], "min_instances": 0}]),
+            },
             "min_instances=0 would leave a real-time endpoint without instances",
         ),
         (
-            {"autoscaling_max_instances": "4", "autoscaling_schedules": json.dumps([{**SCHEDULES[0], "min_instances": "x"}])},
+            {
+                "autoscaling_max_instances": "4",
+                "autoscaling_schedules": json.dumps([{**SCHEDULES[0], "min_instances": "x"}]),
+            },
             "invalid autoscaling_schedules[0].min_instances='x'",
         ),
         ({"autoscaling_schedules": "[{bad json"}, "invalid autoscaling_schedules='[{bad json': is not valid JSON"),
@@ -182,7 +206,9 @@ def isolated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Template, Templa
 
 
 def statements(template: Template) -> dict[str, dict[str, Any]]:
-    policy = next(iter(template.find_resources("AWS::IAM::Policy", {"Properties": {"Roles": Match.any_value()}}).values()))
+    policy = next(
+        iter(template.find_resources("AWS::IAM::Policy", {"Properties": {"Roles": Match.any_value()}}).values())
+    )
     return {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
 
 
@@ -195,7 +221,13 @@ def test_vpc_with_a_created_security_group_and_network_isolation(isolated) -> No
             "VpcId": "vpc-0123456789abcdef0",
             "SecurityGroupIngress": Match.absent(),
             "SecurityGroupEgress": [
-                {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "CidrIp": "0.0.0.0/0", "Description": Match.any_value()}
+                {
+                    "IpProtocol": "tcp",
+                    "FromPort": 443,
+                    "ToPort": 443,
+                    "CidrIp": "0.0.0.0/0",
+                    "Description": Match.any_value(),
+                }
             ],
         },
     )
@@ -241,11 +273,18 @@ def test_given_security_groups_are_used_as_they_are(tmp_path: Path) -> None:
         ({"vpc_id": "vpc-0123456789abcdef0"}, "without vpc_subnet_ids places nothing in the VPC"),
         ({"vpc_subnet_ids": SUBNETS[0]}, "lmi-deploy creates the security group and needs the subnets' vpc_id"),
         (
-            {"vpc_subnet_ids": SUBNETS[0], "vpc_security_group_ids": "sg-0123456789abcdef0", "vpc_id": "vpc-0123456789abcdef0"},
+            {
+                "vpc_subnet_ids": SUBNETS[0],
+                "vpc_security_group_ids": "sg-0123456789abcdef0",
+                "vpc_id": "vpc-0123456789abcdef0",
+            },
             "is only used to create a security group",
         ),
         ({"vpc_subnet_ids": "subnet-xyz"}, "invalid vpc_subnet_ids[0]='subnet-xyz'"),
-        ({"vpc_subnet_ids": f"{SUBNETS[0]},{SUBNETS[0]}", "vpc_id": "vpc-0123456789abcdef0"}, "lists subnet-0123456789abcdef0 twice"),
+        (
+            {"vpc_subnet_ids": f"{SUBNETS[0]},{SUBNETS[0]}", "vpc_id": "vpc-0123456789abcdef0"},
+            "lists subnet-0123456789abcdef0 twice",
+        ),
         ({"network_isolation": "true"}, "network_isolation=true keeps the container off the network"),
     ],
     ids=lambda value: value if isinstance(value, str) else None,
