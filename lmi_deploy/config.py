@@ -170,6 +170,11 @@ class DeploymentConfig(BaseModel):
     network_isolation: bool = Field(
         False, description="EnableNetworkIsolation: the container makes no network calls and gets no credentials."
     )
+    kms_key: str | None = Field(
+        None,
+        description="Customer-managed KMS key for the bucket, volumes, logs, topics and outputs: 'create' (a new key "
+        "with rotation, in the artifacts stack) or an existing key's ARN. Default: AWS-managed encryption.",
+    )
     alarm_email: str | None = Field(
         None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="E-mail subscribed to the alarm topic."
     )
@@ -354,6 +359,26 @@ class DeploymentConfig(BaseModel):
     def repository_name(self) -> str:
         """ECR repository for custom or mirrored LMI images of this deployment."""
         return f"lmi-deploy/{self.deployment}"
+
+    @property
+    def log_group_name(self) -> str:
+        """Where SageMaker writes the endpoint's logs (a fixed name, so that the key policy can name it)."""
+        return f"/aws/sagemaker/Endpoints/{self.deployment}"
+
+    @property
+    def kms_key_created(self) -> bool:
+        return self.kms_key == "create"
+
+    @property
+    def kms_key_arn(self) -> str | None:
+        """The existing key's ARN (None when there is none or lmi-deploy creates it)."""
+        return self.kms_key if self.kms_key and self.kms_key != "create" else None
+
+    @property
+    def volume_kms_key(self) -> bool:
+        """Whether the EndpointConfig takes the key for its volume: SageMaker refuses KmsKeyId on instance types
+        with NVMe instance storage only (the same families that refuse VolumeSizeInGB); those encrypt it in hardware."""
+        return self.kms_key is not None and self.instance.supports_volume_size
 
     @property
     def staged_weights(self) -> tuple[str, str]:

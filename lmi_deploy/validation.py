@@ -426,7 +426,7 @@ def resolve_and_check(config: Any, facts: ModelFacts | None, facts_note: str) ->
         )
 
     # --- operations ---
-    findings += check_operations(config)
+    findings += check_operations(config, notes)
 
     # --- version-specific behaviour worth knowing ---
     if (
@@ -686,8 +686,15 @@ def schedule_problem(expression: str) -> str | None:
     return None
 
 
-def check_operations(config: Any) -> list[Finding]:
-    """Rules of the production-operations settings, each with what to do."""
+_KMS_KEY_ARN = re.compile(
+    r"^arn:aws[a-z-]*:kms:(?P<region>[a-z0-9-]+):\d{12}:key/"
+    r"(?:mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+)
+
+
+def check_operations(config: Any, notes: list[str] | None = None) -> list[Finding]:
+    """Rules of the production-operations settings, each with what to do; what they derive goes to ``notes``."""
+    notes = notes if notes is not None else []
     findings: list[Finding] = []
 
     def error(rule: str, message: str) -> None:
@@ -783,6 +790,33 @@ def check_operations(config: Any) -> list[Finding]:
             "network_isolation=true keeps the container off the network (no S3, no Hub, no credentials), but "
             "weights_delivery=container has the container download the weights itself: use "
             "weights_delivery=sagemaker (SageMaker copies them to /opt/ml/model before the container starts)",
+        )
+
+    if config.kms_key is not None and config.kms_key != "create":
+        match = _KMS_KEY_ARN.match(config.kms_key)
+        if ":alias/" in config.kms_key:
+            error(
+                "kms",
+                f"kms_key={config.kms_key!r} is an alias: give the key's ARN "
+                "(arn:aws:kms:<region>:<account>:key/<id>), which the role's permissions name, or kms_key=create",
+            )
+        elif not match:
+            error(
+                "kms",
+                f"kms_key={config.kms_key!r} is neither 'create' nor a KMS key ARN "
+                "(arn:aws:kms:<region>:<account>:key/<key id>)",
+            )
+        elif match.group("region") != config.region:
+            error(
+                "kms",
+                f"kms_key is in {match.group('region')} but the deployment is in {config.region}: KMS keys are "
+                "regional; use a key of that region, or kms_key=create",
+            )
+    if config.kms_key is not None and not config.instance.supports_volume_size:
+        notes.append(
+            f"kms_key: {config.instance_type} has NVMe instance storage only, which the instance encrypts in "
+            "hardware; SageMaker refuses KmsKeyId there, so the endpoint config has none (bucket, logs, topics and "
+            "outputs use the key)"
         )
 
     if config.autoscaling_min_instances == 0 and realtime:

@@ -17,6 +17,9 @@ class ArtifactsStack(Stack):
         self.store = ArtifactStore(self, "Store", config=config)
         self.bucket = self.store.bucket
         self.repository = self.store.repository
+        self.key = self.store.key
         CfnOutput(self, "BucketName", value=self.bucket.bucket_name, description="Weights and code bucket")
         CfnOutput(self, "WeightsPrefix", value=config.staged_weights[1], description="Stage weights here")
         CfnOutput(self, "RepositoryUri", value=self.repository.repository_uri, description="Custom LMI images")
+        if config.kms_key_created and self.key is not None:
+            CfnOutput(self, "KmsKeyArn", value=self.key.key_arn, description="The deployment's KMS key")

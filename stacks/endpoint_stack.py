@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
@@ -28,6 +29,7 @@ class EndpointStack(Stack):
         config: DeploymentConfig,
         bucket: s3.IBucket,
         code: RenderedCode,
+        key: kms.IKey | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -37,11 +39,12 @@ class EndpointStack(Stack):
             s3_assets.Asset(self, "Code", path=str(code.tarball)) if config.weights_delivery == "container" else None
         )
         # SageMaker writes the endpoint's logs here; owning the group sets its retention and scopes the role.
-        self.log_group_name = f"/aws/sagemaker/Endpoints/{config.deployment}"
+        self.log_group_name = config.log_group_name
         self.log_group = logs.LogGroup(
             self,
             "Logs",
             log_group_name=self.log_group_name,
+            encryption_key=key,
             retention=logs.RetentionDays.ONE_MONTH,
             removal_policy=RemovalPolicy.DESTROY,
         )
@@ -59,8 +62,11 @@ class EndpointStack(Stack):
             log_group_name=self.log_group_name,
             subnet_ids=self.network.subnet_ids if self.network else None,
             security_group_ids=self.network.security_group_ids if self.network else None,
+            key=key,
         )
-        self.monitoring = EndpointMonitoring(self, "Monitoring", config=config, log_group_name=self.log_group_name)
+        self.monitoring = EndpointMonitoring(
+            self, "Monitoring", config=config, log_group_name=self.log_group_name, key=key
+        )
         self.endpoint = ModelEndpoint(
             self,
             "Endpoint",
@@ -71,6 +77,7 @@ class EndpointStack(Stack):
             rollback_alarm_names=[alarm.alarm_name for alarm in self.monitoring.rollback_alarms],
             subnet_ids=self.network.subnet_ids if self.network else None,
             security_group_ids=self.network.security_group_ids if self.network else None,
+            volume_kms_key_id=key.key_arn if key is not None and config.volume_kms_key else None,
         )
         self.autoscaling = (
             EndpointAutoscaling(self, "Autoscaling", config=config) if config.autoscaling_max_instances else None

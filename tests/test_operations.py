@@ -195,7 +195,9 @@ ISOLATED = {
     "network_isolation": "true",
     "vpc_subnet_ids": ",".join(SUBNETS),
     "vpc_id": "vpc-0123456789abcdef0",
+    "kms_key": "create",
 }
+KEY_ARN = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
 
 @pytest.fixture(scope="module")
@@ -302,3 +304,119 @@ def test_isolated_templates_pass_cfn_lint(isolated) -> None:
         [str(Path(sys.executable).parent / "cfn-lint"), *templates], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---- customer-managed KMS key ----------------------------------------------------------------------------------
+
+
+def test_created_key_encrypts_bucket_logs_and_topic_but_not_the_nvme_volume(isolated) -> None:
+    artifacts, endpoint, _ = isolated
+    artifacts.resource_count_is("AWS::KMS::Key", 1)
+    artifacts.has_resource(
+        "AWS::KMS::Key",
+        {
+            "Properties": {
+                "EnableKeyRotation": True,
+                "KeyPolicy": {
+                    "Statement": Match.array_with(
+                        [
+                            Match.object_like(
+                                {
+                                    "Sid": "EndpointLogGroup",
+                                    "Principal": {"Service": "logs.us-east-1.amazonaws.com"},
+                                    "Condition": {
+                                        "ArnEquals": {"kms:EncryptionContext:aws:logs:arn": Match.any_value()}
+                                    },
+                                }
+                            ),
+                            Match.object_like(
+                                {
+                                    "Sid": "AlarmsPublishToEncryptedTopic",
+                                    "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                                }
+                            ),
+                        ]
+                    )
+                },
+            },
+            "DeletionPolicy": "Retain",
+        },
+    )
+    assert "log-group:/aws/sagemaker/Endpoints/llama-2-7b-hf" in json.dumps(artifacts.find_resources("AWS::KMS::Key"))
+    artifacts.has_resource_properties("AWS::KMS::Alias", {"AliasName": "alias/lmi-deploy/llama-2-7b-hf"})
+    artifacts.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "BucketName": f"llama-2-7b-hf-{ACCOUNT}-us-east-1",
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [
+                    {
+                        "BucketKeyEnabled": True,
+                        "ServerSideEncryptionByDefault": {
+                            "SSEAlgorithm": "aws:kms",
+                            "KMSMasterKeyID": {"Fn::GetAtt": [Match.string_like_regexp("StoreKey"), "Arn"]},
+                        },
+                    }
+                ]
+            },
+        },
+    )
+    imported = {"Fn::ImportValue": Match.string_like_regexp("StoreKey")}
+    endpoint.has_resource_properties(
+        "AWS::Logs::LogGroup", {"LogGroupName": "/aws/sagemaker/Endpoints/llama-2-7b-hf", "KmsKeyId": imported}
+    )
+    endpoint.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": imported})
+    # ml.g5 has NVMe instance storage only: SageMaker refuses KmsKeyId there
+    endpoint.has_resource_properties("AWS::SageMaker::EndpointConfig", {"KmsKeyId": Match.absent()})
+    found = statements(endpoint)
+    assert found["UseDeploymentKey"]["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert "Fn::ImportValue" in json.dumps(found["UseDeploymentKey"]["Resource"])
+
+
+def test_existing_key_on_an_ebs_instance_encrypts_the_volume(tmp_path: Path) -> None:
+    config, stacks, _ = synth(
+        tmp_path,
+        kms_key=KEY_ARN,
+        instance_type="ml.p3.16xlarge",
+        tensor_parallel_degree="8",
+        volume_size_gb="200",
+        dtype="fp32",
+    )
+    assert config.volume_kms_key and not any("NVMe" in n for n in config.resolved.notes)
+    endpoint = Template.from_stack(stacks.endpoint)
+    endpoint.has_resource_properties("AWS::SageMaker::EndpointConfig", {"KmsKeyId": KEY_ARN})
+    endpoint.has_resource_properties("AWS::Logs::LogGroup", {"KmsKeyId": KEY_ARN})
+    assert statements(endpoint)["UseDeploymentKey"]["Resource"] == KEY_ARN
+    artifacts = Template.from_stack(stacks.artifacts)
+    artifacts.resource_count_is("AWS::KMS::Key", 0)
+    artifacts.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [
+                    Match.object_like(
+                        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": KEY_ARN}}
+                    )
+                ]
+            }
+        },
+    )
+
+
+def test_kms_on_nvme_only_instances_is_noted() -> None:
+    config = load_config({"kms_key": "create"})
+    assert not config.volume_kms_key
+    assert any("ml.g5.12xlarge has NVMe instance storage only" in note for note in config.resolved.notes)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (f"arn:aws:kms:us-east-1:{ACCOUNT}:alias/mine", "is an alias: give the key's ARN"),
+        ("my-key", "is neither 'create' nor a KMS key ARN"),
+        (KEY_ARN.replace("us-east-1", "eu-west-1"), "kms_key is in eu-west-1 but the deployment is in us-east-1"),
+    ],
+)
+def test_invalid_kms_key_is_refused(value: str, message: str) -> None:
+    text = refused({"kms_key": value})
+    assert message in text and "\n" not in text

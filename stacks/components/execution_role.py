@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -28,6 +29,7 @@ class ExecutionRole(Construct):
         log_group_name: str,
         subnet_ids: list[str] | None = None,
         security_group_ids: list[str] | None = None,
+        key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -85,6 +87,13 @@ class ExecutionRole(Construct):
                 conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/Endpoints*"}},
             ),
         )
+        if key is not None:
+            # SSE-KMS weights and code, encrypted outputs and data capture, publishing to encrypted topics.
+            self.policy.add_statements(
+                iam.PolicyStatement(
+                    sid="UseDeploymentKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn]
+                )
+            )
         unscoped = [
             "ecr:GetAuthorizationToken has no resource-level permissions, and cloudwatch:PutMetricData is limited by "
             "a namespace condition instead; both require Resource '*'."

@@ -27,6 +27,7 @@ class ModelEndpoint(Construct):
         rollback_alarm_names: list[str] | None = None,
         subnet_ids: list[str] | None = None,
         security_group_ids: list[str] | None = None,
+        volume_kms_key_id: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         if model_data_url is not None:  # the code tarball; the container downloads the weights itself
@@ -67,7 +68,12 @@ class ModelEndpoint(Construct):
             container_startup_health_check_timeout_in_seconds=config.resolved.container_startup_health_check_timeout,
             volume_size_in_gb=config.volume_size_gb,
         )
-        self.endpoint_config = sagemaker.CfnEndpointConfig(self, "EndpointConfig", production_variants=[variant])
+        self.endpoint_config = sagemaker.CfnEndpointConfig(
+            self,
+            "EndpointConfig",
+            production_variants=[variant],
+            kms_key_id=volume_kms_key_id,  # storage volume; never on NVMe-only types (config.volume_kms_key)
+        )
         self.endpoint = sagemaker.CfnEndpoint(
             self,
             "Endpoint",

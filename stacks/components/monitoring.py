@@ -5,12 +5,12 @@ from __future__ import annotations
 from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from lmi_deploy.config import DeploymentConfig
-from stacks.components.nag import acknowledge
 
 VARIANT = "AllTraffic"
 
@@ -22,16 +22,22 @@ class EndpointMonitoring(Construct):
     back when any of them fires during an update.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig, log_group_name: str) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DeploymentConfig,
+        log_group_name: str,
+        key: kms.IKey | None = None,
+    ) -> None:
         super().__init__(scope, construct_id)
         endpoint = config.deployment
         gpus = config.instance.accelerator_count
-        self.topic = sns.Topic(self, "Alarms", display_name=f"lmi-deploy {endpoint} alarms", enforce_ssl=True)
-        acknowledge(
-            self.topic,
-            "AwsSolutions-SNS2",
-            "CloudWatch alarms cannot publish to a topic encrypted with the AWS-managed SNS key; a customer-managed "
-            "key is the isolation option of the production-operations work.",
+        # Encrypted only with a customer-managed key: CloudWatch alarms cannot publish to a topic under the
+        # AWS-managed SNS key, whose policy cannot grant them.
+        self.topic = sns.Topic(
+            self, "Alarms", display_name=f"lmi-deploy {endpoint} alarms", enforce_ssl=True, master_key=key
         )
         if config.alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
