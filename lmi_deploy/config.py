@@ -175,6 +175,11 @@ class DeploymentConfig(BaseModel):
         description="Customer-managed KMS key for the bucket, volumes, logs, topics and outputs: 'create' (a new key "
         "with rotation, in the artifacts stack) or an existing key's ARN. Default: AWS-managed encryption.",
     )
+    hf_token_secret: str | None = Field(
+        None,
+        description="Secrets Manager secret (name or ARN) holding the Hugging Face Hub token: staging reads it, and a "
+        "custom handler fetches it at start. Never the token itself.",
+    )
     alarm_email: str | None = Field(
         None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="E-mail subscribed to the alarm topic."
     )
@@ -375,6 +380,13 @@ class DeploymentConfig(BaseModel):
         return self.kms_key if self.kms_key and self.kms_key != "create" else None
 
     @property
+    def endpoint_reads_hub_token(self) -> bool:
+        """Whether the endpoint gets the Hub token secret: only a rendered handler can fetch it (LMI's built-in
+        handlers read a token only from the HF_TOKEN variable, which would put it in the Model's definition), and
+        only a container with network and credentials (not network_isolation)."""
+        return bool(self.hf_token_secret) and self.handler == "custom" and not self.network_isolation
+
+    @property
     def volume_kms_key(self) -> bool:
         """Whether the EndpointConfig takes the key for its volume: SageMaker refuses KmsKeyId on instance types
         with NVMe instance storage only (the same families that refuse VolumeSizeInGB); those encrypt it in hardware."""
@@ -420,6 +432,10 @@ class DeploymentConfig(BaseModel):
 
 # Context keys that belong to the CDK itself, never to a deployment.
 _CDK_CONTEXT_KEYS = {"config", "acknowledged-issue-numbers"}
+
+
+# Keys someone might use to put a token itself into a deployment: refused with a pointer to hf_token_secret.
+_TOKEN_KEYS = {"hf_token", "hugging_face_hub_token", "huggingface_token", "hub_token", "token", "hf_api_token"}
 
 
 def _is_cdk_key(key: str) -> bool:
@@ -503,6 +519,11 @@ def _describe(error: Any, from_file: set[str], file_source: str) -> str:
     where = file_source if key in from_file else ""
     if len(error["loc"]) > 1 and isinstance(error["loc"][1], int):  # an item of a list setting
         key += f"[{error['loc'][1]}]" + "".join(f".{part}" for part in error["loc"][2:])
+    if error["type"] == "extra_forbidden" and key.lower().replace("-", "_") in _TOKEN_KEYS:
+        return (
+            f"setting {key!r}{where} would put a Hub token in the config: store it in Secrets Manager and set "
+            "hf_token_secret to the secret's name (the value is not shown here)"
+        )
     if error["type"] == "extra_forbidden":
         known = [f.alias or name for name, f in DeploymentConfig.model_fields.items()]
         close = difflib.get_close_matches(key, known, n=1)

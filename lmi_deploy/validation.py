@@ -692,6 +692,13 @@ _KMS_KEY_ARN = re.compile(
 )
 
 
+_HUB_TOKEN = re.compile(r"^(hf_|api_org_)[A-Za-z0-9]{20,}$")
+_SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
+_SECRET_ARN = re.compile(
+    r"^arn:aws[a-z-]*:secretsmanager:(?P<region>[a-z0-9-]+):\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}$"
+)
+
+
 def check_operations(config: Any, notes: list[str] | None = None) -> list[Finding]:
     """Rules of the production-operations settings, each with what to do; what they derive goes to ``notes``."""
     notes = notes if notes is not None else []
@@ -818,6 +825,41 @@ def check_operations(config: Any, notes: list[str] | None = None) -> list[Findin
             "hardware; SageMaker refuses KmsKeyId there, so the endpoint config has none (bucket, logs, topics and "
             "outputs use the key)"
         )
+
+    secret = config.hf_token_secret
+    if secret is not None:
+        if _HUB_TOKEN.match(secret.strip()):
+            error(
+                "hub-token",
+                "hf_token_secret holds what looks like a Hub token itself (the value is not shown here): store the "
+                "token in Secrets Manager and set hf_token_secret to the secret's name or ARN",
+            )
+        elif secret.startswith("arn:"):
+            match = _SECRET_ARN.match(secret)
+            if not match:
+                error(
+                    "hub-token",
+                    f"hf_token_secret={secret!r} is not a Secrets Manager secret ARN "
+                    "(arn:aws:secretsmanager:<region>:<account>:secret:<name>)",
+                )
+            elif match.group("region") != config.region:
+                error(
+                    "hub-token",
+                    f"hf_token_secret is in {match.group('region')} but the deployment is in {config.region}: the "
+                    "container reads it in its own region; replicate the secret there",
+                )
+        elif not _SECRET_NAME.match(secret):
+            error(
+                "hub-token",
+                f"hf_token_secret={secret!r} is not a Secrets Manager secret name (1-512 of A-Z a-z 0-9 / _ + = . @ -)",
+            )
+        if not config.endpoint_reads_hub_token:
+            why = (
+                "the isolated container cannot reach Secrets Manager"
+                if config.network_isolation
+                else "the built-in handler loads the staged weights and reads a token only from HF_TOKEN"
+            )
+            notes.append(f"hf_token_secret: used by scripts/stage_model.py; the endpoint gets no access to it ({why})")
 
     if config.autoscaling_min_instances == 0 and realtime:
         error(

@@ -63,6 +63,7 @@ class EndpointStack(Stack):
             subnet_ids=self.network.subnet_ids if self.network else None,
             security_group_ids=self.network.security_group_ids if self.network else None,
             key=key,
+            hub_token_secret=config.hf_token_secret if config.endpoint_reads_hub_token else None,
         )
         self.monitoring = EndpointMonitoring(
             self, "Monitoring", config=config, log_group_name=self.log_group_name, key=key

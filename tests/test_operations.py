@@ -420,3 +420,74 @@ def test_kms_on_nvme_only_instances_is_noted() -> None:
 def test_invalid_kms_key_is_refused(value: str, message: str) -> None:
     text = refused({"kms_key": value})
     assert message in text and "\n" not in text
+
+
+# ---- Hugging Face Hub token ------------------------------------------------------------------------------------
+
+
+def test_hub_token_secret_reaches_only_a_rendered_handler_by_its_id(tmp_path: Path) -> None:
+    config, stacks, _ = synth(tmp_path, engine="accelerate", hf_token_secret="hf-token")
+    assert config.endpoint_reads_hub_token
+    endpoint = Template.from_stack(stacks.endpoint)
+    endpoint.has_resource_properties(
+        "AWS::SageMaker::Model",
+        {"PrimaryContainer": Match.object_like({"Environment": {"HF_TOKEN_SECRET_ID": "hf-token"}})},
+    )
+    found = statements(endpoint)["ReadHubTokenSecret"]
+    assert found["Action"] == "secretsmanager:GetSecretValue"
+    assert json.dumps(found["Resource"]).endswith(f':secretsmanager:us-east-1:{ACCOUNT}:secret:hf-token-??????"]]}}')
+    model_py = (tmp_path / "model_code" / config.deployment / "model.py").read_text()
+    assert "hub_token_from_secret()" in model_py and '"HF_TOKEN_SECRET_ID"' in model_py
+
+
+def test_rendered_handler_fetches_the_token_from_the_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rendered function, run against Secrets Manager (moto): HF_TOKEN is set in the process, from JSON too."""
+    import boto3
+    from moto import mock_aws
+
+    from lmi_deploy.render import render_files
+
+    source = render_files(load_config({"engine": "accelerate", "hf_token_secret": "hf-token"}))["model.py"]
+    start = source.index("HUB_TOKEN_SECRET_ENV =")
+    end = source.index("\n\n\n", source.index("def hub_token_from_secret"))
+    namespace: dict[str, Any] = {"json": json, "logging": __import__("logging")}
+    exec(source[start:end], namespace)  # the rendered code itself, without the model libraries around it
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+            Name="hf-token", SecretString=json.dumps({"token": "hf_fromsecret"})
+        )
+        monkeypatch.setenv("HF_TOKEN_SECRET_ID", "hf-token")
+        namespace["hub_token_from_secret"]()
+    import os
+
+    assert os.environ["HF_TOKEN"] == "hf_fromsecret"
+
+
+def test_builtin_handlers_and_isolated_containers_get_no_secret(isolated) -> None:
+    config = load_config({**ISOLATED, "hf_token_secret": "hf-token"})
+    assert not config.endpoint_reads_hub_token
+    assert any("the endpoint gets no access to it (the isolated container" in n for n in config.resolved.notes)
+    _, endpoint, _ = isolated
+    assert "ReadHubTokenSecret" not in statements(endpoint)
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ({"hf_token_secret": "hf_" + "a" * 34}, "looks like a Hub token itself (the value is not shown here)"),
+        ({"hf_token": "hf_" + "a" * 34}, "setting 'hf_token' would put a Hub token in the config"),
+        ({"HF_TOKEN": "x"}, "setting 'HF_TOKEN' would put a Hub token in the config"),
+        ({"hf_token_secret": "has spaces"}, "is not a Secrets Manager secret name"),
+        (
+            {"hf_token_secret": f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:hf-token-AbCdEf"},
+            "hf_token_secret is in eu-west-1 but the deployment is in us-east-1",
+        ),
+    ],
+    ids=lambda value: value if isinstance(value, str) and len(value) < 60 else None,
+)
+def test_token_values_are_refused_without_being_echoed(context: dict[str, Any], message: str) -> None:
+    text = refused(context)
+    assert message in text, text
+    assert "aaaaaaaaaa" not in text and "\n" not in text

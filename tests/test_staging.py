@@ -281,6 +281,16 @@ def test_stage_script_reads_the_artifacts_stack_and_the_token_secret(
         assert stage_model.main(args, s3=s3, cloudformation=cloudformation) == 0
         assert "uploaded 0, already intact 6, repaired 0" in capsys.readouterr().out
 
+        # a Hub model: the deployment's hf_token_secret is the default --token-secret
+        tokens: list[str | None] = []
+        monkeypatch.setattr(
+            staging, "download_from_hub", lambda model, revision, token: tokens.append(token) or model_dir
+        )
+        from_hub = ["-c", "deployment=tiny", "-c", "engine=vllm", "-c", "model_id=acme/tiny", "--no-progress"]
+        hub_args = [*from_hub, "-c", "hf_token_secret=hf-token"]
+        assert stage_model.main(hub_args, s3=s3, cloudformation=cloudformation, secrets=secrets) == 0
+        assert tokens == ["hf_SECRET_VALUE"] and "hf_SECRET_VALUE" not in capsys.readouterr().out
+
         missing = ["--model", str(model_dir), "-c", "deployment=other", "-c", "engine=vllm", "-c", "model_id=acme/tiny"]
         assert stage_model.main(missing, s3=s3, cloudformation=cloudformation) == 2
         err = capsys.readouterr().err

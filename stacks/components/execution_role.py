@@ -30,6 +30,7 @@ class ExecutionRole(Construct):
         subnet_ids: list[str] | None = None,
         security_group_ids: list[str] | None = None,
         key: kms.IKey | None = None,
+        hub_token_secret: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -92,6 +93,23 @@ class ExecutionRole(Construct):
             self.policy.add_statements(
                 iam.PolicyStatement(
                     sid="UseDeploymentKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn]
+                )
+            )
+        if hub_token_secret:
+            # A name stands for its ARN plus the six characters Secrets Manager appends (IAM's documented pattern).
+            secret_arn = (
+                hub_token_secret
+                if hub_token_secret.startswith("arn:")
+                else stack.format_arn(
+                    service="secretsmanager",
+                    resource="secret",
+                    resource_name=f"{hub_token_secret}-??????",
+                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                )
+            )
+            self.policy.add_statements(
+                iam.PolicyStatement(
+                    sid="ReadHubTokenSecret", actions=["secretsmanager:GetSecretValue"], resources=[secret_arn]
                 )
             )
         unscoped = [
