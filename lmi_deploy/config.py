@@ -156,6 +156,16 @@ class DeploymentConfig(BaseModel):
     )
     autoscaling_scale_in_cooldown: int = Field(600, ge=0, le=3600, description="Seconds between scale-ins.")
     autoscaling_scale_out_cooldown: int = Field(120, ge=0, le=3600, description="Seconds between scale-outs.")
+    image: Literal["lmi", "custom", "mirror"] = Field(
+        "lmi",
+        description="lmi: the AWS-published LMI image; custom: built from dockerfile_dir FROM it (a CDK image asset); "
+        "mirror: copied into the artifacts stack's ECR repository.",
+    )
+    dockerfile_dir: str | None = Field(
+        None,
+        description="image=custom: a folder whose Dockerfile starts FROM ${BASE_IMAGE} (the LMI image, passed as a "
+        "build argument). Relative to the deployment file when given in one.",
+    )
     vpc_subnet_ids: tuple[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")], ...] = Field(
         (), max_length=16, description="Private subnets the endpoint's instances attach to (Model VpcConfig)."
     )
@@ -421,6 +431,16 @@ class DeploymentConfig(BaseModel):
         return containers.image_uri(self.engine, self.lmi_version, self.region)
 
     @property
+    def image_tag(self) -> str:
+        return self.image_uri.rsplit(":", 1)[1]
+
+    @property
+    def mirror_image_uri(self) -> str:
+        """Where image=mirror copies the LMI image: this deployment's repository, same tag, same registry domain."""
+        domain = self.image_uri.split("/", 1)[0].split(".", 1)[1]  # dkr.ecr.<region>.amazonaws.com[.cn]
+        return f"{self.account}.{domain}/{self.repository_name}:{self.image_tag}"
+
+    @property
     def image_account(self) -> str:
         """The AWS account that publishes the image (``<account>.dkr.ecr.<region>...``)."""
         return self.image_uri.split(".", 1)[0]
@@ -476,10 +496,11 @@ def load_config(
     values: dict[str, Any] = {k: v for k, v in (environment_defaults or {}).items() if v not in (None, "")}
     if context.get("config"):
         file_values = read_deployment_file(context["config"])
-        # A model_config path in a deployment file is relative to that file ("a config.json next to it").
-        if isinstance(file_values.get("model_config"), str):
-            relative = Path(context["config"]).parent / file_values["model_config"]
-            file_values["model_config"] = str(relative) if relative.exists() else file_values["model_config"]
+        # Paths in a deployment file are relative to that file ("a config.json next to it").
+        for key in ("model_config", "dockerfile_dir"):
+            if isinstance(file_values.get(key), str):
+                relative = Path(context["config"]).parent / file_values[key]
+                file_values[key] = str(relative) if relative.exists() else file_values[key]
         values.update(file_values)
         source = f" in {context['config']}"
     else:

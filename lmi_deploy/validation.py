@@ -14,6 +14,7 @@ import re
 import zoneinfo
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from lmi_deploy import containers
@@ -692,6 +693,31 @@ _KMS_KEY_ARN = re.compile(
 )
 
 
+_FROM = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(?P<image>\S+)", re.IGNORECASE | re.MULTILINE)
+
+
+def dockerfile_problem(folder: str | None) -> str | None:
+    """What keeps ``folder`` from building a custom LMI image, or None: a Dockerfile whose first stage is the LMI
+    image lmi-deploy passes as the BASE_IMAGE build argument (so the engine and version stay the validated ones)."""
+    if not folder:
+        return "set dockerfile_dir to a folder with a Dockerfile that starts FROM ${BASE_IMAGE}"
+    dockerfile = Path(folder) / "Dockerfile"
+    if not dockerfile.is_file():
+        return f"{dockerfile} does not exist; dockerfile_dir must be a folder with a Dockerfile"
+    text = dockerfile.read_text(errors="replace")
+    first = _FROM.search(text)
+    if first is None:
+        return f"{dockerfile} has no FROM line; start it with ARG BASE_IMAGE and FROM ${{BASE_IMAGE}}"
+    if first.group("image") not in ("${BASE_IMAGE}", "$BASE_IMAGE"):
+        return (
+            f"{dockerfile} starts FROM {first.group('image')}, not FROM ${{BASE_IMAGE}}: lmi-deploy passes the "
+            "validated LMI image as the BASE_IMAGE build argument; use ARG BASE_IMAGE and FROM ${BASE_IMAGE}"
+        )
+    if not re.search(r"^\s*ARG\s+BASE_IMAGE\b", text, re.IGNORECASE | re.MULTILINE):
+        return f"{dockerfile} uses ${{BASE_IMAGE}} without declaring it: add ARG BASE_IMAGE before the FROM"
+    return None
+
+
 _HUB_TOKEN = re.compile(r"^(hf_|api_org_)[A-Za-z0-9]{20,}$")
 _SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
 _SECRET_ARN = re.compile(
@@ -766,6 +792,18 @@ def check_operations(config: Any, notes: list[str] | None = None) -> list[Findin
                 f"{where}: min_instances=0 would leave a real-time endpoint without instances (only asynchronous "
                 "endpoints scale to zero: inference_mode=async); use at least 1",
             )
+    # --- image ---
+    if config.image == "custom":
+        problem = dockerfile_problem(config.dockerfile_dir)
+        if problem:
+            error("image", f"image=custom: {problem}")
+    elif config.dockerfile_dir is not None:
+        error(
+            "image",
+            f"dockerfile_dir={config.dockerfile_dir!r} is only built with image=custom (this is image={config.image}): "
+            "set image=custom, or remove dockerfile_dir",
+        )
+
     # --- isolation ---
     subnets, groups = config.vpc_subnet_ids, config.vpc_security_group_ids
     if groups and not subnets:

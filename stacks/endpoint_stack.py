@@ -15,6 +15,7 @@ from lmi_deploy.config import DeploymentConfig
 from lmi_deploy.render import RenderedCode, container_environment
 from stacks.components.autoscaling import EndpointAutoscaling
 from stacks.components.execution_role import ExecutionRole
+from stacks.components.image import CustomImage
 from stacks.components.model_endpoint import ModelEndpoint
 from stacks.components.monitoring import EndpointMonitoring
 from stacks.components.network import EndpointNetwork
@@ -53,6 +54,24 @@ class EndpointStack(Stack):
         # Instances in the deployment's subnets when it names any (cdk-nag's AwsSolutions SM rules check notebook
         # instances only; VPC placement and volume keys of endpoints are this project's own settings).
         self.network = EndpointNetwork(self, "Network", config=config) if config.vpc_subnet_ids else None
+        # The image and the one repository the role may pull from (CDK's asset repository for a custom build).
+        self.custom_image = CustomImage(self, "Image", config=config) if config.image == "custom" else None
+        if self.custom_image is not None:
+            image_uri, image_repository_arn = self.custom_image.image_uri, self.custom_image.repository_arn
+        elif config.image == "mirror":
+            image_uri = config.mirror_image_uri
+            image_repository_arn = self.format_arn(
+                service="ecr", resource="repository", resource_name=config.repository_name
+            )
+        else:
+            image_uri = config.image_uri
+            image_repository_arn = self.format_arn(
+                service="ecr",
+                account=config.image_account,
+                resource="repository",
+                resource_name=config.image_repository,
+            )
+        self.image_uri = image_uri
         self.execution_role = ExecutionRole(
             self,
             "ExecutionRole",
@@ -60,6 +79,7 @@ class EndpointStack(Stack):
             code_bucket=self.code.bucket if self.code else None,
             code_object_key=self.code.s3_object_key if self.code else None,
             log_group_name=self.log_group_name,
+            image_repository_arn=image_repository_arn,
             subnet_ids=self.network.subnet_ids if self.network else None,
             security_group_ids=self.network.security_group_ids if self.network else None,
             key=key,
@@ -73,6 +93,7 @@ class EndpointStack(Stack):
             "Endpoint",
             config=config,
             role_arn=self.execution_role.role.role_arn,
+            image_uri=image_uri,
             model_data_url=self.code.s3_object_url if self.code else None,
             environment=container_environment(config),
             rollback_alarm_names=[alarm.alarm_name for alarm in self.monitoring.rollback_alarms],
@@ -91,7 +112,7 @@ class EndpointStack(Stack):
         # CreateModel checks that the role can read the artifact: attach the policy first.
         self.endpoint.model.node.add_dependency(self.execution_role.policy)
         CfnOutput(self, "EndpointName", value=self.endpoint.endpoint.attr_endpoint_name)
-        CfnOutput(self, "ImageUri", value=config.image_uri)
+        CfnOutput(self, "ImageUri", value=image_uri)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
         CfnOutput(self, "DashboardName", value=f"lmi-deploy-{config.deployment}")
         CfnOutput(self, "WeightsS3Prefix", value=config.weights_s3_uri)

@@ -491,3 +491,90 @@ def test_token_values_are_refused_without_being_echoed(context: dict[str, Any], 
     text = refused(context)
     assert message in text, text
     assert "aaaaaaaaaa" not in text and "\n" not in text
+
+
+# ---- images ----------------------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_custom_image_is_built_from_the_lmi_image_and_pulled_only_from_its_repository(tmp_path: Path) -> None:
+    config, stacks, _ = synth(tmp_path, image="custom", dockerfile_dir=str(ROOT / "images" / "custom-lmi"))
+    endpoint = Template.from_stack(stacks.endpoint)
+    image = endpoint.find_resources("AWS::SageMaker::Model")
+    uri = json.dumps(next(iter(image.values()))["Properties"]["PrimaryContainer"]["Image"])
+    assert f"{ACCOUNT}.dkr.ecr.us-east-1" in uri and "cdk-hnb659fds-container-assets" in uri
+    assets = json.loads(next((tmp_path / "cdk.out").glob("*-endpoint.assets.json")).read_text())
+    [docker] = assets["dockerImages"].values()
+    assert docker["source"]["dockerBuildArgs"] == {"BASE_IMAGE": config.image_uri}
+    assert docker["source"]["platform"] == "linux/amd64"
+    pull = statements(endpoint)["PullImage"]["Resource"]
+    assert "cdk-hnb659fds-container-assets" in json.dumps(pull) and "763104351884" not in json.dumps(pull)
+
+
+@pytest.fixture(scope="module")
+def mirrored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Template, Template, Path]:
+    tmp = tmp_path_factory.mktemp("mirrored")
+    config, stacks, _ = synth(tmp, image="mirror")
+    return config, Template.from_stack(stacks.artifacts), Template.from_stack(stacks.endpoint), tmp
+
+
+def test_mirror_copies_the_lmi_image_into_the_deployment_repository(mirrored) -> None:
+    config, artifacts, endpoint, _ = mirrored
+    mirror = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/lmi-deploy/flan-t5-xxl:0.21.0-fastertransformer5.3.0-cu117"
+    assert config.mirror_image_uri == mirror
+    artifacts.has_resource_properties(
+        "Custom::CDKECRDeployment",
+        {
+            "SrcImage": f"docker://{config.image_uri}",
+            "DestImage": Match.object_like({"Fn::Join": Match.any_value()}),
+        },
+    )
+    assert ":0.21.0-fastertransformer5.3.0-cu117" in json.dumps(artifacts.find_resources("Custom::CDKECRDeployment"))
+    copy = next(
+        iter(
+            artifacts.find_resources(
+                "AWS::IAM::Policy", {"Properties": {"PolicyName": Match.string_like_regexp("MirrorCopyPolicy")}}
+            ).values()
+        )
+    )
+    sids = {s["Sid"]: s for s in copy["Properties"]["PolicyDocument"]["Statement"]}
+    assert set(sids) == {"EcrLogin", "PullLmiImage", "PushToDeploymentRepository", "FunctionLogs"}
+    assert "djl-inference" in json.dumps(sids["PullLmiImage"]["Resource"])
+    assert len(artifacts.find_resources("AWS::IAM::Policy")) == 1  # the construct's own wildcard grants are dropped
+    endpoint.has_resource_properties(
+        "AWS::SageMaker::Model", {"PrimaryContainer": Match.object_like({"Image": mirror})}
+    )
+    pull = json.dumps(statements(endpoint)["PullImage"]["Resource"])
+    assert f":{ACCOUNT}:repository/lmi-deploy/flan-t5-xxl" in pull and "763104351884" not in pull
+
+
+def test_mirrored_templates_pass_cfn_lint(mirrored) -> None:
+    *_, tmp = mirrored
+    templates = sorted(str(p) for p in (tmp / "cdk.out").glob("*.template.json"))
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), *templates], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "message"),
+    [
+        (None, "does not exist; dockerfile_dir must be a folder with a Dockerfile"),
+        ("FROM ubuntu:22.04\n", "starts FROM ubuntu:22.04, not FROM ${BASE_IMAGE}"),
+        ("FROM ${BASE_IMAGE}\n", "uses ${BASE_IMAGE} without declaring it"),
+        ("RUN true\n", "has no FROM line"),
+    ],
+)
+def test_unusable_dockerfiles_are_refused(tmp_path: Path, dockerfile: str | None, message: str) -> None:
+    if dockerfile is not None:
+        (tmp_path / "Dockerfile").write_text(dockerfile)
+    text = refused({"image": "custom", "dockerfile_dir": str(tmp_path)})
+    assert message in text and "\n" not in text
+
+
+def test_image_settings_that_do_not_go_together_are_refused(tmp_path: Path) -> None:
+    assert "image=custom: set dockerfile_dir" in refused({"image": "custom"})
+    assert "is only built with image=custom" in refused({"dockerfile_dir": str(ROOT / "images" / "custom-lmi")})
+    assert "invalid image='ghcr'" in refused({"image": "ghcr"})

@@ -27,6 +27,7 @@ class ExecutionRole(Construct):
         code_bucket: s3.IBucket | None,
         code_object_key: str | None,
         log_group_name: str,
+        image_repository_arn: str,
         subnet_ids: list[str] | None = None,
         security_group_ids: list[str] | None = None,
         key: kms.IKey | None = None,
@@ -66,14 +67,7 @@ class ExecutionRole(Construct):
             iam.PolicyStatement(
                 sid="PullImage",
                 actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-                resources=[
-                    stack.format_arn(
-                        service="ecr",
-                        account=config.image_account,
-                        resource="repository",
-                        resource_name=config.image_repository,
-                    )
-                ],
+                resources=[image_repository_arn],
             ),
             iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
             iam.PolicyStatement(

@@ -22,6 +22,7 @@ class ModelEndpoint(Construct):
         *,
         config: DeploymentConfig,
         role_arn: str,
+        image_uri: str,
         model_data_url: str | None,
         environment: dict[str, str],
         rollback_alarm_names: list[str] | None = None,
@@ -32,14 +33,14 @@ class ModelEndpoint(Construct):
         super().__init__(scope, construct_id)
         if model_data_url is not None:  # the code tarball; the container downloads the weights itself
             container = sagemaker.CfnModel.ContainerDefinitionProperty(
-                image=config.image_uri,
+                image=image_uri,
                 model_data_url=model_data_url,
                 mode="SingleModel",
                 environment=environment or None,
             )
         else:  # SageMaker copies the staged prefix, uncompressed, to /opt/ml/model before the container starts
             container = sagemaker.CfnModel.ContainerDefinitionProperty(
-                image=config.image_uri,
+                image=image_uri,
                 mode="SingleModel",
                 environment=environment,
                 model_data_source=sagemaker.CfnModel.ModelDataSourceProperty(
