@@ -74,6 +74,11 @@ def _json_if_text(value: Any) -> Any:
     return value
 
 
+def _bucket_and_prefix(uri: str) -> tuple[str, str]:
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    return bucket, prefix
+
+
 def slug(model_id: str) -> str:
     """Deployment name derived from a model id: ``google/flan-t5-xxl`` -> ``flan-t5-xxl``."""
     last = model_id.rstrip("/").rsplit("/", 1)[-1].lower()
@@ -189,6 +194,27 @@ class DeploymentConfig(BaseModel):
         None,
         description="Secrets Manager secret (name or ARN) holding the Hugging Face Hub token: staging reads it, and a "
         "custom handler fetches it at start. Never the token itself.",
+    )
+    inference_mode: Literal["realtime", "async"] = Field(
+        "realtime",
+        description="realtime: InvokeEndpoint answers in the call; async: InvokeEndpointAsync queues the request "
+        "(input in S3) and SageMaker writes the response to async_output_s3_path (AsyncInferenceConfig).",
+    )
+    async_output_s3_path: str | None = Field(
+        None, description="async: where responses go (failures under failures/). Default: <bucket>/async-output/."
+    )
+    async_notifications: bool = Field(
+        False, description="async: create encrypted SNS topics that SageMaker notifies of each success and error."
+    )
+    async_max_concurrent_invocations: int | None = Field(
+        None, ge=1, le=1000, description="async: requests SageMaker sends each instance at once. Default: SageMaker's."
+    )
+    autoscaling_target_backlog_per_instance: int = Field(
+        5, ge=1, description="async autoscaling: target ApproximateBacklogSizePerInstance (queued requests)."
+    )
+    data_capture: bool = Field(False, description="Capture requests and responses to <bucket>/data-capture/.")
+    data_capture_sampling_percent: int | None = Field(
+        None, ge=1, le=100, description="Share of requests captured. Default with data_capture: 100."
     )
     alarm_email: str | None = Field(
         None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="E-mail subscribed to the alarm topic."
@@ -395,6 +421,55 @@ class DeploymentConfig(BaseModel):
         handlers read a token only from the HF_TOKEN variable, which would put it in the Model's definition), and
         only a container with network and credentials (not network_isolation)."""
         return bool(self.hf_token_secret) and self.handler == "custom" and not self.network_isolation
+
+    @property
+    def asynchronous(self) -> bool:
+        return self.inference_mode == "async"
+
+    @property
+    def async_output_s3_uri(self) -> str:
+        """Where an async endpoint writes responses; its failures go to ``failures/`` under it."""
+        path = self.async_output_s3_path or f"s3://{self.bucket_name}/async-output/"
+        return path if path.endswith("/") else path + "/"
+
+    @property
+    def async_failure_s3_uri(self) -> str:
+        return f"{self.async_output_s3_uri}failures/"
+
+    @property
+    def async_input_s3_uri(self) -> str:
+        """Where callers put async requests (InvokeEndpointAsync's InputLocation); SageMaker reads them as the role."""
+        return f"s3://{self.bucket_name}/async-input/"
+
+    @property
+    def data_capture_s3_uri(self) -> str:
+        return f"s3://{self.bucket_name}/data-capture/"
+
+    @property
+    def async_locations(self) -> dict[str, tuple[str, str]]:
+        """(bucket, prefix) of the async input, output and failure locations."""
+        return {
+            name: _bucket_and_prefix(uri)
+            for name, uri in (
+                ("input", self.async_input_s3_uri),
+                ("output", self.async_output_s3_uri),
+                ("failures", self.async_failure_s3_uri),
+            )
+        }
+
+    @property
+    def data_capture_location(self) -> tuple[str, str]:
+        return _bucket_and_prefix(self.data_capture_s3_uri)
+
+    @property
+    def data_capture_percent(self) -> int:
+        return self.data_capture_sampling_percent or 100
+
+    @property
+    def streaming(self) -> bool:
+        """Whether handlers may stream a response: never on an async endpoint, which writes whole responses to S3
+        (and has no InvokeEndpointWithResponseStream)."""
+        return not self.asynchronous
 
     @property
     def volume_kms_key(self) -> bool:

@@ -154,6 +154,7 @@ def render_files(config: DeploymentConfig) -> dict[str, str]:
             dtype=config.resolved.dtype,
             hub_token_secret_env=HUB_TOKEN_SECRET_ENV if config.endpoint_reads_hub_token else None,
             region=config.region,
+            streaming=config.streaming,
             parameters={
                 k: list(v)
                 for k, v in containers.generation_parameters(config.engine, config.resolved_model_type).items()

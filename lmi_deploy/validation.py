@@ -718,6 +718,7 @@ def dockerfile_problem(folder: str | None) -> str | None:
     return None
 
 
+_S3_PREFIX = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$")
 _HUB_TOKEN = re.compile(r"^(hf_|api_org_)[A-Za-z0-9]{20,}$")
 _SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
 _SECRET_ARN = re.compile(
@@ -898,6 +899,37 @@ def check_operations(config: Any, notes: list[str] | None = None) -> list[Findin
                 else "the built-in handler loads the staged weights and reads a token only from HF_TOKEN"
             )
             notes.append(f"hf_token_secret: used by scripts/stage_model.py; the endpoint gets no access to it ({why})")
+
+    # --- inference mode ---
+    if realtime:
+        for key, value, default in (
+            ("async_output_s3_path", config.async_output_s3_path, None),
+            ("async_notifications", config.async_notifications, False),
+            ("async_max_concurrent_invocations", config.async_max_concurrent_invocations, None),
+        ):
+            if value != default:
+                error(
+                    "async",
+                    f"{key}={value!r} applies to asynchronous endpoints only: set inference_mode=async, or remove it",
+                )
+    if config.async_output_s3_path is not None and not _S3_PREFIX.match(config.async_output_s3_path):
+        error(
+            "async",
+            f"async_output_s3_path={config.async_output_s3_path!r} is not an S3 location: use s3://<bucket>/<prefix>/",
+        )
+    minimum = config.minimum_instances
+    if not realtime and minimum == 0 and config.update_strategy != "all-at-once":
+        error(
+            "async",
+            f"update_strategy={config.update_strategy} shifts a share of the instances at a time, but this endpoint "
+            "may have none when an update runs (it scales to zero): use update_strategy=all-at-once, or a minimum of 1",
+        )
+    if config.data_capture_sampling_percent is not None and not config.data_capture:
+        error(
+            "data-capture",
+            f"data_capture_sampling_percent={config.data_capture_sampling_percent} without data_capture=true "
+            "captures nothing: set data_capture=true, or remove it",
+        )
 
     if config.autoscaling_min_instances == 0 and realtime:
         error(

@@ -13,6 +13,7 @@ from constructs import Construct
 
 from lmi_deploy.config import DeploymentConfig
 from lmi_deploy.render import RenderedCode, container_environment
+from stacks.components.async_inference import AsyncNotifications
 from stacks.components.autoscaling import EndpointAutoscaling
 from stacks.components.execution_role import ExecutionRole
 from stacks.components.image import CustomImage
@@ -72,6 +73,11 @@ class EndpointStack(Stack):
                 resource_name=config.image_repository,
             )
         self.image_uri = image_uri
+        self.notifications = (
+            AsyncNotifications(self, "AsyncNotifications", config=config, key=key)
+            if config.asynchronous and config.async_notifications
+            else None
+        )
         self.execution_role = ExecutionRole(
             self,
             "ExecutionRole",
@@ -84,6 +90,7 @@ class EndpointStack(Stack):
             security_group_ids=self.network.security_group_ids if self.network else None,
             key=key,
             hub_token_secret=config.hf_token_secret if config.endpoint_reads_hub_token else None,
+            notification_topic_arns=self.notifications.topic_arns if self.notifications else None,
         )
         self.monitoring = EndpointMonitoring(
             self, "Monitoring", config=config, log_group_name=self.log_group_name, key=key
@@ -100,6 +107,8 @@ class EndpointStack(Stack):
             subnet_ids=self.network.subnet_ids if self.network else None,
             security_group_ids=self.network.security_group_ids if self.network else None,
             volume_kms_key_id=key.key_arn if key is not None and config.volume_kms_key else None,
+            output_kms_key_id=key.key_arn if key is not None else None,
+            notifications=self.notifications,
         )
         self.autoscaling = (
             EndpointAutoscaling(self, "Autoscaling", config=config) if config.autoscaling_max_instances else None
@@ -118,3 +127,11 @@ class EndpointStack(Stack):
         CfnOutput(self, "WeightsS3Prefix", value=config.weights_s3_uri)
         if self.code is not None:
             CfnOutput(self, "CodeArtifactS3Uri", value=self.code.s3_object_url)
+        if config.asynchronous:
+            CfnOutput(self, "AsyncInputS3Uri", value=config.async_input_s3_uri, description="Put requests here")
+            CfnOutput(self, "AsyncOutputS3Uri", value=config.async_output_s3_uri, description="Responses appear here")
+        if self.notifications is not None:
+            CfnOutput(self, "AsyncSuccessTopicArn", value=self.notifications.success.topic_arn)
+            CfnOutput(self, "AsyncErrorTopicArn", value=self.notifications.error.topic_arn)
+        if config.data_capture:
+            CfnOutput(self, "DataCaptureS3Uri", value=config.data_capture_s3_uri)

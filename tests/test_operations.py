@@ -578,3 +578,247 @@ def test_image_settings_that_do_not_go_together_are_refused(tmp_path: Path) -> N
     assert "image=custom: set dockerfile_dir" in refused({"image": "custom"})
     assert "is only built with image=custom" in refused({"dockerfile_dir": str(ROOT / "images" / "custom-lmi")})
     assert "invalid image='ghcr'" in refused({"image": "ghcr"})
+
+
+# ---- async inference, data capture, and everything at once ------------------------------------------------------
+
+EVERYTHING = {
+    "engine": "accelerate",
+    "instance_type": "ml.p3.16xlarge",
+    "dtype": "fp32",
+    "volume_size_gb": "200",
+    "instance_count": "1",
+    "autoscaling_max_instances": "4",
+    "autoscaling_min_instances": "0",
+    "autoscaling_schedules": json.dumps(
+        [
+            {"name": "nights", "schedule": "cron(0 20 ? * * *)", "min_instances": 0, "max_instances": 1},
+            {"name": "days", "schedule": "cron(0 7 ? * MON-FRI *)", "min_instances": 1, "max_instances": 4},
+        ]
+    ),
+    "inference_mode": "async",
+    "async_notifications": "true",
+    "async_max_concurrent_invocations": "4",
+    "data_capture": "true",
+    "data_capture_sampling_percent": "50",
+    "vpc_subnet_ids": ",".join(SUBNETS),
+    "vpc_security_group_ids": "sg-0123456789abcdef0",
+    "kms_key": "create",
+    "hf_token_secret": "hf-token",
+    "image": "mirror",
+    "alarm_email": "oncall@example.com",
+}
+
+
+@pytest.fixture(scope="module")
+def everything(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Template, Template, Path]:
+    tmp = tmp_path_factory.mktemp("everything")
+    config, stacks, _ = synth(tmp, **EVERYTHING)  # cdk-nag runs here: an unacknowledged finding fails
+    return config, Template.from_stack(stacks.artifacts), Template.from_stack(stacks.endpoint), tmp
+
+
+def resource_types(template: Template) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for resource in template.to_json()["Resources"].values():
+        counts[resource["Type"]] = counts.get(resource["Type"], 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def test_everything_enabled_endpoint_config(everything) -> None:
+    config, _, endpoint, _ = everything
+    key = {"Fn::ImportValue": Match.string_like_regexp("StoreKey")}
+    bucket = f"flan-t5-xxl-{ACCOUNT}-us-east-1"
+    endpoint.has_resource_properties(
+        "AWS::SageMaker::EndpointConfig",
+        {
+            "KmsKeyId": key,
+            "AsyncInferenceConfig": {
+                "OutputConfig": {
+                    "S3OutputPath": f"s3://{bucket}/async-output/",
+                    "S3FailurePath": f"s3://{bucket}/async-output/failures/",
+                    "KmsKeyId": key,
+                    "NotificationConfig": {
+                        "SuccessTopic": {"Ref": Match.string_like_regexp("AsyncNotificationsSuccess")},
+                        "ErrorTopic": {"Ref": Match.string_like_regexp("AsyncNotificationsError")},
+                    },
+                },
+                "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 4},
+            },
+            "DataCaptureConfig": {
+                "EnableCapture": True,
+                "InitialSamplingPercentage": 50,
+                "DestinationS3Uri": f"s3://{bucket}/data-capture/",
+                "KmsKeyId": key,
+                "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+                "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json", "application/jsonlines"]},
+            },
+        },
+    )
+    endpoint.has_resource_properties(
+        "AWS::SageMaker::Model",
+        {
+            "VpcConfig": {"Subnets": SUBNETS, "SecurityGroupIds": ["sg-0123456789abcdef0"]},
+            "EnableNetworkIsolation": Match.absent(),
+            "PrimaryContainer": Match.object_like(
+                {"Image": config.mirror_image_uri, "Environment": {"HF_TOKEN_SECRET_ID": "hf-token"}}
+            ),
+        },
+    )
+    for display in ("async successes", "async errors"):
+        endpoint.has_resource_properties(
+            "AWS::SNS::Topic", {"DisplayName": f"lmi-deploy flan-t5-xxl {display}", "KmsMasterKeyId": key}
+        )
+    assert set(endpoint.find_outputs("*")) >= {
+        "AsyncInputS3Uri",
+        "AsyncOutputS3Uri",
+        "AsyncSuccessTopicArn",
+        "DataCaptureS3Uri",
+    }
+
+
+def test_everything_enabled_role_reads_and_writes_only_its_prefixes(everything) -> None:
+    _, _, endpoint, _ = everything
+    found = statements(endpoint)
+    bucket = f"flan-t5-xxl-{ACCOUNT}-us-east-1"
+    assert _flat(found["ReadAsyncRequests"]["Resource"]) == f"arn:aws:s3:::{bucket}/async-input/*"
+    assert _flat(found["WriteAsyncResponses"]["Resource"]) == f"arn:aws:s3:::{bucket}/async-output/*"
+    assert found["WriteAsyncResponses"]["Action"] == "s3:PutObject"
+    assert _flat(found["WriteDataCapture"]["Resource"]) == f"arn:aws:s3:::{bucket}/data-capture/*"
+    assert found["NotifyAsyncResults"]["Action"] == "sns:Publish" and len(found["NotifyAsyncResults"]["Resource"]) == 2
+    assert {"UseDeploymentKey", "ReadHubTokenSecret", "DescribeNetwork", "ManageInterfacesInSubnets"} <= set(found)
+    assert f":{ACCOUNT}:repository/lmi-deploy/flan-t5-xxl" in json.dumps(found["PullImage"]["Resource"])
+    actions = [a for s in found.values() for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])]
+    assert not [a for a in actions if a.endswith("*")]
+
+
+def _flat(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return "".join("aws" if part == {"Ref": "AWS::Partition"} else part for part in value["Fn::Join"][1])
+
+
+def test_async_scales_on_backlog_and_out_from_zero(everything) -> None:
+    _, _, endpoint, _ = everything
+    endpoint.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        {
+            "MinCapacity": 0,
+            "MaxCapacity": 4,
+            "ScheduledActions": Match.array_with(
+                [
+                    Match.object_like(
+                        {"ScheduledActionName": "nights", "ScalableTargetAction": {"MinCapacity": 0, "MaxCapacity": 1}}
+                    )
+                ]
+            ),
+        },
+    )
+    endpoint.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        {
+            "PolicyType": "TargetTrackingScaling",
+            "TargetTrackingScalingPolicyConfiguration": {
+                "TargetValue": 5,
+                "CustomizedMetricSpecification": {
+                    "MetricName": "ApproximateBacklogSizePerInstance",
+                    "Namespace": "AWS/SageMaker",
+                    "Dimensions": [{"Name": "EndpointName", "Value": "flan-t5-xxl"}],
+                    "Statistic": "Average",
+                },
+                "ScaleInCooldown": 600,
+                "ScaleOutCooldown": 120,
+            },
+        },
+    )
+    endpoint.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        {
+            "PolicyType": "StepScaling",
+            "StepScalingPolicyConfiguration": Match.object_like({"AdjustmentType": "ChangeInCapacity"}),
+        },
+    )
+    endpoint.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "MetricName": "HasBacklogWithoutCapacity",
+            "Namespace": "AWS/SageMaker",
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "Threshold": 1,
+        },
+    )
+    # an endpoint that may have no instances is not "unhealthy" at zero
+    names = [r["Properties"].get("AlarmName", "") for r in endpoint.find_resources("AWS::CloudWatch::Alarm").values()]
+    assert "flan-t5-xxl-no-healthy-instances" not in names
+
+
+def test_everything_enabled_resource_inventory_and_cfn_lint(everything) -> None:
+    _, artifacts, endpoint, tmp = everything
+    endpoint_types = resource_types(endpoint)
+    artifacts_types = resource_types(artifacts)
+    assert endpoint_types["AWS::SNS::Topic"] == 3  # alarms, async successes, async errors
+    assert endpoint_types["AWS::SageMaker::EndpointConfig"] == 1
+    assert artifacts_types["AWS::KMS::Key"] == 1 and artifacts_types["Custom::CDKECRDeployment"] == 1
+    assert "AWS::EC2::SecurityGroup" not in endpoint_types  # given, not created
+    (tmp / "inventory.json").write_text(
+        json.dumps({"artifacts": artifacts_types, "endpoint": endpoint_types}, indent=1)
+    )
+    templates = sorted(str(p) for p in (tmp / "cdk.out").glob("*.template.json"))
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), *templates], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_async_handler_refuses_to_stream(tmp_path: Path) -> None:
+    from lmi_deploy.render import render
+    from tests.conftest import ruff_py39
+
+    asynchronous = render(load_config({"engine": "accelerate", "inference_mode": "async"}), tmp_path)
+    text = (asynchronous.directory / "model.py").read_text()
+    assert "this endpoint is asynchronous, responses go whole to S3" in text
+    assert ruff_py39(asynchronous.directory / "model.py").returncode == 0
+    realtime = render(load_config({"engine": "accelerate", "deployment": "rt"}), tmp_path)
+    assert "asynchronous" not in (realtime.directory / "model.py").read_text()
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ({"async_notifications": "true"}, "async_notifications=True applies to asynchronous endpoints only"),
+        (
+            {"async_output_s3_path": "s3://x-bucket/out/"},
+            "async_output_s3_path='s3://x-bucket/out/' applies to asynchronous",
+        ),
+        ({"async_max_concurrent_invocations": "2"}, "async_max_concurrent_invocations=2 applies to asynchronous"),
+        ({"inference_mode": "async", "async_output_s3_path": "/tmp/out"}, "is not an S3 location"),
+        (
+            {
+                "inference_mode": "async",
+                "autoscaling_max_instances": "2",
+                "autoscaling_min_instances": "0",
+                "update_strategy": "canary",
+            },
+            "update_strategy=canary shifts a share of the instances at a time, but this endpoint may have none",
+        ),
+        ({"data_capture_sampling_percent": "20"}, "data_capture_sampling_percent=20 without data_capture=true"),
+        ({"inference_mode": "batch"}, "invalid inference_mode='batch'"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else None,
+)
+def test_invalid_async_and_capture_settings_are_refused(context: dict[str, Any], message: str) -> None:
+    text = refused(context)
+    assert message in text, text
+    assert "\n" not in text
+
+
+def test_async_scale_to_zero_is_accepted_and_defaults_are_derived() -> None:
+    config = load_config(
+        {
+            "inference_mode": "async",
+            "autoscaling_max_instances": "2",
+            "autoscaling_min_instances": "0",
+            "data_capture": "true",
+        }
+    )
+    assert config.minimum_instances == 0 and config.data_capture_percent == 100 and not config.streaming
+    assert config.async_output_s3_uri == "s3://flan-t5-xxl-000000000000-us-east-1/async-output/"

@@ -490,3 +490,44 @@ def test_invalid_operations_settings_are_refused() -> None:
         load_config({"alarm_email": "oncall"})
     with pytest.raises(ConfigError, match=r"invalid update_strategy='rolling'"):
         load_config({"update_strategy": "rolling"})
+
+
+def test_defaults_have_no_isolation_async_capture_or_custom_image(seed) -> None:
+    """The production-operations options are all off by default: the seed's endpoint, as before."""
+    config, artifacts, endpoint, _ = seed
+    endpoint.has_resource_properties(
+        "AWS::SageMaker::EndpointConfig",
+        {
+            "KmsKeyId": Match.absent(),
+            "AsyncInferenceConfig": Match.absent(),
+            "DataCaptureConfig": Match.absent(),
+        },
+    )
+    endpoint.has_resource_properties(
+        "AWS::SageMaker::Model",
+        {
+            "VpcConfig": Match.absent(),
+            "EnableNetworkIsolation": Match.absent(),
+            "PrimaryContainer": Match.object_like({"Image": config.image_uri, "Environment": Match.absent()}),
+        },
+    )
+    endpoint.resource_count_is("AWS::EC2::SecurityGroup", 0)
+    endpoint.resource_count_is("AWS::SNS::Topic", 1)  # the alarm topic only
+    endpoint.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.absent()})
+    endpoint.has_resource_properties("AWS::Logs::LogGroup", {"KmsKeyId": Match.absent()})
+    artifacts.resource_count_is("AWS::KMS::Key", 0)
+    artifacts.resource_count_is("AWS::Lambda::Function", 0)
+    assert config.inference_mode == "realtime" and not config.data_capture and config.image == "lmi"
+    assert not config.autoscaling_schedules and config.kms_key is None and not config.vpc_subnet_ids
+    assert {r["Type"] for r in endpoint.to_json()["Resources"].values()} == {
+        "AWS::IAM::Role",
+        "AWS::IAM::Policy",
+        "AWS::Logs::LogGroup",
+        "AWS::SNS::Topic",
+        "AWS::SNS::TopicPolicy",
+        "AWS::CloudWatch::Alarm",
+        "AWS::CloudWatch::Dashboard",
+        "AWS::SageMaker::Model",
+        "AWS::SageMaker::EndpointConfig",
+        "AWS::SageMaker::Endpoint",
+    }

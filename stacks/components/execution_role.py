@@ -32,6 +32,7 @@ class ExecutionRole(Construct):
         security_group_ids: list[str] | None = None,
         key: kms.IKey | None = None,
         hub_token_secret: str | None = None,
+        notification_topic_arns: list[str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -104,6 +105,52 @@ class ExecutionRole(Construct):
             self.policy.add_statements(
                 iam.PolicyStatement(
                     sid="ReadHubTokenSecret", actions=["secretsmanager:GetSecretValue"], resources=[secret_arn]
+                )
+            )
+        written: list[tuple[str, str, str]] = []  # (bucket, prefix, why) the endpoint writes to
+        if config.asynchronous:
+            locations = config.async_locations
+            bucket, prefix = locations["input"]
+            self.policy.add_statements(
+                iam.PolicyStatement(
+                    sid="ReadAsyncRequests",
+                    actions=["s3:GetObject"],
+                    resources=[f"arn:{stack.partition}:s3:::{bucket}/{prefix}*"],
+                )
+            )
+            acknowledge(
+                self.policy,
+                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{bucket}/{prefix}*]",
+                "SageMaker reads each async request from this prefix as the execution role; request names vary.",
+            )
+            written.append(
+                (
+                    *locations["output"],
+                    "SageMaker writes each async response (and, under failures/, each "
+                    "error) to this prefix; the object names are generated per request.",
+                )
+            )
+        if config.data_capture:
+            written.append(
+                (
+                    *config.data_capture_location,
+                    "SageMaker writes captured requests and responses to "
+                    "this prefix, in files named by endpoint, variant and time.",
+                )
+            )
+        for bucket, prefix, why in written:
+            self.policy.add_statements(
+                iam.PolicyStatement(
+                    sid="WriteAsyncResponses" if "async" in why else "WriteDataCapture",
+                    actions=["s3:PutObject"],
+                    resources=[f"arn:{stack.partition}:s3:::{bucket}/{prefix}*"],
+                )
+            )
+            acknowledge(self.policy, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{bucket}/{prefix}*]", why)
+        if notification_topic_arns:
+            self.policy.add_statements(
+                iam.PolicyStatement(
+                    sid="NotifyAsyncResults", actions=["sns:Publish"], resources=list(notification_topic_arns)
                 )
             )
         unscoped = [

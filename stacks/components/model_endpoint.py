@@ -6,6 +6,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from lmi_deploy.config import DeploymentConfig
+from stacks.components.async_inference import AsyncNotifications, async_inference_config, data_capture_config
 
 
 class ModelEndpoint(Construct):
@@ -29,6 +30,8 @@ class ModelEndpoint(Construct):
         subnet_ids: list[str] | None = None,
         security_group_ids: list[str] | None = None,
         volume_kms_key_id: str | None = None,
+        output_kms_key_id: str | None = None,
+        notifications: AsyncNotifications | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         if model_data_url is not None:  # the code tarball; the container downloads the weights itself
@@ -74,6 +77,10 @@ class ModelEndpoint(Construct):
             "EndpointConfig",
             production_variants=[variant],
             kms_key_id=volume_kms_key_id,  # storage volume; never on NVMe-only types (config.volume_kms_key)
+            async_inference_config=async_inference_config(config, notifications, output_kms_key_id)
+            if config.asynchronous
+            else None,
+            data_capture_config=data_capture_config(config, output_kms_key_id) if config.data_capture else None,
         )
         self.endpoint = sagemaker.CfnEndpoint(
             self,
