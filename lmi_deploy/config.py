@@ -635,4 +635,9 @@ def report_lines(config: DeploymentConfig) -> list[str]:
     lines = [f"{config.deployment}: {config.engine.value} {config.lmi_version} on {config.instance_type}"]
     lines += [f"  {note}" for note in config.resolved.notes]
     lines += [f"  warning: {finding}" for finding in config.resolved.warnings]
+    from lmi_deploy.pricing import cost_range  # pricing reads the config: imported here, not at the top
+
+    cost = cost_range(config)
+    if cost is not None:
+        lines.append(f"  cost: {cost.describe()}")
     return lines

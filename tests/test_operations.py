@@ -822,3 +822,35 @@ def test_async_scale_to_zero_is_accepted_and_defaults_are_derived() -> None:
     )
     assert config.minimum_instances == 0 and config.data_capture_percent == 100 and not config.streaming
     assert config.async_output_s3_uri == "s3://flan-t5-xxl-000000000000-us-east-1/async-output/"
+
+
+# ---- cost ------------------------------------------------------------------------------------------------------
+
+
+def test_readme_cost_table_matches_the_pricing_of_every_example_deployment() -> None:
+    from lmi_deploy.pricing import cost_range
+
+    readme = (ROOT / "README.md").read_text()
+    files = sorted((ROOT / "deployments").glob("*.yaml"))
+    for path in files:
+        cost = cost_range(load_config({"config": str(path)}))
+        assert cost is not None, f"no price for {path.name}'s instance type"
+        row = (
+            f"| `{path.name}` | `{cost.instance_type}` | ${cost.hourly_usd:g} | {cost.min_instances}\N{EN DASH}{cost.max_instances} "
+            f"| ${cost.min_monthly_usd:,.0f} | ${cost.max_monthly_usd:,.0f} |"
+        )
+        assert row in readme, row
+    vllm = cost_range(load_config({"config": str(ROOT / "deployments" / "llama-2-7b-vllm.yaml")}))
+    assert vllm is not None and (vllm.min_instances, vllm.max_instances) == (1, 3)
+    assert "1-3 x ml.g5.2xlarge at ~$1.515/h" in vllm.describe() and "$1,106-$3,318 a month" in vllm.describe()
+
+
+def test_synth_report_prints_the_cost() -> None:
+    from lmi_deploy.config import report_lines
+
+    lines = report_lines(
+        load_config({"inference_mode": "async", "autoscaling_max_instances": "2", "autoscaling_min_instances": "0"})
+    )
+    assert any(
+        "cost: about 0-2 x ml.g5.12xlarge at ~$7.09/h" in line and "$0-$10,351 a month" in line for line in lines
+    )
