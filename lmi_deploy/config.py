@@ -68,7 +68,7 @@ def _json_if_text(value: Any) -> Any:
         if text.startswith(("[", "{")):
             try:
                 return json.loads(text)
-            except ValueError as error:
+            except json.JSONDecodeError as error:
                 raise ValueError(f"is not valid JSON ({error.msg})") from None
         return [part.strip() for part in text.split(",") if part.strip()]
     return value
