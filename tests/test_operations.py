@@ -425,10 +425,9 @@ def test_invalid_kms_key_is_refused(value: str, message: str) -> None:
 # ---- Hugging Face Hub token ------------------------------------------------------------------------------------
 
 
-def test_hub_token_secret_reaches_only_a_rendered_handler_by_its_id(tmp_path: Path) -> None:
-    config, stacks, _ = synth(tmp_path, engine="accelerate", hf_token_secret="hf-token")
+def test_hub_token_secret_reaches_only_a_rendered_handler_by_its_id(everything) -> None:
+    config, _, endpoint, tmp = everything  # engine=accelerate (custom handler), hf_token_secret=hf-token
     assert config.endpoint_reads_hub_token
-    endpoint = Template.from_stack(stacks.endpoint)
     endpoint.has_resource_properties(
         "AWS::SageMaker::Model",
         {"PrimaryContainer": Match.object_like({"Environment": {"HF_TOKEN_SECRET_ID": "hf-token"}})},
@@ -436,7 +435,7 @@ def test_hub_token_secret_reaches_only_a_rendered_handler_by_its_id(tmp_path: Pa
     found = statements(endpoint)["ReadHubTokenSecret"]
     assert found["Action"] == "secretsmanager:GetSecretValue"
     assert json.dumps(found["Resource"]).endswith(f':secretsmanager:us-east-1:{ACCOUNT}:secret:hf-token-??????"]]}}')
-    model_py = (tmp_path / "model_code" / config.deployment / "model.py").read_text()
+    model_py = (tmp / "model_code" / config.deployment / "model.py").read_text()
     assert "hub_token_from_secret()" in model_py and '"HF_TOKEN_SECRET_ID"' in model_py
 
 
