@@ -13,7 +13,9 @@ from stacks.components.nag import acknowledge
 
 
 class ExecutionRole(Construct):
-    """Role SageMaker assumes to pull the LMI image, read the code tarball and weights, and write logs/metrics.
+    """Role SageMaker assumes to pull the image, read the code tarball and weights, and write logs/metrics; and, only
+    where the deployment enables them, use its KMS key, read its Hub token secret, attach to its subnets, read async
+    requests, write async responses and captured data to their prefixes, and notify its async topics.
 
     Never AmazonSageMakerFullAccess: every statement names the one resource it needs.
     """
@@ -107,43 +109,38 @@ class ExecutionRole(Construct):
                     sid="ReadHubTokenSecret", actions=["secretsmanager:GetSecretValue"], resources=[secret_arn]
                 )
             )
-        written: list[tuple[str, str, str]] = []  # (bucket, prefix, why) the endpoint writes to
+        # Where SageMaker reads or writes for the endpoint as this role: (sid, action, (bucket, prefix), why).
+        prefixes: list[tuple[str, str, tuple[str, str], str]] = []
         if config.asynchronous:
-            locations = config.async_locations
-            bucket, prefix = locations["input"]
-            self.policy.add_statements(
-                iam.PolicyStatement(
-                    sid="ReadAsyncRequests",
-                    actions=["s3:GetObject"],
-                    resources=[f"arn:{stack.partition}:s3:::{bucket}/{prefix}*"],
-                )
-            )
-            acknowledge(
-                self.policy,
-                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{bucket}/{prefix}*]",
-                "SageMaker reads each async request from this prefix as the execution role; request names vary.",
-            )
-            written.append(
+            prefixes += [
                 (
-                    *locations["output"],
-                    "SageMaker writes each async response (and, under failures/, each "
-                    "error) to this prefix; the object names are generated per request.",
-                )
-            )
+                    "ReadAsyncRequests",
+                    "s3:GetObject",
+                    config.async_locations["input"],
+                    "SageMaker reads each async request from this prefix as the execution role; request names vary.",
+                ),
+                (
+                    "WriteAsyncResponses",
+                    "s3:PutObject",
+                    config.async_locations["output"],
+                    "SageMaker writes each async response (and, under failures/, each error) to this prefix; the "
+                    "object names are generated per request.",
+                ),
+            ]
         if config.data_capture:
-            written.append(
+            prefixes.append(
                 (
-                    *config.data_capture_location,
-                    "SageMaker writes captured requests and responses to "
-                    "this prefix, in files named by endpoint, variant and time.",
+                    "WriteDataCapture",
+                    "s3:PutObject",
+                    config.data_capture_location,
+                    "SageMaker writes captured requests and responses to this prefix, in files named by endpoint, "
+                    "variant and time.",
                 )
             )
-        for bucket, prefix, why in written:
+        for sid, action, (bucket, prefix), why in prefixes:
             self.policy.add_statements(
                 iam.PolicyStatement(
-                    sid="WriteAsyncResponses" if "async" in why else "WriteDataCapture",
-                    actions=["s3:PutObject"],
-                    resources=[f"arn:{stack.partition}:s3:::{bucket}/{prefix}*"],
+                    sid=sid, actions=[action], resources=[f"arn:{stack.partition}:s3:::{bucket}/{prefix}*"]
                 )
             )
             acknowledge(self.policy, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{bucket}/{prefix}*]", why)
