@@ -7,6 +7,7 @@ stacks) receives the resulting :class:`DeploymentConfig` and reads derived value
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Mapping
 from functools import cached_property
@@ -46,6 +47,36 @@ _MODEL_TYPE_HINTS: tuple[tuple[str, str], ...] = (
 )
 _DEPLOYMENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 _MAX_DEPLOYMENT_NAME = 32  # keeps "<deployment>-<account>-<region>" within S3's 63-character bucket names
+
+
+class ScalingSchedule(BaseModel):
+    """One scheduled action of Application Auto Scaling: from ``schedule`` on, scale between these bounds."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", description="Names the scheduled action.")
+    schedule: str = Field(description="cron(m h dom mon dow year), rate(n unit) or at(yyyy-mm-ddThh:mm:ss).")
+    min_instances: int = Field(ge=0, le=100)
+    max_instances: int = Field(ge=1, le=100)
+    timezone: str = Field("UTC", description="IANA time zone the schedule is read in.")
+
+
+def _json_if_text(value: Any) -> Any:
+    """A list setting given as text (``-c key=[...]``): JSON, or for lists of names a comma-separated string."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith(("[", "{")):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"is not valid JSON ({error.msg})") from None
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+def _bucket_and_prefix(uri: str) -> tuple[str, str]:
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    return bucket, prefix
 
 
 def slug(model_id: str) -> str:
@@ -133,16 +164,88 @@ class DeploymentConfig(BaseModel):
     autoscaling_max_instances: int | None = Field(
         None, ge=1, le=100, description="Scale between instance_count and this (target tracking); unset: fixed size."
     )
+    autoscaling_min_instances: int | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="Floor of autoscaling. Default: instance_count. 0 (scale to zero) only for async endpoints.",
+    )
+    autoscaling_schedules: tuple[ScalingSchedule, ...] = Field(
+        (),
+        description="Scheduled actions that change the autoscaling bounds (e.g. fewer instances at night).",
+    )
     autoscaling_target_invocations: int = Field(
         4, ge=1, description="Target SageMakerVariantInvocationsPerInstance (per minute) for autoscaling."
     )
     autoscaling_scale_in_cooldown: int = Field(600, ge=0, le=3600, description="Seconds between scale-ins.")
     autoscaling_scale_out_cooldown: int = Field(120, ge=0, le=3600, description="Seconds between scale-outs.")
+    image: Literal["lmi", "custom", "mirror"] = Field(
+        "lmi",
+        description="lmi: the AWS-published LMI image; custom: built from dockerfile_dir FROM it (a CDK image asset); "
+        "mirror: copied into the artifacts stack's ECR repository.",
+    )
+    dockerfile_dir: str | None = Field(
+        None,
+        description="image=custom: a folder whose Dockerfile starts FROM ${BASE_IMAGE} (the LMI image, passed as a "
+        "build argument). Relative to the deployment file when given in one.",
+    )
+    vpc_subnet_ids: tuple[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")], ...] = Field(
+        (), max_length=16, description="Private subnets the endpoint's instances attach to (Model VpcConfig)."
+    )
+    vpc_security_group_ids: tuple[Annotated[str, Field(pattern=r"^sg-[0-9a-f]{8,17}$")], ...] = Field(
+        (), max_length=5, description="Security groups of the endpoint. Default with subnets: one created here."
+    )
+    vpc_id: str | None = Field(
+        None,
+        pattern=r"^vpc-[0-9a-f]{8,17}$",
+        description="The subnets' VPC, for the security group lmi-deploy creates when none is given.",
+    )
+    network_isolation: bool = Field(
+        False, description="EnableNetworkIsolation: the container makes no network calls and gets no credentials."
+    )
+    kms_key: str | None = Field(
+        None,
+        description="Customer-managed KMS key for the bucket, volumes, logs, topics and outputs: 'create' (a new key "
+        "with rotation, in the artifacts stack) or an existing key's ARN. Default: AWS-managed encryption.",
+    )
+    hf_token_secret: str | None = Field(
+        None,
+        description="Secrets Manager secret (name or ARN) holding the Hugging Face Hub token: staging reads it, and a "
+        "custom handler fetches it at start. Never the token itself.",
+    )
+    inference_mode: Literal["realtime", "async"] = Field(
+        "realtime",
+        description="realtime: InvokeEndpoint answers in the call; async: InvokeEndpointAsync queues the request "
+        "(input in S3) and SageMaker writes the response to async_output_s3_path (AsyncInferenceConfig).",
+    )
+    async_output_s3_path: str | None = Field(
+        None, description="async: where responses go (failures under failures/). Default: <bucket>/async-output/."
+    )
+    async_notifications: bool = Field(
+        False, description="async: create encrypted SNS topics that SageMaker notifies of each success and error."
+    )
+    async_max_concurrent_invocations: int | None = Field(
+        None, ge=1, le=1000, description="async: requests SageMaker sends each instance at once. Default: SageMaker's."
+    )
+    autoscaling_target_backlog_per_instance: int = Field(
+        5, ge=1, description="async autoscaling: target ApproximateBacklogSizePerInstance (queued requests)."
+    )
+    data_capture: bool = Field(False, description="Capture requests and responses to <bucket>/data-capture/.")
+    data_capture_sampling_percent: int | None = Field(
+        None, ge=1, le=100, description="Share of requests captured. Default with data_capture: 100."
+    )
     alarm_email: str | None = Field(
         None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="E-mail subscribed to the alarm topic."
     )
     alarm_model_latency_p99_ms: int = Field(
         30_000, ge=1, description="p99 ModelLatency (ms) above which the latency alarm fires (and updates roll back)."
+    )
+    alarm_no_healthy_instances_minutes: int = Field(
+        5,
+        ge=1,
+        le=60,
+        description="Minutes in a row without any instance of the endpoint reporting its metrics before the "
+        "no-healthy-instances alarm fires.",
     )
     update_strategy: Literal["all-at-once", "canary", "linear"] = Field(
         "all-at-once", description="Blue/green traffic shifting of an update; rolls back on the error/latency alarms."
@@ -196,6 +299,18 @@ class DeploymentConfig(BaseModel):
             raise ValueError(f"unknown engine; available engines: {allowed}")
         return value
 
+    @field_validator("vpc_subnet_ids", "vpc_security_group_ids", mode="before")
+    @classmethod
+    def _ids_from_text(cls, value: Any) -> Any:
+        return _json_if_text(value)
+
+    @field_validator("autoscaling_schedules", mode="before")
+    @classmethod
+    def _schedules_from_text(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return [value]
+        return _json_if_text(value)
+
     @field_validator("account")
     @classmethod
     def _account_id(cls, value: str) -> str:
@@ -248,6 +363,23 @@ class DeploymentConfig(BaseModel):
         return instance
 
     @property
+    def autoscaling(self) -> bool:
+        return self.autoscaling_max_instances is not None
+
+    @property
+    def autoscaling_floor(self) -> int:
+        """The autoscaling target's minimum capacity."""
+        return self.instance_count if self.autoscaling_min_instances is None else self.autoscaling_min_instances
+
+    @property
+    def minimum_instances(self) -> int:
+        """The fewest instances the endpoint may run: the lowest autoscaling floor (schedules too), else
+        ``instance_count``."""
+        if not self.autoscaling:
+            return self.instance_count
+        return min([self.autoscaling_floor, *(s.min_instances for s in self.autoscaling_schedules)])
+
+    @property
     def resolved(self) -> validation.Resolved:
         """The values actually deployed (``auto`` derived), with notes, warnings and the memory estimate."""
         return self._resolved
@@ -288,6 +420,82 @@ class DeploymentConfig(BaseModel):
         return f"lmi-deploy/{self.deployment}"
 
     @property
+    def log_group_name(self) -> str:
+        """Where SageMaker writes the endpoint's logs (a fixed name, so that the key policy can name it)."""
+        return f"/aws/sagemaker/Endpoints/{self.deployment}"
+
+    @property
+    def kms_key_created(self) -> bool:
+        return self.kms_key == "create"
+
+    @property
+    def kms_key_arn(self) -> str | None:
+        """The existing key's ARN (None when there is none or lmi-deploy creates it)."""
+        return self.kms_key if self.kms_key and self.kms_key != "create" else None
+
+    @property
+    def endpoint_reads_hub_token(self) -> bool:
+        """Whether the endpoint gets the Hub token secret: only a rendered handler can fetch it (LMI's built-in
+        handlers read a token only from the HF_TOKEN variable, which would put it in the Model's definition), and
+        only a container with network and credentials (not network_isolation)."""
+        return bool(self.hf_token_secret) and self.handler == "custom" and not self.network_isolation
+
+    @property
+    def asynchronous(self) -> bool:
+        return self.inference_mode == "async"
+
+    @property
+    def async_output_s3_uri(self) -> str:
+        """Where an async endpoint writes responses; its failures go to ``failures/`` under it."""
+        path = self.async_output_s3_path or f"s3://{self.bucket_name}/async-output/"
+        return path if path.endswith("/") else path + "/"
+
+    @property
+    def async_failure_s3_uri(self) -> str:
+        return f"{self.async_output_s3_uri}failures/"
+
+    @property
+    def async_input_s3_uri(self) -> str:
+        """Where callers put async requests (InvokeEndpointAsync's InputLocation); SageMaker reads them as the role."""
+        return f"s3://{self.bucket_name}/async-input/"
+
+    @property
+    def data_capture_s3_uri(self) -> str:
+        return f"s3://{self.bucket_name}/data-capture/"
+
+    @property
+    def async_locations(self) -> dict[str, tuple[str, str]]:
+        """(bucket, prefix) of the async input, output and failure locations."""
+        return {
+            name: _bucket_and_prefix(uri)
+            for name, uri in (
+                ("input", self.async_input_s3_uri),
+                ("output", self.async_output_s3_uri),
+                ("failures", self.async_failure_s3_uri),
+            )
+        }
+
+    @property
+    def data_capture_location(self) -> tuple[str, str]:
+        return _bucket_and_prefix(self.data_capture_s3_uri)
+
+    @property
+    def data_capture_percent(self) -> int:
+        return self.data_capture_sampling_percent or 100
+
+    @property
+    def streaming(self) -> bool:
+        """Whether handlers may stream a response: never on an async endpoint, which writes whole responses to S3
+        (and has no InvokeEndpointWithResponseStream)."""
+        return not self.asynchronous
+
+    @property
+    def volume_kms_key(self) -> bool:
+        """Whether the EndpointConfig takes the key for its volume: SageMaker refuses KmsKeyId on instance types
+        with NVMe instance storage only (the same families that refuse VolumeSizeInGB); those encrypt it in hardware."""
+        return self.kms_key is not None and self.instance.supports_volume_size
+
+    @property
     def staged_weights(self) -> tuple[str, str]:
         """Where the weights are staged: the artifacts bucket's ``models/<model_id>/<revision>/``, or a given s3://."""
         if self.model_id.startswith("s3://"):
@@ -316,6 +524,16 @@ class DeploymentConfig(BaseModel):
         return containers.image_uri(self.engine, self.lmi_version, self.region)
 
     @property
+    def image_tag(self) -> str:
+        return self.image_uri.rsplit(":", 1)[1]
+
+    @property
+    def mirror_image_uri(self) -> str:
+        """Where image=mirror copies the LMI image: this deployment's repository, same tag, same registry domain."""
+        domain = self.image_uri.split("/", 1)[0].split(".", 1)[1]  # dkr.ecr.<region>.amazonaws.com[.cn]
+        return f"{self.account}.{domain}/{self.repository_name}:{self.image_tag}"
+
+    @property
     def image_account(self) -> str:
         """The AWS account that publishes the image (``<account>.dkr.ecr.<region>...``)."""
         return self.image_uri.split(".", 1)[0]
@@ -327,6 +545,10 @@ class DeploymentConfig(BaseModel):
 
 # Context keys that belong to the CDK itself, never to a deployment.
 _CDK_CONTEXT_KEYS = {"config", "acknowledged-issue-numbers"}
+
+
+# Keys someone might use to put a token itself into a deployment: refused with a pointer to hf_token_secret.
+_TOKEN_KEYS = {"hf_token", "hugging_face_hub_token", "huggingface_token", "hub_token", "token", "hf_api_token"}
 
 
 def _is_cdk_key(key: str) -> bool:
@@ -367,10 +589,11 @@ def load_config(
     values: dict[str, Any] = {k: v for k, v in (environment_defaults or {}).items() if v not in (None, "")}
     if context.get("config"):
         file_values = read_deployment_file(context["config"])
-        # A model_config path in a deployment file is relative to that file ("a config.json next to it").
-        if isinstance(file_values.get("model_config"), str):
-            relative = Path(context["config"]).parent / file_values["model_config"]
-            file_values["model_config"] = str(relative) if relative.exists() else file_values["model_config"]
+        # Paths in a deployment file are relative to that file ("a config.json next to it").
+        for key in ("model_config", "dockerfile_dir"):
+            if isinstance(file_values.get(key), str):
+                relative = Path(context["config"]).parent / file_values[key]
+                file_values[key] = str(relative) if relative.exists() else file_values[key]
         values.update(file_values)
         source = f" in {context['config']}"
     else:
@@ -391,7 +614,10 @@ def _describe_all(errors: list[Any], from_file: set[str], file_source: str) -> s
     """One line per bad key (a value failing every branch of a union is one problem, not one per branch)."""
     lines: dict[str, str] = {}
     for error in errors:
-        key = str(error["loc"][0]) if error["loc"] else ""
+        loc = error["loc"]
+        key = str(loc[0]) if loc else ""
+        if len(loc) > 1 and isinstance(loc[1], int):  # items of a list setting are problems of their own
+            key = ".".join(map(str, loc))
         line = _describe(error, from_file, file_source)
         if key and key in lines and error["type"] != "extra_forbidden":
             lines[key] += " or " + str(error["msg"]).removeprefix("Value error, ").lower()
@@ -405,6 +631,13 @@ def _describe(error: Any, from_file: set[str], file_source: str) -> str:
     key = str(error["loc"][0]) if error["loc"] else ""
     message = str(error["msg"]).removeprefix("Value error, ")
     where = file_source if key in from_file else ""
+    if len(error["loc"]) > 1 and isinstance(error["loc"][1], int):  # an item of a list setting
+        key += f"[{error['loc'][1]}]" + "".join(f".{part}" for part in error["loc"][2:])
+    if error["type"] == "extra_forbidden" and key.lower().replace("-", "_") in _TOKEN_KEYS:
+        return (
+            f"setting {key!r}{where} would put a Hub token in the config: store it in Secrets Manager and set "
+            "hf_token_secret to the secret's name (the value is not shown here)"
+        )
     if error["type"] == "extra_forbidden":
         known = [f.alias or name for name, f in DeploymentConfig.model_fields.items()]
         close = difflib.get_close_matches(key, known, n=1)
@@ -420,4 +653,9 @@ def report_lines(config: DeploymentConfig) -> list[str]:
     lines = [f"{config.deployment}: {config.engine.value} {config.lmi_version} on {config.instance_type}"]
     lines += [f"  {note}" for note in config.resolved.notes]
     lines += [f"  warning: {finding}" for finding in config.resolved.warnings]
+    from lmi_deploy.pricing import cost_range  # pricing reads the config: imported here, not at the top
+
+    cost = cost_range(config)
+    if cost is not None:
+        lines.append(f"  cost: {cost.describe()}")
     return lines

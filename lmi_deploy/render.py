@@ -106,17 +106,20 @@ def handler_options(config: DeploymentConfig) -> dict[str, str]:
 
 
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
+# Names (never holds) the Hub token's secret; the rendered handler reads the secret at start.
+HUB_TOKEN_SECRET_ENV = "HF_TOKEN_SECRET_ID"
 
 
 def container_environment(config: DeploymentConfig) -> dict[str, str]:
-    """The container's environment: empty when serving.properties ships; the same settings as variables otherwise.
+    """The container's environment: empty when serving.properties ships (but for the id of the Hub token's secret
+    that a rendered handler reads); the same settings as variables otherwise.
 
     With ``weights_delivery=sagemaker`` SageMaker copies the weights prefix to /opt/ml/model and no code tarball
     ships, so every serving.properties entry becomes ``OPTION_<KEY>`` (``engine`` as ``OPTION_ENGINE``, 0.27+;
     server keys as ``SERVING_<KEY>``) and ``HF_MODEL_ID`` names the local copy.
     """
     if config.weights_delivery == "container":
-        return {}
+        return {HUB_TOKEN_SECRET_ENV: str(config.hf_token_secret)} if config.endpoint_reads_hub_token else {}
     environment = {"HF_MODEL_ID": SAGEMAKER_MODEL_DIR}
     for key, value in serving_properties(config):
         if key in ("option.model_id", "option.s3url"):
@@ -163,6 +166,9 @@ def render_files(config: DeploymentConfig) -> dict[str, str]:
             tensor_parallel_degree=config.resolved.tensor_parallel_degree,
             dtype=config.resolved.dtype,
             handler_options=handler_options(config),
+            hub_token_secret_env=HUB_TOKEN_SECRET_ENV if config.endpoint_reads_hub_token else None,
+            region=config.region,
+            streaming=config.streaming,
             parameters={
                 k: list(v)
                 for k, v in containers.generation_parameters(config.engine, config.resolved_model_type).items()

@@ -1,7 +1,9 @@
 """Stage a model's files in S3: select, hash, upload in parallel, verify, and write a manifest last.
 
 S3 is the state: an object that is already there with the right size, our sha256 and the ETag S3 computed from the
-bytes it received (MD5, or the multipart MD5-of-MD5s for our part size) is intact and is not sent again. So a re-run
+bytes it received (MD5, or the multipart MD5-of-MD5s for our part size) is intact and is not sent again. Under SSE-KMS
+the ETag is no MD5, so there objects are sent with S3's SHA256 checksum (S3 checks every part as it arrives) and
+verified by that checksum (the SHA256 of the part SHA256s, for our part size, when multipart) instead. So a re-run
 uploads nothing, an interrupted run resumes where it stopped, and a corrupted or missing object is found and sent
 again. The manifest (size and sha256 of every file) is written only after every object verified, so there is never
 a half-written one. boto3 clients are passed in; nothing here reads the environment.
@@ -9,6 +11,7 @@ a half-written one. boto3 clients are passed in; nothing here reads the environm
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import hashlib
 import json
@@ -57,6 +60,7 @@ class LocalFile:
     size: int
     sha256: str
     etag: str  # what S3 will report for our upload of it
+    checksum_sha256: str = ""  # S3's SHA256 checksum of our upload: base64, "-<parts>" when multipart
 
 
 @dataclass
@@ -89,22 +93,29 @@ def select_files(folder: Path) -> list[str]:
 def hash_file(
     path: Path, relative: str, progress: Callable[[int], None] | None = None, part_size: int = PART_SIZE
 ) -> LocalFile:
-    """sha256 and the S3 ETag our upload will get (MD5, or MD5 of part MD5s when multipart), in one read."""
+    """sha256, the S3 ETag our upload will get (MD5, or MD5 of part MD5s when multipart) and S3's SHA256 checksum of
+    it (SHA256, or SHA256 of part SHA256s when multipart), in one read."""
     size = path.stat().st_size
     part = part_size
-    sha, whole_md5, part_md5s = hashlib.sha256(), hashlib.md5(usedforsecurity=False), []
+    sha, whole_md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    part_md5s: list[bytes] = []
+    part_shas: list[bytes] = []
     with path.open("rb") as handle:
         while chunk := handle.read(part):
             sha.update(chunk)
             whole_md5.update(chunk)
             part_md5s.append(hashlib.md5(chunk, usedforsecurity=False).digest())
+            part_shas.append(hashlib.sha256(chunk).digest())
             if progress:
                 progress(len(chunk))
     if size < part_size:  # single PUT (multipart_threshold == part size)
         etag = whole_md5.hexdigest()
+        checksum = base64.b64encode(sha.digest()).decode()
     else:
         etag = f"{hashlib.md5(b''.join(part_md5s), usedforsecurity=False).hexdigest()}-{len(part_md5s)}"
-    return LocalFile(relative, path, size, sha.hexdigest(), etag)
+        composite = base64.b64encode(hashlib.sha256(b"".join(part_shas)).digest()).decode()
+        checksum = f"{composite}-{len(part_shas)}"
+    return LocalFile(relative, path, size, sha.hexdigest(), etag, checksum)
 
 
 def _client_error_code(error: Exception) -> str:
@@ -167,7 +178,7 @@ class _Progress:
 
 def _remote_state(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
     try:
-        head: dict[str, Any] = s3.head_object(Bucket=bucket, Key=key)
+        head: dict[str, Any] = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
     except Exception as error:
         if _client_error_code(error) in ("404", "NoSuchKey", "NotFound"):
             return None
@@ -175,13 +186,40 @@ def _remote_state(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
     return head
 
 
+def _same_checksum(remote: str, local: str) -> bool:
+    """S3's composite checksum carries "-<parts>"; compare that too when both say it."""
+    remote_value, _, remote_parts = remote.partition("-")
+    local_value, _, local_parts = local.partition("-")
+    return remote_value == local_value and (not remote_parts or remote_parts == local_parts)
+
+
 def _intact(head: dict[str, Any] | None, local: LocalFile) -> bool:
+    """Size, our sha256, and what S3 computed from the bytes it received: the ETag (an MD5, except under SSE-KMS)
+    and, when the object has one, its SHA256 checksum. An SSE-KMS object without a checksum has nothing S3
+    computed that we can compare, so it is not taken as intact (it is sent again, with a checksum)."""
     if head is None:
         return False
-    return (
-        head.get("ContentLength") == local.size
-        and head.get("Metadata", {}).get("sha256") == local.sha256
-        and str(head.get("ETag", "")).strip('"') == local.etag
+    if head.get("ContentLength") != local.size or head.get("Metadata", {}).get("sha256") != local.sha256:
+        return False
+    checksum = head.get("ChecksumSHA256")
+    if checksum and not _same_checksum(str(checksum), local.checksum_sha256):
+        return False
+    if str(head.get("ServerSideEncryption", "")).startswith("aws:kms"):
+        return bool(checksum)
+    return str(head.get("ETag", "")).strip('"') == local.etag
+
+
+def bucket_uses_kms(s3: Any, bucket: str) -> bool | None:
+    """Whether the bucket encrypts with SSE-KMS by default; None when its encryption cannot be read."""
+    try:
+        rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    except Exception as error:
+        if _client_error_code(error) == "ServerSideEncryptionConfigurationNotFoundError":
+            return False
+        return None
+    return any(
+        str(rule.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm", "")).startswith("aws:kms")
+        for rule in rules
     )
 
 
@@ -197,11 +235,13 @@ def stage(
     show_progress: bool = True,
     on_verified: Callable[[LocalFile], None] | None = None,
     part_size: int = PART_SIZE,
+    checksums: bool | None = None,
 ) -> StageResult:
     """Upload ``files`` of ``folder`` to ``s3://bucket/prefix``, skipping intact objects; verify; write the manifest.
 
     All uploads share one s3transfer manager (parallel files and parallel parts). ``on_verified`` is called after
-    each object verified (tests use it to interrupt a run midway).
+    each object verified (tests use it to interrupt a run midway). ``checksums``: send S3 SHA256 checksums with the
+    uploads; default: when the bucket uses SSE-KMS, or when its encryption cannot be read.
     """
     from boto3.s3.transfer import TransferConfig, create_transfer_manager
     from s3transfer.subscribers import BaseSubscriber
@@ -213,6 +253,9 @@ def stage(
     except Exception as error:
         code = _client_error_code(error)
         raise explain(error if code not in ("404", "NotFound") else _NoSuchBucket(), bucket, "") from None
+    if checksums is None:
+        checksums = bucket_uses_kms(s3, bucket) is not False
+    extra_args: dict[str, Any] = {"ChecksumAlgorithm": "SHA256"} if checksums else {}
 
     for name in names:
         if (folder / name).stat().st_size > part_size * MAX_PARTS:
@@ -255,7 +298,7 @@ def stage(
                     str(item.path),
                     bucket,
                     prefix + item.relative,
-                    extra_args={"Metadata": {"sha256": item.sha256}},
+                    extra_args={"Metadata": {"sha256": item.sha256}, **extra_args},
                     subscribers=[Progress()],
                 )
                 sending.append((item, upload))
@@ -264,7 +307,7 @@ def stage(
                 if not _intact(_remote_state(s3, bucket, prefix + item.relative), item):
                     raise StagingError(
                         f"s3://{bucket}/{prefix}{item.relative} does not match the local file after upload (size, "
-                        "sha256 or ETag differ); run again to retry it"
+                        "sha256, ETag or checksum differ); run again to retry it"
                     )
                 if on_verified is not None:
                     on_verified(item)

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
+import zoneinfo
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from lmi_deploy import containers
@@ -438,12 +442,7 @@ def resolve_and_check(config: Any, facts: ModelFacts | None, facts_note: str) ->
         )
 
     # --- operations ---
-    if config.autoscaling_max_instances is not None and config.autoscaling_max_instances < config.instance_count:
-        error(
-            "autoscaling",
-            f"autoscaling_max_instances={config.autoscaling_max_instances} is below instance_count="
-            f"{config.instance_count} (the minimum): raise it, or lower instance_count",
-        )
+    findings += check_operations(config, notes)
 
     # --- version-specific behaviour worth knowing ---
     if (
@@ -651,3 +650,310 @@ def lint_serving_properties(
             )
         )
     return findings
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Production operations: scaling, isolation, images, inference mode
+
+
+_CRON_FIELDS = (  # (name, allowed characters, numeric range) of Application Auto Scaling's six cron fields
+    ("minutes", r"[0-9,*/-]+", (0, 59)),
+    ("hours", r"[0-9,*/-]+", (0, 23)),
+    ("day-of-month", r"[0-9,*/?LW-]+", (1, 31)),
+    ("month", r"[0-9A-Za-z,*/-]+", (1, 12)),
+    ("day-of-week", r"[0-9A-Za-z,*/?L#-]+", (1, 7)),
+    ("year", r"[0-9,*/-]+", (1970, 2199)),
+)
+_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+
+
+def schedule_problem(expression: str) -> str | None:
+    """What is wrong with an Application Auto Scaling schedule expression, or None when it is valid."""
+    example = "cron(0 20 ? * MON-FRI *), rate(12 hours) or at(2030-01-31T08:00:00)"
+    if expression.startswith("at(") and expression.endswith(")"):
+        try:
+            datetime.strptime(expression[3:-1], "%Y-%m-%dT%H:%M:%S")
+        except ValueError:
+            return "at(...) takes one time as yyyy-mm-ddThh:mm:ss"
+        return None
+    if expression.startswith("rate("):
+        match = _RATE.match(expression)
+        if not match or int(match.group(1)) < 1:
+            return "rate(...) takes a positive whole number and minute(s), hour(s) or day(s), e.g. rate(12 hours)"
+        if (int(match.group(1)) == 1) != (not match.group(2).endswith("s")):
+            return "rate(...) takes the singular unit for 1 and the plural otherwise, e.g. rate(1 day), rate(2 days)"
+        return None
+    if not (expression.startswith("cron(") and expression.endswith(")")):
+        return f"is not a schedule expression; use e.g. {example}"
+    fields = expression[5:-1].split()
+    if len(fields) != len(_CRON_FIELDS):
+        return (
+            f"cron(...) takes 6 fields (minutes hours day-of-month month day-of-week year), got {len(fields)}; "
+            "e.g. cron(0 20 ? * MON-FRI *)"
+        )
+    for value, (name, allowed, (low, high)) in zip(fields, _CRON_FIELDS, strict=True):
+        if not re.fullmatch(allowed, value):
+            return f"cron field {name}={value!r} has characters that field does not take"
+        numbers = [int(n) for n in re.findall(r"\d+", value.split("/")[0])]  # an increment may exceed the range
+        if any(not low <= n <= high for n in numbers):
+            return f"cron field {name}={value!r} is outside {low}-{high}"
+    if (fields[2] == "?") == (fields[4] == "?"):
+        return "cron(...) needs '?' in exactly one of day-of-month and day-of-week, e.g. cron(0 20 ? * MON-FRI *)"
+    return None
+
+
+_KMS_KEY_ARN = re.compile(
+    r"^arn:aws[a-z-]*:kms:(?P<region>[a-z0-9-]+):\d{12}:key/"
+    r"(?:mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+)
+
+
+_FROM = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(?P<image>\S+)", re.IGNORECASE | re.MULTILINE)
+
+
+def dockerfile_problem(folder: str | None) -> str | None:
+    """What keeps ``folder`` from building a custom LMI image, or None: a Dockerfile whose first stage is the LMI
+    image lmi-deploy passes as the BASE_IMAGE build argument (so the engine and version stay the validated ones)."""
+    if not folder:
+        return "set dockerfile_dir to a folder with a Dockerfile that starts FROM ${BASE_IMAGE}"
+    dockerfile = Path(folder) / "Dockerfile"
+    if not dockerfile.is_file():
+        return f"{dockerfile} does not exist; dockerfile_dir must be a folder with a Dockerfile"
+    text = dockerfile.read_text(errors="replace")
+    first = _FROM.search(text)
+    if first is None:
+        return f"{dockerfile} has no FROM line; start it with ARG BASE_IMAGE and FROM ${{BASE_IMAGE}}"
+    if first.group("image") not in ("${BASE_IMAGE}", "$BASE_IMAGE"):
+        return (
+            f"{dockerfile} starts FROM {first.group('image')}, not FROM ${{BASE_IMAGE}}: lmi-deploy passes the "
+            "validated LMI image as the BASE_IMAGE build argument; use ARG BASE_IMAGE and FROM ${BASE_IMAGE}"
+        )
+    if not re.search(r"^\s*ARG\s+BASE_IMAGE\b", text, re.IGNORECASE | re.MULTILINE):
+        return f"{dockerfile} uses ${{BASE_IMAGE}} without declaring it: add ARG BASE_IMAGE before the FROM"
+    return None
+
+
+_S3_PREFIX = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$")
+_HUB_TOKEN = re.compile(r"^(hf_|api_org_)[A-Za-z0-9]{20,}$")
+_SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
+_SECRET_ARN = re.compile(
+    r"^arn:aws[a-z-]*:secretsmanager:(?P<region>[a-z0-9-]+):\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}$"
+)
+
+
+def check_operations(config: Any, notes: list[str] | None = None) -> list[Finding]:
+    """Rules of the production-operations settings, each with what to do; what they derive goes to ``notes``."""
+    notes = notes if notes is not None else []
+    findings: list[Finding] = []
+
+    def error(rule: str, message: str) -> None:
+        findings.append(Finding("error", rule, message))
+
+    scaling = config.autoscaling_max_instances is not None
+    if scaling and config.autoscaling_max_instances < config.instance_count:
+        error(
+            "autoscaling",
+            f"autoscaling_max_instances={config.autoscaling_max_instances} is below instance_count="
+            f"{config.instance_count} (the minimum): raise it, or lower instance_count",
+        )
+    if config.autoscaling_min_instances is not None:
+        if not scaling:
+            error(
+                "autoscaling",
+                f"autoscaling_min_instances={config.autoscaling_min_instances} needs autoscaling: set "
+                "autoscaling_max_instances too, or leave autoscaling_min_instances unset",
+            )
+        elif config.autoscaling_min_instances > config.instance_count:
+            error(
+                "autoscaling",
+                f"autoscaling_min_instances={config.autoscaling_min_instances} is above instance_count="
+                f"{config.instance_count} (what the endpoint starts with): lower it, or raise instance_count",
+            )
+    if config.autoscaling_schedules and not scaling:
+        error(
+            "schedules",
+            "autoscaling_schedules change the bounds of autoscaling, which is off: set autoscaling_max_instances "
+            "(and autoscaling_min_instances), or remove the schedules",
+        )
+    names = [s.name for s in config.autoscaling_schedules]
+    for duplicate in sorted({n for n in names if names.count(n) > 1}):
+        error("schedules", f"autoscaling_schedules has two schedules named {duplicate!r}: give each its own name")
+    realtime = getattr(config, "inference_mode", "realtime") == "realtime"
+    for schedule in config.autoscaling_schedules:
+        where = f"autoscaling_schedules {schedule.name!r}"
+        problem = schedule_problem(schedule.schedule)
+        if problem:
+            error("schedules", f"{where}: schedule={schedule.schedule!r} {problem}")
+        if schedule.timezone not in _timezones():
+            error(
+                "schedules",
+                f"{where}: timezone={schedule.timezone!r} is not an IANA time zone; use e.g. UTC, Europe/Berlin",
+            )
+        if schedule.min_instances > schedule.max_instances:
+            error(
+                "schedules",
+                f"{where}: min_instances={schedule.min_instances} is above max_instances={schedule.max_instances}; "
+                "swap or correct them",
+            )
+        if scaling and schedule.max_instances > config.autoscaling_max_instances:
+            error(
+                "schedules",
+                f"{where}: max_instances={schedule.max_instances} is above autoscaling_max_instances="
+                f"{config.autoscaling_max_instances}, the most this deployment may run (and cost); raise "
+                "autoscaling_max_instances or lower the schedule's",
+            )
+        if schedule.min_instances == 0 and realtime:
+            error(
+                "schedules",
+                f"{where}: min_instances=0 would leave a real-time endpoint without instances (only asynchronous "
+                "endpoints scale to zero: inference_mode=async); use at least 1",
+            )
+    # --- image ---
+    if config.image == "custom":
+        problem = dockerfile_problem(config.dockerfile_dir)
+        if problem:
+            error("image", f"image=custom: {problem}")
+    elif config.dockerfile_dir is not None:
+        error(
+            "image",
+            f"dockerfile_dir={config.dockerfile_dir!r} is only built with image=custom (this is image={config.image}): "
+            "set image=custom, or remove dockerfile_dir",
+        )
+
+    # --- isolation ---
+    subnets, groups = config.vpc_subnet_ids, config.vpc_security_group_ids
+    if groups and not subnets:
+        error(
+            "vpc",
+            "vpc_security_group_ids are set but vpc_subnet_ids are not: the endpoint joins a VPC only through its "
+            "subnets; add vpc_subnet_ids (private subnets, one per availability zone you want)",
+        )
+    if config.vpc_id and not subnets:
+        error("vpc", f"vpc_id={config.vpc_id!r} without vpc_subnet_ids places nothing in the VPC: add vpc_subnet_ids")
+    elif subnets and not groups and not config.vpc_id:
+        error(
+            "vpc",
+            "vpc_subnet_ids without vpc_security_group_ids: lmi-deploy creates the security group and needs the "
+            "subnets' vpc_id for it; set vpc_id, or give vpc_security_group_ids",
+        )
+    elif subnets and groups and config.vpc_id:
+        error(
+            "vpc",
+            f"vpc_id={config.vpc_id!r} is only used to create a security group, but vpc_security_group_ids are "
+            "given: remove vpc_id",
+        )
+    for kind, ids in (("vpc_subnet_ids", subnets), ("vpc_security_group_ids", groups)):
+        for duplicate in sorted({i for i in ids if ids.count(i) > 1}):
+            error("vpc", f"{kind} lists {duplicate} twice: list each once")
+    if config.network_isolation and config.weights_delivery == "container":
+        error(
+            "network-isolation",
+            "network_isolation=true keeps the container off the network (no S3, no Hub, no credentials), but "
+            "weights_delivery=container has the container download the weights itself: use "
+            "weights_delivery=sagemaker (SageMaker copies them to /opt/ml/model before the container starts)",
+        )
+
+    if config.kms_key is not None and config.kms_key != "create":
+        match = _KMS_KEY_ARN.match(config.kms_key)
+        if ":alias/" in config.kms_key:
+            error(
+                "kms",
+                f"kms_key={config.kms_key!r} is an alias: give the key's ARN "
+                "(arn:aws:kms:<region>:<account>:key/<id>), which the role's permissions name, or kms_key=create",
+            )
+        elif not match:
+            error(
+                "kms",
+                f"kms_key={config.kms_key!r} is neither 'create' nor a KMS key ARN "
+                "(arn:aws:kms:<region>:<account>:key/<key id>)",
+            )
+        elif match.group("region") != config.region:
+            error(
+                "kms",
+                f"kms_key is in {match.group('region')} but the deployment is in {config.region}: KMS keys are "
+                "regional; use a key of that region, or kms_key=create",
+            )
+    if config.kms_key is not None and not config.instance.supports_volume_size:
+        notes.append(
+            f"kms_key: {config.instance_type} has NVMe instance storage only, which the instance encrypts in "
+            "hardware; SageMaker refuses KmsKeyId there, so the endpoint config has none (bucket, logs, topics and "
+            "outputs use the key)"
+        )
+
+    secret = config.hf_token_secret
+    if secret is not None:
+        if _HUB_TOKEN.match(secret.strip()):
+            error(
+                "hub-token",
+                "hf_token_secret holds what looks like a Hub token itself (the value is not shown here): store the "
+                "token in Secrets Manager and set hf_token_secret to the secret's name or ARN",
+            )
+        elif secret.startswith("arn:"):
+            match = _SECRET_ARN.match(secret)
+            if not match:
+                error(
+                    "hub-token",
+                    f"hf_token_secret={secret!r} is not a Secrets Manager secret ARN "
+                    "(arn:aws:secretsmanager:<region>:<account>:secret:<name>)",
+                )
+            elif match.group("region") != config.region:
+                error(
+                    "hub-token",
+                    f"hf_token_secret is in {match.group('region')} but the deployment is in {config.region}: the "
+                    "container reads it in its own region; replicate the secret there",
+                )
+        elif not _SECRET_NAME.match(secret):
+            error(
+                "hub-token",
+                f"hf_token_secret={secret!r} is not a Secrets Manager secret name (1-512 of A-Z a-z 0-9 / _ + = . @ -)",
+            )
+        if not config.endpoint_reads_hub_token:
+            why = (
+                "the isolated container cannot reach Secrets Manager"
+                if config.network_isolation
+                else "the built-in handler loads the staged weights and reads a token only from HF_TOKEN"
+            )
+            notes.append(f"hf_token_secret: used by scripts/stage_model.py; the endpoint gets no access to it ({why})")
+
+    # --- inference mode ---
+    if realtime:
+        for key, value, default in (
+            ("async_output_s3_path", config.async_output_s3_path, None),
+            ("async_notifications", config.async_notifications, False),
+            ("async_max_concurrent_invocations", config.async_max_concurrent_invocations, None),
+        ):
+            if value != default:
+                error(
+                    "async",
+                    f"{key}={value!r} applies to asynchronous endpoints only: set inference_mode=async, or remove it",
+                )
+    if config.async_output_s3_path is not None and not _S3_PREFIX.match(config.async_output_s3_path):
+        error(
+            "async",
+            f"async_output_s3_path={config.async_output_s3_path!r} is not an S3 location: use s3://<bucket>/<prefix>/",
+        )
+    minimum = config.minimum_instances
+    if not realtime and minimum == 0 and config.update_strategy != "all-at-once":
+        error(
+            "async",
+            f"update_strategy={config.update_strategy} shifts a share of the instances at a time, but this endpoint "
+            "may have none when an update runs (it scales to zero): use update_strategy=all-at-once, or a minimum of 1",
+        )
+    if config.data_capture_sampling_percent is not None and not config.data_capture:
+        error(
+            "data-capture",
+            f"data_capture_sampling_percent={config.data_capture_sampling_percent} without data_capture=true "
+            "captures nothing: set data_capture=true, or remove it",
+        )
+
+    if config.autoscaling_min_instances == 0 and realtime:
+        error(
+            "autoscaling",
+            "autoscaling_min_instances=0: only asynchronous endpoints can scale to zero (inference_mode=async); a "
+            "real-time endpoint needs at least 1",
+        )
+    return findings
+
+
+def _timezones() -> set[str]:
+    return zoneinfo.available_timezones() | {"UTC"}

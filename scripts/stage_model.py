@@ -45,7 +45,10 @@ def main(
     parser.add_argument("--endpoint-url", help="S3/CloudFormation endpoint (a local emulator)")
     parser.add_argument("--region", help="AWS region (default: the deployment's)")
     parser.add_argument("--convert", action="store_true", help="convert pytorch_model*.bin shards to safetensors")
-    parser.add_argument("--token-secret", help="Secrets Manager secret holding the Hub token (else HF_TOKEN)")
+    parser.add_argument(
+        "--token-secret",
+        help="Secrets Manager secret holding the Hub token (default: the deployment's hf_token_secret, else HF_TOKEN)",
+    )
     parser.add_argument("--concurrency", type=int, default=10, help="parallel part uploads (default 10)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--model-name", help="multi-model deployment: stage only this model (default: every model)")
@@ -102,10 +105,11 @@ def _stage_weights(
     else:
         if model.startswith("s3://"):
             raise staging.StagingError(f"{model} is already in S3: nothing to stage")
+        secret = args.token_secret or (config.hf_token_secret if config else None)
         token = staging.token_from(
             dict(os.environ),
-            secrets or (session.client("secretsmanager") if args.token_secret else None),
-            args.token_secret,
+            secrets or (session.client("secretsmanager") if secret else None),
+            secret,
         )
         print(f"downloading {model}@{revision} from the Hugging Face Hub ...", file=sys.stderr)
         folder, source = staging.download_from_hub(model, revision, token), f"hub:{model}@{revision}"

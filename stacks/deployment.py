@@ -44,6 +44,7 @@ def add_deployment(app: cdk.App, config: DeploymentConfig, code: RenderedCode) -
         config.endpoint_stack_name,
         config=config,
         bucket=artifacts.bucket,
+        key=artifacts.key,
         code=code,
         env=env,
         synthesizer=synthesizer(),

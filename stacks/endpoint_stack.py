@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
@@ -12,10 +13,13 @@ from constructs import Construct
 
 from lmi_deploy.config import DeploymentConfig
 from lmi_deploy.render import RenderedCode, container_environment
+from stacks.components.async_inference import AsyncNotifications
 from stacks.components.autoscaling import EndpointAutoscaling
 from stacks.components.execution_role import ExecutionRole
+from stacks.components.image import CustomImage
 from stacks.components.model_endpoint import ModelEndpoint
 from stacks.components.monitoring import EndpointMonitoring
+from stacks.components.network import EndpointNetwork
 
 
 class EndpointStack(Stack):
@@ -27,6 +31,7 @@ class EndpointStack(Stack):
         config: DeploymentConfig,
         bucket: s3.IBucket,
         code: RenderedCode,
+        key: kms.IKey | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -36,16 +41,43 @@ class EndpointStack(Stack):
             s3_assets.Asset(self, "Code", path=str(code.tarball)) if config.weights_delivery == "container" else None
         )
         # SageMaker writes the endpoint's logs here; owning the group sets its retention and scopes the role.
-        self.log_group_name = f"/aws/sagemaker/Endpoints/{config.deployment}"
+        self.log_group_name = config.log_group_name
         self.log_group = logs.LogGroup(
             self,
             "Logs",
             log_group_name=self.log_group_name,
+            encryption_key=key,
             retention=logs.RetentionDays.ONE_MONTH,
             removal_policy=RemovalPolicy.DESTROY,
         )
         # The role names the bucket by its synth-time name; the stack still must come after the bucket's.
         self.add_stack_dependency(Stack.of(bucket))
+        # Instances in the deployment's subnets when it names any (cdk-nag's AwsSolutions SM rules check notebook
+        # instances only; VPC placement and volume keys of endpoints are this project's own settings).
+        self.network = EndpointNetwork(self, "Network", config=config) if config.vpc_subnet_ids else None
+        # The image and the one repository the role may pull from (CDK's asset repository for a custom build).
+        self.custom_image = CustomImage(self, "Image", config=config) if config.image == "custom" else None
+        if self.custom_image is not None:
+            image_uri, image_repository_arn = self.custom_image.image_uri, self.custom_image.repository_arn
+        elif config.image == "mirror":
+            image_uri = config.mirror_image_uri
+            image_repository_arn = self.format_arn(
+                service="ecr", resource="repository", resource_name=config.repository_name
+            )
+        else:
+            image_uri = config.image_uri
+            image_repository_arn = self.format_arn(
+                service="ecr",
+                account=config.image_account,
+                resource="repository",
+                resource_name=config.image_repository,
+            )
+        self.image_uri = image_uri
+        self.notifications = (
+            AsyncNotifications(self, "AsyncNotifications", config=config, key=key)
+            if config.asynchronous and config.async_notifications
+            else None
+        )
         self.execution_role = ExecutionRole(
             self,
             "ExecutionRole",
@@ -53,28 +85,53 @@ class EndpointStack(Stack):
             code_bucket=self.code.bucket if self.code else None,
             code_object_key=self.code.s3_object_key if self.code else None,
             log_group_name=self.log_group_name,
+            image_repository_arn=image_repository_arn,
+            subnet_ids=self.network.subnet_ids if self.network else None,
+            security_group_ids=self.network.security_group_ids if self.network else None,
+            key=key,
+            hub_token_secret=config.hf_token_secret if config.endpoint_reads_hub_token else None,
+            notification_topic_arns=self.notifications.topic_arns if self.notifications else None,
         )
-        self.monitoring = EndpointMonitoring(self, "Monitoring", config=config, log_group_name=self.log_group_name)
+        self.monitoring = EndpointMonitoring(
+            self, "Monitoring", config=config, log_group_name=self.log_group_name, key=key
+        )
         self.endpoint = ModelEndpoint(
             self,
             "Endpoint",
             config=config,
             role_arn=self.execution_role.role.role_arn,
+            image_uri=image_uri,
             model_data_url=self.code.s3_object_url if self.code else None,
             environment=container_environment(config),
             rollback_alarm_names=[alarm.alarm_name for alarm in self.monitoring.rollback_alarms],
+            subnet_ids=self.network.subnet_ids if self.network else None,
+            security_group_ids=self.network.security_group_ids if self.network else None,
+            volume_kms_key_id=key.key_arn if key is not None and config.volume_kms_key else None,
+            output_kms_key_id=key.key_arn if key is not None else None,
+            notifications=self.notifications,
         )
         self.autoscaling = (
             EndpointAutoscaling(self, "Autoscaling", config=config) if config.autoscaling_max_instances else None
         )
         if self.autoscaling is not None:
             self.autoscaling.node.add_dependency(self.endpoint.endpoint)
+        if "no_healthy_instances" in self.monitoring.alarms:
+            # created once the endpoint is in service, or it would fire while the first fleet starts
+            self.monitoring.alarms["no_healthy_instances"].node.add_dependency(self.endpoint.endpoint)
         # CreateModel checks that the role can read the artifact: attach the policy first.
         self.endpoint.model.node.add_dependency(self.execution_role.policy)
         CfnOutput(self, "EndpointName", value=self.endpoint.endpoint.attr_endpoint_name)
-        CfnOutput(self, "ImageUri", value=config.image_uri)
+        CfnOutput(self, "ImageUri", value=image_uri)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
         CfnOutput(self, "DashboardName", value=f"lmi-deploy-{config.deployment}")
         CfnOutput(self, "WeightsS3Prefix", value=config.weights_s3_uri)
         if self.code is not None:
             CfnOutput(self, "CodeArtifactS3Uri", value=self.code.s3_object_url)
+        if config.asynchronous:
+            CfnOutput(self, "AsyncInputS3Uri", value=config.async_input_s3_uri, description="Put requests here")
+            CfnOutput(self, "AsyncOutputS3Uri", value=config.async_output_s3_uri, description="Responses appear here")
+        if self.notifications is not None:
+            CfnOutput(self, "AsyncSuccessTopicArn", value=self.notifications.success.topic_arn)
+            CfnOutput(self, "AsyncErrorTopicArn", value=self.notifications.error.topic_arn)
+        if config.data_capture:
+            CfnOutput(self, "DataCaptureS3Uri", value=config.data_capture_s3_uri)

@@ -364,7 +364,7 @@ def test_sagemaker_delivery_needs_env_configurable_containers() -> None:
 
 def test_default_operations_alarms_dashboard_and_guarded_updates(seed) -> None:
     _, _, endpoint, _ = seed
-    endpoint.resource_count_is("AWS::CloudWatch::Alarm", 7)
+    endpoint.resource_count_is("AWS::CloudWatch::Alarm", 8)
     endpoint.resource_count_is("AWS::ApplicationAutoScaling::ScalableTarget", 0)  # off unless asked
     endpoint.has_resource_properties("AWS::SNS::Topic", {"DisplayName": "lmi-deploy flan-t5-xxl alarms"})
     endpoint.has_resource_properties(
@@ -389,6 +389,33 @@ def test_default_operations_alarms_dashboard_and_guarded_updates(seed) -> None:
         {"AlarmName": "flan-t5-xxl-gpu-memory", "Namespace": "/aws/sagemaker/Endpoints", "Threshold": 392},
     )
     endpoint.has_resource_properties("AWS::CloudWatch::Dashboard", {"DashboardName": "lmi-deploy-flan-t5-xxl"})
+    # no instance reporting its CPU for 5 minutes (no datapoint at all counts): the endpoint serves nothing
+    endpoint.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "AlarmName": "flan-t5-xxl-no-healthy-instances",
+            "Namespace": "/aws/sagemaker/Endpoints",
+            "MetricName": "CPUUtilization",
+            "Statistic": "SampleCount",
+            "Period": 60,
+            "Threshold": 1,
+            "ComparisonOperator": "LessThanThreshold",
+            "EvaluationPeriods": 5,
+            "TreatMissingData": "breaching",
+            "Dimensions": [
+                {"Name": "EndpointName", "Value": "flan-t5-xxl"},
+                {"Name": "VariantName", "Value": "AllTraffic"},
+            ],
+        },
+    )
+    unhealthy = next(
+        r
+        for r in endpoint.find_resources("AWS::CloudWatch::Alarm").values()
+        if r["Properties"]["AlarmName"] == "flan-t5-xxl-no-healthy-instances"
+    )
+    assert any("Endpoint" in dep for dep in unhealthy["DependsOn"])  # created after the endpoint is in service
+    dashboard = json.dumps(endpoint.find_resources("AWS::CloudWatch::Dashboard"))
+    assert "Instances reporting" in dashboard and "no-healthy-instances" in dashboard
     endpoint.has_resource_properties(
         "AWS::SageMaker::Endpoint",
         {
@@ -470,3 +497,44 @@ def test_invalid_operations_settings_are_refused() -> None:
         load_config({"alarm_email": "oncall"})
     with pytest.raises(ConfigError, match=r"invalid update_strategy='rolling'"):
         load_config({"update_strategy": "rolling"})
+
+
+def test_defaults_have_no_isolation_async_capture_or_custom_image(seed) -> None:
+    """The production-operations options are all off by default: the seed's endpoint, as before."""
+    config, artifacts, endpoint, _ = seed
+    endpoint.has_resource_properties(
+        "AWS::SageMaker::EndpointConfig",
+        {
+            "KmsKeyId": Match.absent(),
+            "AsyncInferenceConfig": Match.absent(),
+            "DataCaptureConfig": Match.absent(),
+        },
+    )
+    endpoint.has_resource_properties(
+        "AWS::SageMaker::Model",
+        {
+            "VpcConfig": Match.absent(),
+            "EnableNetworkIsolation": Match.absent(),
+            "PrimaryContainer": Match.object_like({"Image": config.image_uri, "Environment": Match.absent()}),
+        },
+    )
+    endpoint.resource_count_is("AWS::EC2::SecurityGroup", 0)
+    endpoint.resource_count_is("AWS::SNS::Topic", 1)  # the alarm topic only
+    endpoint.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.absent()})
+    endpoint.has_resource_properties("AWS::Logs::LogGroup", {"KmsKeyId": Match.absent()})
+    artifacts.resource_count_is("AWS::KMS::Key", 0)
+    artifacts.resource_count_is("AWS::Lambda::Function", 0)
+    assert config.inference_mode == "realtime" and not config.data_capture and config.image == "lmi"
+    assert not config.autoscaling_schedules and config.kms_key is None and not config.vpc_subnet_ids
+    assert {r["Type"] for r in endpoint.to_json()["Resources"].values()} == {
+        "AWS::IAM::Role",
+        "AWS::IAM::Policy",
+        "AWS::Logs::LogGroup",
+        "AWS::SNS::Topic",
+        "AWS::SNS::TopicPolicy",
+        "AWS::CloudWatch::Alarm",
+        "AWS::CloudWatch::Dashboard",
+        "AWS::SageMaker::Model",
+        "AWS::SageMaker::EndpointConfig",
+        "AWS::SageMaker::Endpoint",
+    }

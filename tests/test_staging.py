@@ -93,6 +93,66 @@ def test_fresh_then_idempotent_then_repairs_corruption_and_loss(s3: Any, model_d
     assert manifest(s3)["files"] == listed["files"]
 
 
+class _SseKmsEtags:
+    """The client as S3 behaves under SSE-KMS: ETags are not MD5s of the bytes (moto keeps the MD5)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def head_object(self, **kwargs: Any) -> dict[str, Any]:
+        head: dict[str, Any] = self._client.head_object(**kwargs)
+        if str(head.get("ServerSideEncryption", "")).startswith("aws:kms"):
+            head["ETag"] = '"0123456789abcdef0123456789abcdef"'
+        return head
+
+
+def test_sse_kms_bucket_is_verified_by_sha256_checksums(s3: Any, model_dir: Path) -> None:
+    key = boto3.client("kms", region_name="us-east-1").create_key()["KeyMetadata"]["Arn"]
+    s3.create_bucket(Bucket="kms-bucket")
+    s3.put_bucket_encryption(
+        Bucket="kms-bucket",
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key}}]
+        },
+    )
+    client = _SseKmsEtags(s3)
+    assert staging.bucket_uses_kms(client, "kms-bucket") is True and staging.bucket_uses_kms(s3, BUCKET) is False
+    first = staging.stage(client, model_dir, "kms-bucket", PREFIX, part_size=PART, show_progress=False)
+    assert len(first.uploaded) == 6 and first.repaired == []  # verified although no ETag is an MD5
+    big = "model-00001-of-00002.safetensors"
+    local = staging.hash_file(model_dir / big, big, part_size=PART)
+    head = s3.head_object(Bucket="kms-bucket", Key=PREFIX + big, ChecksumMode="ENABLED")
+    assert head["ServerSideEncryption"] == "aws:kms"
+    assert local.checksum_sha256.endswith("-2") and head["ChecksumSHA256"] == local.checksum_sha256.split("-")[0]
+
+    again = staging.stage(client, model_dir, "kms-bucket", PREFIX, part_size=PART, show_progress=False)
+    assert again.uploaded == [] and again.repaired == [] and len(again.skipped) == 6
+
+    # same size and the same sha256 metadata, other bytes: the checksum tells
+    original = (model_dir / "tokenizer.json").read_bytes()
+    s3.put_object(
+        Bucket="kms-bucket",
+        Key=PREFIX + "tokenizer.json",
+        Body=b"[]",
+        Metadata={"sha256": staging.hash_file(model_dir / "tokenizer.json", "t").sha256},
+        ChecksumAlgorithm="SHA256",
+    )
+    # an SSE-KMS object without any checksum has nothing to verify its bytes by: sent again
+    s3.put_object(
+        Bucket="kms-bucket",
+        Key=PREFIX + "config.json",
+        Body=(model_dir / "config.json").read_bytes(),
+        Metadata={"sha256": staging.hash_file(model_dir / "config.json", "c").sha256},
+        ChecksumAlgorithm="CRC32",
+    )
+    fixed = staging.stage(client, model_dir, "kms-bucket", PREFIX, part_size=PART, show_progress=False)
+    assert fixed.repaired == ["config.json", "tokenizer.json"] and fixed.uploaded == []
+    assert s3.get_object(Bucket="kms-bucket", Key=PREFIX + "tokenizer.json")["Body"].read() == original
+
+
 def test_interrupted_run_leaves_no_manifest_and_resumes(s3: Any, model_dir: Path) -> None:
     class Killed(Exception):
         pass
@@ -220,6 +280,16 @@ def test_stage_script_reads_the_artifacts_stack_and_the_token_secret(
         assert f"at s3://{BUCKET}/{PREFIX}" in out and "uploaded 6, already intact 0, repaired 0" in out
         assert stage_model.main(args, s3=s3, cloudformation=cloudformation) == 0
         assert "uploaded 0, already intact 6, repaired 0" in capsys.readouterr().out
+
+        # a Hub model: the deployment's hf_token_secret is the default --token-secret
+        tokens: list[str | None] = []
+        monkeypatch.setattr(
+            staging, "download_from_hub", lambda model, revision, token: tokens.append(token) or model_dir
+        )
+        from_hub = ["-c", "deployment=tiny", "-c", "engine=vllm", "-c", "model_id=acme/tiny", "--no-progress"]
+        hub_args = [*from_hub, "-c", "hf_token_secret=hf-token"]
+        assert stage_model.main(hub_args, s3=s3, cloudformation=cloudformation, secrets=secrets) == 0
+        assert tokens == ["hf_SECRET_VALUE"] and "hf_SECRET_VALUE" not in capsys.readouterr().out
 
         missing = ["--model", str(model_dir), "-c", "deployment=other", "-c", "engine=vllm", "-c", "model_id=acme/tiny"]
         assert stage_model.main(missing, s3=s3, cloudformation=cloudformation) == 2

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -12,10 +14,16 @@ from stacks.components.nag import acknowledge
 
 
 class ArtifactStore(Construct):
-    """Hardened S3 bucket (retained on destroy) plus a scan-on-push, immutable-tag ECR repository."""
+    """Hardened S3 bucket (retained on destroy) plus a scan-on-push, immutable-tag ECR repository, and the
+    customer-managed KMS key when the deployment uses one (``key``: created with rotation, or the given one)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig) -> None:
         super().__init__(scope, construct_id)
+        self.key: kms.IKey | None = None
+        if config.kms_key_created:
+            self.key = _create_key(self, config)
+        elif config.kms_key_arn:
+            self.key = kms.Key.from_key_arn(self, "Key", config.kms_key_arn)
         self.access_logs = s3.Bucket(
             self,
             "AccessLogs",
@@ -37,7 +45,11 @@ class ArtifactStore(Construct):
             self,
             "Bucket",
             bucket_name=config.bucket_name,
-            encryption=s3.BucketEncryption.S3_MANAGED,
+            # SSE-KMS with the deployment's key when it has one (a bucket key keeps the KMS requests few);
+            # the access-log bucket above stays SSE-S3, the only encryption S3 server access logging writes to.
+            encryption=s3.BucketEncryption.KMS if self.key else s3.BucketEncryption.S3_MANAGED,
+            encryption_key=self.key,
+            bucket_key_enabled=True if self.key else None,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
             versioned=True,
@@ -67,3 +79,42 @@ class ArtifactStore(Construct):
             ],
             removal_policy=RemovalPolicy.RETAIN,
         )
+
+
+def _create_key(scope: Construct, config: DeploymentConfig) -> kms.Key:
+    """A key with yearly rotation that also lets CloudWatch Logs (this endpoint's log group only) and CloudWatch
+    alarms (publishing to the encrypted alarm topic) use it; everything else goes through IAM policies."""
+    stack = Stack.of(scope)
+    key = kms.Key(
+        scope,
+        "Key",
+        description=f"lmi-deploy {config.deployment}: weights bucket, endpoint volume, logs, topics, outputs",
+        alias=f"alias/lmi-deploy/{config.deployment}",
+        enable_key_rotation=True,
+        removal_policy=RemovalPolicy.RETAIN,  # what it encrypted outlives the stack (the retained bucket)
+    )
+    log_group_arn = stack.format_arn(
+        service="logs",
+        resource="log-group",
+        resource_name=config.log_group_name,
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="EndpointLogGroup",
+            principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+            actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+            resources=["*"],
+            conditions={"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": log_group_arn}},
+        )
+    )
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="AlarmsPublishToEncryptedTopic",
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+            resources=["*"],
+            conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+        )
+    )
+    return key

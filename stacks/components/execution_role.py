@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -12,7 +13,9 @@ from stacks.components.nag import acknowledge
 
 
 class ExecutionRole(Construct):
-    """Role SageMaker assumes to pull the LMI image, read the code tarball and weights, and write logs/metrics.
+    """Role SageMaker assumes to pull the image, read the code tarball and weights, and write logs/metrics; and, only
+    where the deployment enables them, use its KMS key, read its Hub token secret, attach to its subnets, read async
+    requests, write async responses and captured data to their prefixes, and notify its async topics.
 
     Never AmazonSageMakerFullAccess: every statement names the one resource it needs.
     """
@@ -26,6 +29,12 @@ class ExecutionRole(Construct):
         code_bucket: s3.IBucket | None,
         code_object_key: str | None,
         log_group_name: str,
+        image_repository_arn: str,
+        subnet_ids: list[str] | None = None,
+        security_group_ids: list[str] | None = None,
+        key: kms.IKey | None = None,
+        hub_token_secret: str | None = None,
+        notification_topic_arns: list[str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -61,14 +70,7 @@ class ExecutionRole(Construct):
             iam.PolicyStatement(
                 sid="PullImage",
                 actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-                resources=[
-                    stack.format_arn(
-                        service="ecr",
-                        account=config.image_account,
-                        resource="repository",
-                        resource_name=config.image_repository,
-                    )
-                ],
+                resources=[image_repository_arn],
             ),
             iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
             iam.PolicyStatement(
@@ -83,13 +85,125 @@ class ExecutionRole(Construct):
                 conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/Endpoints*"}},
             ),
         )
-        acknowledge(
-            self.policy,
-            "AwsSolutions-IAM5[Resource::*]",
+        if key is not None:
+            # SSE-KMS weights and code, encrypted outputs and data capture, publishing to encrypted topics.
+            self.policy.add_statements(
+                iam.PolicyStatement(
+                    sid="UseDeploymentKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn]
+                )
+            )
+        if hub_token_secret:
+            # A name stands for its ARN plus the six characters Secrets Manager appends (IAM's documented pattern).
+            secret_arn = (
+                hub_token_secret
+                if hub_token_secret.startswith("arn:")
+                else stack.format_arn(
+                    service="secretsmanager",
+                    resource="secret",
+                    resource_name=f"{hub_token_secret}-??????",
+                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                )
+            )
+            self.policy.add_statements(
+                iam.PolicyStatement(
+                    sid="ReadHubTokenSecret", actions=["secretsmanager:GetSecretValue"], resources=[secret_arn]
+                )
+            )
+        # Where SageMaker reads or writes for the endpoint as this role: (sid, action, (bucket, prefix), why).
+        prefixes: list[tuple[str, str, tuple[str, str], str]] = []
+        if config.asynchronous:
+            prefixes += [
+                (
+                    "ReadAsyncRequests",
+                    "s3:GetObject",
+                    config.async_locations["input"],
+                    "SageMaker reads each async request from this prefix as the execution role; request names vary.",
+                ),
+                (
+                    "WriteAsyncResponses",
+                    "s3:PutObject",
+                    config.async_locations["output"],
+                    "SageMaker writes each async response (and, under failures/, each error) to this prefix; the "
+                    "object names are generated per request.",
+                ),
+            ]
+        if config.data_capture:
+            prefixes.append(
+                (
+                    "WriteDataCapture",
+                    "s3:PutObject",
+                    config.data_capture_location,
+                    "SageMaker writes captured requests and responses to this prefix, in files named by endpoint, "
+                    "variant and time.",
+                )
+            )
+        for sid, action, (bucket, prefix), why in prefixes:
+            self.policy.add_statements(
+                iam.PolicyStatement(
+                    sid=sid, actions=[action], resources=[f"arn:{stack.partition}:s3:::{bucket}/{prefix}*"]
+                )
+            )
+            acknowledge(self.policy, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{bucket}/{prefix}*]", why)
+        if notification_topic_arns:
+            self.policy.add_statements(
+                iam.PolicyStatement(
+                    sid="NotifyAsyncResults", actions=["sns:Publish"], resources=list(notification_topic_arns)
+                )
+            )
+        unscoped = [
             "ecr:GetAuthorizationToken has no resource-level permissions, and cloudwatch:PutMetricData is limited by "
-            "a namespace condition instead; both require Resource '*'.",
-        )
+            "a namespace condition instead; both require Resource '*'."
+        ]
         partition = "<AWS::Partition>"  # how cdk-nag prints the partition pseudo-parameter in finding ids
+        if subnet_ids:
+            # What SageMaker needs to attach the instances to the subnets (its VPC documentation's list), each as
+            # narrow as EC2 allows: interfaces only in these subnets, with these groups.
+            subnets = [stack.format_arn(service="ec2", resource="subnet", resource_name=i) for i in subnet_ids]
+            groups = [
+                stack.format_arn(service="ec2", resource="security-group", resource_name=i)
+                for i in security_group_ids or []
+            ]
+            interfaces = stack.format_arn(service="ec2", resource="network-interface", resource_name="*")
+            self.policy.add_statements(
+                iam.PolicyStatement(
+                    sid="DescribeNetwork",
+                    actions=[
+                        "ec2:DescribeVpcs",
+                        "ec2:DescribeDhcpOptions",
+                        "ec2:DescribeSubnets",
+                        "ec2:DescribeSecurityGroups",
+                        "ec2:DescribeNetworkInterfaces",
+                        "ec2:DeleteNetworkInterfacePermission",
+                    ],
+                    resources=["*"],
+                ),
+                iam.PolicyStatement(
+                    sid="UseSubnetsAndGroups",
+                    actions=["ec2:CreateNetworkInterface"],
+                    resources=[*subnets, *groups],
+                ),
+                iam.PolicyStatement(
+                    sid="ManageInterfacesInSubnets",
+                    actions=[
+                        "ec2:CreateNetworkInterface",
+                        "ec2:CreateNetworkInterfacePermission",
+                        "ec2:DeleteNetworkInterface",
+                    ],
+                    resources=[interfaces],
+                    conditions={"ArnEquals": {"ec2:Subnet": subnets}},
+                ),
+            )
+            unscoped.append(
+                "The ec2:Describe* calls SageMaker makes to place the instances in the VPC and "
+                "ec2:DeleteNetworkInterfacePermission have no resource-level permissions."
+            )
+            acknowledge(
+                self.policy,
+                f"AwsSolutions-IAM5[Resource::arn:{partition}:ec2:{stack.region}:{stack.account}:network-interface/*]",
+                "SageMaker creates and deletes the instances' network interfaces, whose ids are not known before; "
+                "the statement is limited to interfaces in this deployment's subnets (ec2:Subnet condition).",
+            )
+        acknowledge(self.policy, "AwsSolutions-IAM5[Resource::*]", " ".join(unscoped))
         acknowledge(
             self.policy,
             f"AwsSolutions-IAM5[Resource::arn:{partition}:s3:::{weights_bucket_name}/{weights_prefix}*]",

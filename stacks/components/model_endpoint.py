@@ -6,7 +6,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from lmi_deploy.config import DeploymentConfig
-from stacks.components.nag import acknowledge
+from stacks.components.async_inference import AsyncNotifications, async_inference_config, data_capture_config
 
 
 class ModelEndpoint(Construct):
@@ -23,21 +23,27 @@ class ModelEndpoint(Construct):
         *,
         config: DeploymentConfig,
         role_arn: str,
+        image_uri: str,
         model_data_url: str | None,
         environment: dict[str, str],
         rollback_alarm_names: list[str] | None = None,
+        subnet_ids: list[str] | None = None,
+        security_group_ids: list[str] | None = None,
+        volume_kms_key_id: str | None = None,
+        output_kms_key_id: str | None = None,
+        notifications: AsyncNotifications | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         if model_data_url is not None:  # the code tarball; the container downloads the weights itself
             container = sagemaker.CfnModel.ContainerDefinitionProperty(
-                image=config.image_uri,
+                image=image_uri,
                 model_data_url=model_data_url,
                 mode="SingleModel",
                 environment=environment or None,
             )
         else:  # SageMaker copies the staged prefix, uncompressed, to /opt/ml/model before the container starts
             container = sagemaker.CfnModel.ContainerDefinitionProperty(
-                image=config.image_uri,
+                image=image_uri,
                 mode="SingleModel",
                 environment=environment,
                 model_data_source=sagemaker.CfnModel.ModelDataSourceProperty(
@@ -46,7 +52,16 @@ class ModelEndpoint(Construct):
                     )
                 ),
             )
-        self.model = sagemaker.CfnModel(self, "Model", execution_role_arn=role_arn, primary_container=container)
+        self.model = sagemaker.CfnModel(
+            self,
+            "Model",
+            execution_role_arn=role_arn,
+            primary_container=container,
+            vpc_config=sagemaker.CfnModel.VpcConfigProperty(subnets=subnet_ids, security_group_ids=security_group_ids)
+            if subnet_ids and security_group_ids
+            else None,
+            enable_network_isolation=True if config.network_isolation else None,
+        )
         variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
             variant_name="AllTraffic",
             model_name=self.model.attr_model_name,
@@ -57,25 +72,22 @@ class ModelEndpoint(Construct):
             container_startup_health_check_timeout_in_seconds=config.resolved.container_startup_health_check_timeout,
             volume_size_in_gb=config.volume_size_gb,
         )
-        self.endpoint_config = sagemaker.CfnEndpointConfig(self, "EndpointConfig", production_variants=[variant])
+        self.endpoint_config = sagemaker.CfnEndpointConfig(
+            self,
+            "EndpointConfig",
+            production_variants=[variant],
+            kms_key_id=volume_kms_key_id,  # storage volume; never on NVMe-only types (config.volume_kms_key)
+            async_inference_config=async_inference_config(config, notifications, output_kms_key_id)
+            if config.asynchronous
+            else None,
+            data_capture_config=data_capture_config(config, output_kms_key_id) if config.data_capture else None,
+        )
         self.endpoint = sagemaker.CfnEndpoint(
             self,
             "Endpoint",
             endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
             endpoint_name=config.deployment,
             deployment_config=_deployment_config(config, rollback_alarm_names or []),
-        )
-        acknowledge(
-            self.model,
-            "AwsSolutions-SM1",
-            "The LMI container must reach S3 and ECR; VPC placement with endpoints is the isolation option of the "
-            "production-operations work, off by default.",
-        )
-        acknowledge(
-            self.endpoint_config,
-            "AwsSolutions-SM2",
-            "Volumes use SageMaker's AWS-managed encryption; a customer-managed KMS key is the isolation option of "
-            "the production-operations work, and g5/p4d/p5 instance storage does not take one.",
         )
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from lmi_deploy.config import DeploymentConfig
-from stacks.components.nag import acknowledge
 
 VARIANT = "AllTraffic"
 
@@ -22,16 +22,22 @@ class EndpointMonitoring(Construct):
     back when any of them fires during an update.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig, log_group_name: str) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DeploymentConfig,
+        log_group_name: str,
+        key: kms.IKey | None = None,
+    ) -> None:
         super().__init__(scope, construct_id)
         endpoint = config.deployment
         gpus = config.instance.accelerator_count
-        self.topic = sns.Topic(self, "Alarms", display_name=f"lmi-deploy {endpoint} alarms", enforce_ssl=True)
-        acknowledge(
-            self.topic,
-            "AwsSolutions-SNS2",
-            "CloudWatch alarms cannot publish to a topic encrypted with the AWS-managed SNS key; a customer-managed "
-            "key is the isolation option of the production-operations work.",
+        # Encrypted only with a customer-managed key: CloudWatch alarms cannot publish to a topic under the
+        # AWS-managed SNS key, whose policy cannot grant them.
+        self.topic = sns.Topic(
+            self, "Alarms", display_name=f"lmi-deploy {endpoint} alarms", enforce_ssl=True, master_key=key
         )
         if config.alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
@@ -55,6 +61,14 @@ class EndpointMonitoring(Construct):
             )
 
         self.metrics = {
+            # One CPUUtilization datapoint per instance and minute: the count says how many instances report.
+            "instances_reporting": cloudwatch.Metric(
+                namespace="/aws/sagemaker/Endpoints",
+                metric_name="CPUUtilization",
+                statistic="SampleCount",
+                period=Duration.minutes(1),
+                dimensions_map={"EndpointName": endpoint, "VariantName": VARIANT},
+            ),
             "invocations": invocation_metric("Invocations", "Sum"),
             "5xx": invocation_metric("Invocation5XXErrors", "Sum"),
             "4xx": invocation_metric("Invocation4XXErrors", "Sum"),
@@ -93,6 +107,28 @@ class EndpointMonitoring(Construct):
             "gpu_utilization": alarm("gpu_utilization", 98 * gpus, 15, "GPUs saturated for 15 minutes: scale out"),
             "disk": alarm("disk", 90, 5, "Instance storage above 90%"),
         }
+        if config.minimum_instances > 0:
+            # SageMaker publishes no healthy-host count. Every running instance reports its CPUUtilization to
+            # /aws/sagemaker/Endpoints once a minute, so the per-variant SampleCount is the number of instances
+            # alive, and no datapoint at all means none is: missing data is breaching. (Invocations with missing
+            # data as breaching would also fire on an idle but healthy endpoint.) An instance whose container fails
+            # its /ping checks is replaced by SageMaker and stops reporting, so a replaced fleet shows as a gap.
+            # Not a rollback alarm: a failing new fleet already fails the update, and an endpoint that is down
+            # must still accept the update that fixes it.
+            self.alarms["no_healthy_instances"] = created = cloudwatch.Alarm(
+                self,
+                "no-healthy-instances",
+                alarm_name=f"{endpoint}-no-healthy-instances",
+                metric=self.metrics["instances_reporting"],
+                threshold=1,
+                evaluation_periods=config.alarm_no_healthy_instances_minutes,
+                datapoints_to_alarm=config.alarm_no_healthy_instances_minutes,
+                comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+                alarm_description=f"No instance of the endpoint has reported for "
+                f"{config.alarm_no_healthy_instances_minutes} minute(s): it serves nothing",
+            )
+            created.add_alarm_action(actions.SnsAction(self.topic))
         self.rollback_alarms = [self.alarms[k] for k in ("5xx", "model_latency_p99")]
 
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"lmi-deploy-{endpoint}")
@@ -114,7 +150,8 @@ class EndpointMonitoring(Construct):
                 width=12,
                 left=[self.metrics["gpu_memory"], self.metrics["gpu_utilization"]],
             ),
-            cloudwatch.GraphWidget(title="Disk (%)", width=12, left=[self.metrics["disk"]]),
+            cloudwatch.GraphWidget(title="Disk (%)", width=6, left=[self.metrics["disk"]]),
+            cloudwatch.GraphWidget(title="Instances reporting", width=6, left=[self.metrics["instances_reporting"]]),
         )
         self.dashboard.add_widgets(
             # ARNs from the alarms' fixed names (no Fn::GetAtt: simpler template, and the local emulator lacks it)
