@@ -59,6 +59,20 @@ PER_MODEL_KEYS = (
     "compile",
     "fast_load",
 )
+# Endpoint settings the multi-model stacks do not build (yet): refused rather than silently ignored. key -> the
+# values that mean "off".
+SINGLE_ENDPOINT_ONLY: dict[str, tuple[str, ...]] = {
+    "vpc_subnet_ids": ("none", "", "[]"),
+    "vpc_security_group_ids": ("none", "", "[]"),
+    "vpc_id": ("none", ""),
+    "network_isolation": ("false",),
+    "kms_key": ("none", ""),
+    "hf_token_secret": ("none", ""),
+    "image": ("lmi",),
+    "dockerfile_dir": ("none", ""),
+    "inference_mode": ("realtime",),
+    "data_capture": ("false",),
+}
 COMPONENT_KEYS = ("accelerators", "memory_mib", "copies", "min_copies", "max_copies")
 HOST_MEMORY_USABLE = 0.9  # of the instance's memory; the rest for the OS and SageMaker's agents (an assumption)
 MME_FIRST_VERSION = "0.21.0"  # DJL Serving answers SageMaker's MME load/invoke calls from 0.21.0
@@ -233,6 +247,12 @@ def load_multi_model(
             close = difflib.get_close_matches(key, [*known, "models", "multi_model"], n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             problems.append(f"unknown setting {key!r}{where}{hint}")
+    for key, neutral in SINGLE_ENDPOINT_ONLY.items():
+        if key in top and str(top[key]).strip().lower() not in neutral:
+            problems.append(
+                f"{key}={top[key]!r}{where}: lmi-deploy builds this for single-model endpoints only, not yet for "
+                "multi-model ones: remove it, or deploy the models as separate deployments"
+            )
     if not top.get("deployment"):
         problems.append(
             f"a multi-model deployment{where} needs deployment: NAME (it names the endpoint, the stacks and the bucket)"

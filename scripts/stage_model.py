@@ -85,7 +85,8 @@ def _stage(args: argparse.Namespace, s3: Any, cloudformation: Any, secrets: Any)
     if prefix is None:
         name = model if not Path(model).is_dir() else Path(model).resolve().name
         prefix = f"models/{name}/{revision}/"
-    _stage_weights(args, session, s3, secrets, model, revision, bucket, prefix)
+    secret = args.token_secret or (config.hf_token_secret if config else None)
+    _stage_weights(args, session, s3, secrets, secret, model, revision, bucket, prefix)
     return 0
 
 
@@ -94,6 +95,7 @@ def _stage_weights(
     session: Any,
     s3: Any,
     secrets: Any,
+    secret: str | None,
     model: str,
     revision: str,
     bucket: str,
@@ -105,7 +107,6 @@ def _stage_weights(
     else:
         if model.startswith("s3://"):
             raise staging.StagingError(f"{model} is already in S3: nothing to stage")
-        secret = args.token_secret or (config.hf_token_secret if config else None)
         token = staging.token_from(
             dict(os.environ),
             secrets or (session.client("secretsmanager") if secret else None),
@@ -158,8 +159,9 @@ def _stage_several(
             print(f"{model.name}: weights already in S3 at {config.model_id}: nothing to stage")
             continue
         print(f"{model.name}: {config.model_id}", file=sys.stderr)
+        secret = args.token_secret or config.hf_token_secret
         _stage_weights(
-            args, session, s3, secrets, config.model_id, config.model_revision, bucket, config.staged_weights[1]
+            args, session, s3, secrets, secret, config.model_id, config.model_revision, bucket, config.staged_weights[1]
         )
     if multi.mode == "mme":
         with tempfile.TemporaryDirectory(prefix="lmi-mme-") as scratch:

@@ -91,6 +91,12 @@ class MultiModelEndpointStack(Stack):
             code_bucket=first_code.bucket if first_code else None,
             code_object_key=first_code.s3_object_key if first_code else None,
             log_group_name=self.log_group_name,
+            image_repository_arn=self.format_arn(
+                service="ecr",
+                account=first.config.image_account,
+                resource="repository",
+                resource_name=first.config.image_repository,
+            ),
         )
         self._grant_other_models(multi)
         self.monitoring = EndpointMonitoring(self, "Monitoring", config=endpoint, log_group_name=self.log_group_name)

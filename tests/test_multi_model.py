@@ -130,6 +130,18 @@ def test_every_model_is_validated_as_a_single_deployment() -> None:
             "weights_delivery=sagemaker (ModelDataSource) is not supported by SageMaker multi-model endpoints",
         ),
         (None, SEVEN_B, {}, "needs multi_model: inference_components or mme"),
+        (
+            "inference_components",
+            SEVEN_B,
+            {"kms_key": "create"},
+            "kms_key='create': lmi-deploy builds this for single-model endpoints only",
+        ),
+        (
+            "mme",
+            SEVEN_B,
+            {"inference_mode": "async"},
+            "inference_mode='async': lmi-deploy builds this for single-model",
+        ),
         ("inference_components", [{**SEVEN_B[0], "copeis": 2}], {}, "unknown setting 'copeis' in models[0] (llama-2)"),
         ("inference_components", [{**SEVEN_B[0], "instance_count": 2}], {}, "instance_count is an endpoint setting"),
         ("inference_components", [SEVEN_B[0], SEVEN_B[0]], {}, "name='llama-2' is used twice"),

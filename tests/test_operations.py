@@ -827,12 +827,15 @@ def test_async_scale_to_zero_is_accepted_and_defaults_are_derived() -> None:
 
 
 def test_readme_cost_table_matches_the_pricing_of_every_example_deployment() -> None:
+    from lmi_deploy.multi_model import MultiModelDeployment, load_deployment
     from lmi_deploy.pricing import cost_range
 
     readme = (ROOT / "README.md").read_text()
     files = sorted((ROOT / "deployments").glob("*.yaml"))
     for path in files:
-        cost = cost_range(load_config({"config": str(path)}))
+        deployment = load_deployment({"config": str(path)}, environment_defaults={"account": "123456789012"})
+        endpoint = deployment.endpoint if isinstance(deployment, MultiModelDeployment) else deployment
+        cost = cost_range(endpoint)
         assert cost is not None, f"no price for {path.name}'s instance type"
         row = (
             f"| `{path.name}` | `{cost.instance_type}` | ${cost.hourly_usd:g} | {cost.min_instances}\N{EN DASH}{cost.max_instances} "
