@@ -276,7 +276,7 @@ def multi_model_demo(workdir: Path, folders: Mapping[str, Path] | None = None) -
         for model in rendered.models:
             client = UrlClient(f"http://127.0.0.1:{port}", headers={TARGET_MODEL_HEADER: model.target_model})
             answer = client.invoke(
-                payload(["summarize: the quick brown fox"], {"max_new_tokens": 12, "min_new_tokens": 6})
+                payload(["summarize: the quick brown fox"], {"max_new_tokens": 12, "do_sample": True, "seed": 0})
             )
             print(f"  {TARGET_MODEL_HEADER}: {model.target_model} -> {answer['outputs'][0]!r}  (random weights)")
     finally:
@@ -324,7 +324,8 @@ def local_endpoint_demo(workdir: Path) -> int:
         if not server.wait_ready(timeout=300):
             print(f"lmi-deploy: the demo model failed to load: {server.failure}", file=sys.stderr)
             return 1
-        request = payload(PRESETS["seed"], {"max_new_tokens": 12, "min_new_tokens": 6})
+        # sampled (seeded): the tiny model's greedy choice is its padding token, which decodes to nothing
+        request = payload(PRESETS["seed"], {"max_new_tokens": 12, "do_sample": True, "seed": 0})
         print(f"  POST http://127.0.0.1:{port}/invocations {json.dumps(request)[:100]}...")
         answer = UrlClient(f"http://127.0.0.1:{port}").invoke(request)
         for prompt, output in zip(request["inputs"], answer["outputs"], strict=True):

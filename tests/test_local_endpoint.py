@@ -421,4 +421,5 @@ def test_make_local_demo_serves_a_tiny_model(tmp_path: Path, capsys: pytest.Capt
     assert local_endpoint_demo(tmp_path) == 0
     out = capsys.readouterr().out
     assert out.count("(random weights: random text)") == 4  # the seed's four tasks, each answered
+    assert "-> ''" not in out  # sampled: every answer shows some (random) text
     assert (tmp_path / "model_code" / "demo-tiny-t5" / "model.py").exists()
