@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lmi_deploy.multi_model import ModelSpec, MultiModelDeployment
-from lmi_deploy.render import pack, render_files
+from lmi_deploy.render import pack, render_files, replace_folder
 from lmi_deploy.staging import explain
 
 MME_ROOT = "."  # archive members "./serving.properties": extracted straight into the model directory
@@ -98,12 +98,7 @@ def render_multi(multi: MultiModelDeployment, out_root: Path | str = "model_code
         for path in staging.rglob("*"):
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
         staging.chmod(0o755)
-        old = root / f".{multi.deployment}.old"
-        if target.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
-        staging.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_folder(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return RenderedMultiModel(target, tuple(rendered))

@@ -197,6 +197,16 @@ def pack(files: dict[str, str], top: str) -> bytes:
     return packed.getvalue()
 
 
+def replace_folder(staging: Path, target: Path) -> None:
+    """Put a fully written ``staging`` folder in ``target``'s place (the old one is set aside until the rename)."""
+    old = target.parent / f".{target.name}.old"
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -226,12 +236,7 @@ def render(config: DeploymentConfig, out_root: Path | str = "model_code") -> Ren
         staging.chmod(0o755)
         tarball = root / f"{config.deployment}.tar.gz"
         _atomic_write(tarball, pack(files, config.deployment))
-        old = root / f".{config.deployment}.old"
-        if target.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
-        staging.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_folder(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return RenderedCode(directory=target, files=tuple(sorted(files)), tarball=tarball)
