@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from lmi_deploy.cli import add_config_arguments, context_from_args, environment_defaults
 from lmi_deploy.errors import ConfigError
@@ -70,11 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 http.shutdown()
                 raise ConfigError(f"the model failed to load: {server.failure}")
             print(f"serving on http://{args.host}:{args.port} (POST /invocations, GET /ping); Ctrl-C stops", flush=True)
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                http.shutdown()
+            serve_until_interrupted(http)
     except ConfigError as error:
         print(f"lmi-deploy: {error}", file=sys.stderr)
         return 2
@@ -105,12 +102,17 @@ def serve_several(multi: MultiModelDeployment, args: argparse.Namespace, scratch
         f"{' | '.join(m.name for m in multi.models)}; GET /ping); Ctrl-C stops",
         flush=True,
     )
+    serve_until_interrupted(http)
+    return 0
+
+
+def serve_until_interrupted(http: Any) -> None:
+    """Keep the server (serving on its own threads) up until Ctrl-C, then shut it down."""
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         http.shutdown()
-    return 0
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
@@ -26,17 +27,11 @@ def add_checks(app: cdk.App) -> None:
 
 def add_deployment(app: cdk.App, config: DeploymentConfig, code: RenderedCode) -> DeploymentStacks:
     """Add ``<deployment>-artifacts`` and ``<deployment>-endpoint`` to ``app``."""
-    env = cdk.Environment(account=config.account, region=config.region)
-
-    def synthesizer() -> cdk.DefaultStackSynthesizer:
-        return cdk.DefaultStackSynthesizer(generate_bootstrap_version_rule=config.bootstrap_version_rule)
-
     artifacts = ArtifactsStack(
         app,
         config.artifacts_stack_name,
         config=config,
-        env=env,
-        synthesizer=synthesizer(),
+        **stack_settings(config),
         description=f"lmi-deploy {config.deployment}: weights/code bucket and image repository (retained)",
     )
     endpoint = EndpointStack(
@@ -46,11 +41,22 @@ def add_deployment(app: cdk.App, config: DeploymentConfig, code: RenderedCode) -
         bucket=artifacts.bucket,
         key=artifacts.key,
         code=code,
-        env=env,
-        synthesizer=synthesizer(),
+        **stack_settings(config),
         description=f"lmi-deploy {config.deployment}: {config.model_id} on {config.engine.value} "
         f"{config.lmi_version}, {config.instance_type} x{config.instance_count}",
     )
-    for stack in (artifacts, endpoint):
-        cdk.Tags.of(stack).add("lmi-deploy:deployment", config.deployment)
+    tag_deployment(config.deployment, artifacts, endpoint)
     return DeploymentStacks(artifacts, endpoint)
+
+
+def stack_settings(config: DeploymentConfig) -> dict[str, Any]:
+    """A deployment stack's account/region and its own synthesizer (one per stack, as CDK requires)."""
+    return {
+        "env": cdk.Environment(account=config.account, region=config.region),
+        "synthesizer": cdk.DefaultStackSynthesizer(generate_bootstrap_version_rule=config.bootstrap_version_rule),
+    }
+
+
+def tag_deployment(deployment: str, *stacks: cdk.Stack) -> None:
+    for stack in stacks:
+        cdk.Tags.of(stack).add("lmi-deploy:deployment", deployment)
