@@ -14,6 +14,8 @@ from functools import cache
 from importlib import metadata
 from typing import Any
 
+from lmi_deploy import key_catalog
+
 
 class Engine(StrEnum):
     """LMI engines lmi-deploy renders for (the names users type, compared case-insensitively)."""
@@ -308,28 +310,24 @@ def entry_point(engine: Engine, version: str) -> str | None:
 def server_engine(engine: Engine, version: str) -> str:
     """serving.properties ``engine=``: the engine's DJL name, where this version's server knows it."""
     name = ENGINES[engine].server_engine
-    return name if name in server_engines(version) else "Python"  # DeepSpeed 0.19.0: the alias arrives in 0.20.0
+    return name if name in server_engines(version) else "Python"
 
 
 def weights_key(version: str) -> str:
-    """Before 0.23 DJL downloads S3 weights named by ``option.s3url`` (as the seed does); later ``option.model_id``."""
-    return "option.s3url" if version_key(version) < (0, 23, 0) else "option.model_id"
+    """``option.s3url`` where the server downloads S3 weights named by it (0.20-0.26, as the seed writes before
+    0.23); ``option.model_id`` otherwise (0.19.0 reads no s3url at all)."""
+    old_key = version_key(version) < (0, 23, 0) and key_catalog.upstream_reads("option.s3url", version)
+    return "option.s3url" if old_key else "option.model_id"
+
+
+def dtype_key(version: str) -> str | None:
+    """The key a built-in handler of this version reads the dtype from (``data_type`` on 0.19.0), if any."""
+    return next((key for key in ("option.dtype", "option.data_type") if key_catalog.upstream_reads(key, version)), None)
 
 
 def rolling_batch_values(version: str) -> tuple[str, ...]:
-    """``option.rolling_batch`` values this version's RollingBatchEnum accepts (empty before 0.23)."""
-    key = version_key(version)
-    if key < (0, 23, 0):
-        return ()
-    if key < (0, 25, 0):
-        return ("auto", "scheduler", "lmi-dist", "vllm")
-    if key < (0, 26, 0):
-        return ("auto", "scheduler", "lmi-dist", "vllm", "trtllm")
-    if key < (0, 28, 0):
-        return ("auto", "scheduler", "lmi-dist", "vllm", "disable", "trtllm", "deepspeed")
-    if key < (0, 33, 0):
-        return ("auto", "scheduler", "lmi-dist", "vllm", "disable", "trtllm", "tnx")
-    return ("auto", "vllm", "disable", "trtllm")
+    """``option.rolling_batch`` values this version accepts (its RollingBatchEnum; empty before 0.23)."""
+    return key_catalog.allowed_values("option.rolling_batch", version) or ()
 
 
 def rolling_batch_present_means_on(version: str) -> bool:
@@ -343,105 +341,8 @@ def accepts_tp_max(version: str) -> bool:
 
 
 def server_engines(version: str) -> tuple[str, ...]:
-    """Values of ``engine=`` this version's server knows."""
-    key = version_key(version)
-    names = ["Python"]
-    if key >= (0, 23, 0):
-        names.append("MPI")
-    if (0, 20, 0) <= key < (0, 28, 0):
-        names.append("DeepSpeed")
-    if (0, 21, 0) <= key < (0, 25, 0):
-        names.append("FasterTransformer")
-    return tuple(names)
-
-
-# serving.properties keys and the versions that read them: key -> (first, last or None). From the fact sheet §1.
-_ALL = ("0.19.0", None)
-KNOWN_KEYS: dict[str, tuple[str, str | None]] = {
-    # model-server keys
-    "engine": _ALL,
-    "job_queue_size": _ALL,
-    "batch_size": _ALL,
-    "max_batch_delay": _ALL,
-    "max_idle_time": _ALL,
-    "minWorkers": _ALL,
-    "maxWorkers": _ALL,
-    "gpu.minWorkers": _ALL,
-    "gpu.maxWorkers": _ALL,
-    "cpu.minWorkers": _ALL,
-    "cpu.maxWorkers": _ALL,
-    "load_on_devices": _ALL,
-    "retry_threshold": _ALL,
-    "max_dynamic_batch_size": ("0.28.0", None),
-    # common options
-    "option.entryPoint": _ALL,
-    "option.handler": _ALL,
-    "option.model_id": _ALL,
-    "option.s3url": _ALL,
-    "option.revision": _ALL,
-    "option.trust_remote_code": _ALL,
-    "option.tensor_parallel_degree": _ALL,
-    "option.pipeline_parallel_degree": _ALL,
-    "option.dtype": _ALL,
-    "option.quantize": _ALL,
-    "option.task": _ALL,
-    "option.model_loading_timeout": _ALL,
-    "option.predict_timeout": _ALL,
-    "option.pythonExecutable": _ALL,
-    "option.enable_venv": _ALL,
-    "option.env": _ALL,
-    "option.parallel_loading": _ALL,
-    "option.model_dir": _ALL,
-    "option.output_formatter": _ALL,
-    "option.enable_streaming": ("0.22.1", None),
-    "option.rolling_batch": ("0.23.0", None),
-    "option.max_rolling_batch_size": ("0.23.0", None),
-    "option.mpi_mode": ("0.23.0", None),
-    "option.async_mode": ("0.33.0", None),
-    "option.max_model_len": ("0.26.0", None),
-    "option.max_rolling_batch_prefill_tokens": ("0.23.0", None),
-    "option.gpu_memory_utilization": ("0.24.0", None),
-    "option.enforce_eager": ("0.26.0", None),
-    "option.load_format": ("0.28.0", None),
-    "option.enable_lora": ("0.27.0", None),
-    "option.max_loras": ("0.27.0", None),
-    "option.max_lora_rank": ("0.27.0", None),
-    # Hugging Face Accelerate
-    "option.device_map": _ALL,
-    "option.load_in_8bit": _ALL,
-    "option.load_in_4bit": _ALL,
-    "option.low_cpu_mem_usage": _ALL,
-    "option.decoding_strategy": ("0.23.0", None),
-    # lmi-deploy's Accelerate model.py (read by the handler, not by DJL; see HANDLER_OPTIONS)
-    "option.kv_cache": _ALL,
-    "option.cuda_graphs": _ALL,
-    "option.fast_load": _ALL,
-    "option.compile": _ALL,
-    # DeepSpeed (the engine left with 0.27.0)
-    "option.max_tokens": ("0.19.0", "0.27.0"),
-    "option.enable_cuda_graph": ("0.19.0", "0.27.0"),
-    "option.triangular_masking": ("0.19.0", "0.27.0"),
-    "option.return_tuple": ("0.19.0", "0.27.0"),
-    "option.training_mp_size": ("0.19.0", "0.27.0"),
-    "option.checkpoint": ("0.19.0", "0.27.0"),
-    "option.save_mp_checkpoint_path": ("0.19.0", "0.27.0"),
-    "option.deepspeed_config_path": ("0.19.0", "0.27.0"),
-    # FasterTransformer
-    "option.data_type": ("0.21.0", "0.24.0"),
-    # TensorRT-LLM
-    "option.max_input_len": ("0.25.0", None),
-    "option.max_output_len": ("0.25.0", None),
-    "option.max_num_tokens": ("0.27.0", None),
-    "option.kv_cache_free_gpu_mem_fraction": ("0.25.0", None),
-    # Transformers-NeuronX
-    "option.n_positions": ("0.22.1", "0.34.0"),
-    "option.unroll": ("0.22.1", "0.34.0"),
-    "option.neuron_optimize_level": ("0.24.0", "0.34.0"),
-    "option.context_length_estimate": ("0.24.0", "0.34.0"),
-    "option.load_split_model": ("0.24.0", "0.34.0"),
-    "option.compiled_graph_path": ("0.24.0", "0.34.0"),
-    "option.group_query_attention": ("0.25.0", "0.34.0"),
-}
+    """Values of ``engine=`` this version's server knows (the engine names djl-serving's providers register)."""
+    return key_catalog.allowed_values("engine", version) or ("Python",)
 
 
 # Options of lmi-deploy's own Accelerate handler: config field -> default. DJL hands every option.* key to the
@@ -455,11 +356,8 @@ HANDLER_OPTIONS: dict[str, bool | str] = {
 
 
 def key_known_in(key: str, version: str) -> bool:
-    span = KNOWN_KEYS.get(key)
-    if span is None:
-        return False
-    first, last = span
-    return version_key(first) <= version_key(version) and (last is None or version_key(version) <= version_key(last))
+    """Whether LMI ``version`` reads the serving.properties key (from the key catalog; see ``key_catalog``)."""
+    return key_catalog.reads(key, version)
 
 
 def all_versions() -> list[str]:

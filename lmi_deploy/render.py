@@ -9,15 +9,17 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import re
 import shutil
 import tarfile
 import tempfile
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import jinja2
 
-from lmi_deploy import containers
+from lmi_deploy import containers, key_catalog
 from lmi_deploy.config import DeploymentConfig
 from lmi_deploy.containers import Engine
 from lmi_deploy.errors import ConfigError
@@ -59,10 +61,13 @@ def serving_properties(config: DeploymentConfig) -> list[tuple[str, str]]:
     entries += [
         (containers.weights_key(version), config.weights_s3_uri),
         ("option.tensor_parallel_degree", resolved.tensor_parallel_property),
-        ("option.dtype", resolved.dtype),
         # Always explicit: code, container env and docs disagree on the default (240/1200/1800 s).
         ("option.model_loading_timeout", str(resolved.model_loading_timeout)),
     ]
+    # lmi-deploy's handlers read option.dtype; a built-in one reads what its version reads (data_type on 0.19.0).
+    dtype_key = "option.dtype" if config.handler == "custom" else containers.dtype_key(version)
+    if dtype_key:
+        entries.insert(-1, (dtype_key, resolved.dtype))
     entries += [(f"option.{name}", value) for name, value in handler_options(config).items()]
     if config.partitioned and config.engine is Engine.DEEPSPEED:
         entries.append(("option.checkpoint", "ds_inference_config.json"))  # written by save_mp_checkpoint_path
@@ -72,7 +77,8 @@ def serving_properties(config: DeploymentConfig) -> list[tuple[str, str]]:
             entries.append(("option.max_rolling_batch_size", str(config.max_batch_size)))
     sequence = str(resolved.max_sequence_length)
     if config.engine is Engine.DEEPSPEED:
-        entries.append(("option.max_tokens", sequence))
+        if config.handler == "custom" or key_catalog.upstream_reads("option.max_tokens", version):  # not 0.19.0's
+            entries.append(("option.max_tokens", sequence))
     elif config.engine in (Engine.VLLM, Engine.LMI_DIST) and containers.key_known_in("option.max_model_len", version):
         entries.append(("option.max_model_len", sequence))
     elif config.engine is Engine.TENSORRT_LLM:
@@ -86,11 +92,36 @@ def serving_properties(config: DeploymentConfig) -> list[tuple[str, str]]:
         if config.max_batch_size:
             entries.append(("batch_size", str(config.max_batch_size)))
     for key, value in entries:
-        if not containers.key_known_in(key, version):
+        if not (containers.key_known_in(key, version) or (config.handler == "custom" and key in handler_keys(version))):
             raise ConfigError(f"internal: {key} is not read by LMI {version}")
         if value != value.strip() or any(c in value for c in "\n#\\"):
             raise ConfigError(f"{key}={value!r} cannot be written to serving.properties (whitespace, '#' or newline)")
     return entries
+
+
+_HANDLER_READ = re.compile(r'properties(?:\.get\(|\[)\s*"(\w+)"')
+_INCLUDE = re.compile(r'\{%\s*include\s+"([\w.]+)"')
+
+
+def _template_reads(name: str) -> set[str]:
+    """``option.*`` keys a handler template (with the templates it includes) reads from its properties."""
+    text = (TEMPLATES_DIR / name).read_text()
+    keys = {f"option.{key}" for key in _HANDLER_READ.findall(text)}
+    for included in _INCLUDE.findall(text):
+        keys |= _template_reads(included)
+    return keys
+
+
+@cache
+def handler_keys(version: str) -> frozenset[str]:
+    """``option.*`` keys lmi-deploy's own handlers read at this version (DJL hands every option to the handler):
+    those of each engine's custom template, where the engine ships at this version."""
+    return frozenset(
+        key
+        for engine, spec in containers.ENGINES.items()
+        if spec.custom_template and version in containers.versions(engine)
+        for key in _template_reads(spec.custom_template)
+    )
 
 
 def handler_options(config: DeploymentConfig) -> dict[str, str]:

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from lmi_deploy import containers
+from lmi_deploy import containers, key_catalog
 from lmi_deploy.containers import ENGINES, Engine, version_key
 from lmi_deploy.instances import InstanceType
 from lmi_deploy.model_facts import DTYPE_BYTES, ModelFacts
@@ -535,7 +535,7 @@ def lint_serving_properties(
     findings: list[Finding] = []
     entries = parse_properties(text)
     values = {key: value for _, key, value in entries}
-    known_here = [k for k in containers.KNOWN_KEYS if containers.key_known_in(k, version)]
+    known_here = sorted(key_catalog.keys_read(version))
 
     def error(number: int, rule: str, message: str) -> None:
         findings.append(Finding("error", rule, f"line {number}: {message}"))
@@ -554,9 +554,8 @@ def lint_serving_properties(
             )
             continue
         if not containers.key_known_in(key, version):
-            if key in containers.KNOWN_KEYS:
-                first, last = containers.KNOWN_KEYS[key]
-                span = f"{first}-{last}" if last else f"{first} on"
+            if reading := key_catalog.versions_reading(key):
+                span = key_catalog.spans(reading)
                 warn(number, "unknown-key", f"{key} is not read by LMI {version} (read in {span}): it has no effect")
                 continue
             close = difflib.get_close_matches(key, known_here, n=1, cutoff=0.75)

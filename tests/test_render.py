@@ -13,7 +13,7 @@ import pytest
 from lmi_deploy import containers, validation
 from lmi_deploy.config import load_config
 from lmi_deploy.containers import Engine
-from lmi_deploy.render import render, render_files, serving_properties
+from lmi_deploy.render import handler_keys, render, render_files, serving_properties
 from scripts import render as render_script
 from tests.conftest import ruff_py39
 
@@ -92,18 +92,21 @@ def test_render_matrix(
     code = render(config, tmp_path)
     properties = parse_properties((code.directory / "serving.properties").read_text())
     assert properties == dict(serving_properties(config))
-    weights_key = "option.s3url" if containers.version_key(version) < (0, 23, 0) else "option.model_id"
+    # 0.20-0.22 download S3 weights named by option.s3url; 0.19.0 reads no s3url at all.
+    weights_key = "option.s3url" if (0, 20, 0) <= containers.version_key(version) < (0, 23, 0) else "option.model_id"
     assert properties["engine"] == containers.server_engine(engine, version)
     assert properties["engine"] in (spec.server_engine, "Python")
     assert properties[weights_key] == config.weights_s3_uri
     assert properties["option.tensor_parallel_degree"] == str(tp)
-    assert properties["option.dtype"] == dtype
+    dtype_key = "option.dtype" if handler == "custom" else containers.dtype_key(version)
+    assert dtype_key is not None
+    assert properties[dtype_key] == dtype
     assert properties["option.model_loading_timeout"] == str(config.resolved.container_startup_health_check_timeout)
     assert properties.get("option.rolling_batch") == spec.rolling_batch  # never "disable"
     expected_entry = containers.entry_point(engine, version) if handler == "builtin" else None
     assert properties.get("option.entryPoint") == expected_entry
     for key in properties:
-        assert containers.key_known_in(key, version), key
+        assert containers.key_known_in(key, version) or (handler == "custom" and key in handler_keys(version)), key
     assert (
         validation.lint_serving_properties(
             (code.directory / "serving.properties").read_text(),
