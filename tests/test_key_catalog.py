@@ -38,7 +38,7 @@ class WlmConfigManager {
 """
 PROVIDER = 'class DsEngineProvider { public String getEngineName() { return "DeepSpeed"; } }\n'
 HTTP = 'class Handler { int b = NettyUtils.getIntParameter(decoder, "batch_size"); String m = getProperty("http_only"); }\n'
-HANDLER_V1 = '''
+HANDLER_V1 = """
 def get_rolling_batch_class_from_str(rolling_batch_type: str):
     if rolling_batch_type == "scheduler":
         return 1
@@ -61,7 +61,7 @@ class Service:
         if "device_map" in properties:
             pass
         properties["written_only"] = 1
-'''
+"""
 INPUTS = 'class Input:\n    def get_batch_size(self):\n        return self.properties.get("request_header")\n'
 PROPERTIES_V1 = """
 from pydantic import BaseModel
