@@ -12,6 +12,7 @@ a half-written one. boto3 clients are passed in; nothing here reads the environm
 from __future__ import annotations
 
 import base64
+import errno
 import fnmatch
 import hashlib
 import json
@@ -20,13 +21,14 @@ import sys
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmi_deploy import model_folder, s3_prefix
 from lmi_deploy.errors import ConfigError
 
-MANIFEST = "manifest.json"
+MANIFEST = s3_prefix.MANIFEST
 MiB = 1024 * 1024
 PART_SIZE = 64 * MiB  # multipart chunk size; also what the expected ETag is computed with
 MAX_PARTS = 10_000
@@ -65,20 +67,23 @@ class LocalFile:
 
 @dataclass
 class StageResult:
-    uploaded: list[str]
+    uploaded: list[str]  # (with dry_run: would be)
     skipped: list[str]
     repaired: list[str]
     manifest_key: str
     total_bytes: int
+    removed: list[str] = field(default_factory=list)  # objects of an earlier staging removed from the prefix
+    kept: list[str] = field(default_factory=list)  # sub-prefixes left alone: another staging, a matching partitioned/
+    dry_run: bool = False
 
 
-def select_files(folder: Path) -> list[str]:
-    """Files of a model folder to stage: config, tokenizer and weights; safetensors win over .bin when both exist."""
-    names = sorted(
-        p.relative_to(folder).as_posix()
-        for p in folder.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+def select_files(folder: Path, within: Path | None = None) -> list[str]:
+    """Files of a model folder to stage: config, tokenizer and weights; safetensors win over .bin when both exist.
+
+    Links may lead only inside ``within`` (default: the folder; for a Hub snapshot its cache folder); a link out of
+    it, or anything unreadable, is an error naming the file (model_folder).
+    """
+    names = model_folder.list_files(folder, within)
     basenames = {name: name.rsplit("/", 1)[-1] for name in names}
     has_safetensors = any(fnmatch.fnmatch(b, "*.safetensors") for b in basenames.values())
     weights = SAFETENSORS_PATTERNS if has_safetensors else BIN_PATTERNS
@@ -87,6 +92,7 @@ def select_files(folder: Path) -> list[str]:
         raise StagingError(f"{folder} holds no weights (*.safetensors or pytorch_model*.bin); nothing to stage")
     if "config.json" not in chosen:
         raise StagingError(f"{folder} has no config.json at its top; is it a Hugging Face model folder?")
+    model_folder.check_files(folder, chosen, within)
     return chosen
 
 
@@ -140,8 +146,8 @@ def explain(error: Exception, bucket: str, prefix: str) -> StagingError:
         )
     if code in ("AccessDenied", "403", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
         return StagingError(
-            f"access denied to {where} ({code}): your identity needs s3:ListBucket, s3:GetObject "
-            "and s3:PutObject on that prefix"
+            f"access denied to {where} ({code}): your identity needs s3:ListBucket, s3:GetObject, "
+            "s3:PutObject and s3:DeleteObject on that prefix"
         )
     if isinstance(error, OSError) and error.errno == 28:
         return StagingError(
@@ -230,36 +236,142 @@ def stage(
     prefix: str,
     *,
     files: Iterable[str] | None = None,
+    within: Path | None = None,
     description: dict[str, Any] | None = None,
     concurrency: int = 10,
     show_progress: bool = True,
     on_verified: Callable[[LocalFile], None] | None = None,
     part_size: int = PART_SIZE,
     checksums: bool | None = None,
+    dry_run: bool = False,
 ) -> StageResult:
-    """Upload ``files`` of ``folder`` to ``s3://bucket/prefix``, skipping intact objects; verify; write the manifest.
+    """Make ``s3://bucket/prefix`` hold exactly ``files`` of ``folder`` (default: select_files) and their manifest.
 
-    All uploads share one s3transfer manager (parallel files and parallel parts). ``on_verified`` is called after
-    each object verified (tests use it to interrupt a run midway). ``checksums``: send S3 SHA256 checksums with the
-    uploads; default: when the bucket uses SSE-KMS, or when its encryption cannot be read.
+    Objects already intact are skipped, the others uploaded and verified; then what an earlier staging left under the
+    prefix that this one does not hold is removed, and the manifest is written last. The manifest is removed before
+    the first change (an upload or a removal), so an interrupted (re-)staging never leaves one claiming a complete
+    set. A ``partitioned/`` checkpoint is kept only when the files are those the previous manifest lists (it was
+    built from them); otherwise it was built from other weights and is removed too. Sub-prefixes holding their own
+    manifest.json are another staging and are left alone. ``dry_run``: hash and compare, change nothing.
+    ``on_verified`` is called after each object verified (tests use it to interrupt a run midway). ``checksums``:
+    send S3 SHA256 checksums with the uploads; default: when the bucket uses SSE-KMS, or when its encryption cannot
+    be read.
     """
-    from boto3.s3.transfer import TransferConfig, create_transfer_manager
-    from s3transfer.subscribers import BaseSubscriber
-
-    prefix = prefix.rstrip("/") + "/" if prefix else ""
-    names = list(files) if files is not None else select_files(folder)
+    prefix = prefix.rstrip("/") + "/" if prefix.rstrip("/") else ""
+    if not prefix:
+        raise StagingError(
+            f"refusing to stage at the root of bucket {bucket}: staging removes what else lies under its prefix; "
+            "pass a prefix such as models/<name>/<revision>/"
+        )
+    names = list(files) if files is not None else select_files(folder, within)
+    for name in names:
+        if (folder / name).stat().st_size > part_size * MAX_PARTS:
+            raise StagingError(f"{name} is larger than {part_size * MAX_PARTS // 1024**3} GiB; split it into shards")
     try:
         s3.head_bucket(Bucket=bucket)
     except Exception as error:
         code = _client_error_code(error)
         raise explain(error if code not in ("404", "NotFound") else _NoSuchBucket(), bucket, "") from None
-    if checksums is None:
-        checksums = bucket_uses_kms(s3, bucket) is not False
-    extra_args: dict[str, Any] = {"ChecksumAlgorithm": "SHA256"} if checksums else {}
+    try:
+        if checksums is None:
+            checksums = bucket_uses_kms(s3, bucket) is not False
+        existing = s3_prefix.list_names(s3, bucket, prefix)
+        previous = _read_manifest(s3, bucket, prefix) if MANIFEST in existing else None
+        manifest = _ManifestGuard(s3, bucket, prefix, present=MANIFEST in existing and not dry_run)
+        left = s3_prefix.leftovers(existing, names)
+        if left.stale:
+            manifest.remove()
+        sent = _send(
+            s3, folder, bucket, prefix, names, concurrency, show_progress, on_verified, part_size, checksums,
+            before_change=manifest.remove, dry_run=dry_run,
+        )  # fmt: skip
+        listed = {i.relative: {"size": i.size, "sha256": i.sha256} for i in sorted(sent.local, key=_relative)}
+        same_weights = previous is not None and previous.get("files") == listed
+        removed = left.stale + ([] if same_weights else left.partitioned)
+        total = sum(i.size for i in sent.local)
+        if not dry_run:
+            if removed:
+                manifest.remove()
+                s3_prefix.remove(s3, bucket, prefix, removed)
+            manifest.write({**(description or {}), "files": listed, "total_bytes": total})
+    except ConfigError:
+        raise
+    except Exception as error:
+        raise explain(error, bucket, prefix) from None
+    kept = left.other_stagings + ([s3_prefix.PARTITIONED] if same_weights and left.partitioned else [])
+    result = StageResult(sent.uploaded, sent.skipped, sent.repaired, prefix + MANIFEST, total, removed, kept)
+    result.dry_run = dry_run
+    return result
 
-    for name in names:
-        if (folder / name).stat().st_size > part_size * MAX_PARTS:
-            raise StagingError(f"{name} is larger than {part_size * MAX_PARTS // 1024**3} GiB; split it into shards")
+
+def _relative(item: LocalFile) -> str:
+    return item.relative
+
+
+class _ManifestGuard:
+    """The prefix's manifest: removed once, before the first change to the prefix; written last."""
+
+    def __init__(self, s3: Any, bucket: str, prefix: str, present: bool) -> None:
+        self._s3, self._bucket, self._key, self._present = s3, bucket, prefix + MANIFEST, present
+
+    def remove(self) -> None:
+        if self._present:
+            self._s3.delete_object(Bucket=self._bucket, Key=self._key)
+            self._present = False
+
+    def write(self, manifest: dict[str, Any]) -> None:
+        body = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        self._s3.put_object(Bucket=self._bucket, Key=self._key, Body=body, ContentType="application/json")
+        self._present = True
+
+
+def _read_manifest(s3: Any, bucket: str, prefix: str) -> dict[str, Any] | None:
+    """The manifest an earlier staging wrote; None when it is missing or not one of ours."""
+    try:
+        body = s3.get_object(Bucket=bucket, Key=prefix + MANIFEST)["Body"].read()
+        manifest = json.loads(body)
+    except ValueError:
+        return None
+    except Exception as error:
+        if _client_error_code(error) in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    return manifest if isinstance(manifest, dict) else None
+
+
+@dataclass
+class _Sent:
+    uploaded: list[str]
+    skipped: list[str]
+    repaired: list[str]
+    local: list[LocalFile]
+
+
+def _send(
+    s3: Any,
+    folder: Path,
+    bucket: str,
+    prefix: str,
+    names: list[str],
+    concurrency: int,
+    show_progress: bool,
+    on_verified: Callable[[LocalFile], None] | None,
+    part_size: int,
+    checksums: bool,
+    *,
+    before_change: Callable[[], None],
+    dry_run: bool,
+) -> _Sent:
+    """Hash every file, upload those not intact in S3 (calling ``before_change`` first) and verify each upload.
+
+    All uploads share one s3transfer manager (parallel files and parallel parts). A pipeline: files are hashed in
+    parallel (hashlib releases the GIL), and each one that is not already intact starts uploading as soon as its
+    own hash is known, while the others are still hashed.
+    """
+    from boto3.s3.transfer import TransferConfig, create_transfer_manager
+    from s3transfer.subscribers import BaseSubscriber
+
+    extra_args: dict[str, Any] = {"ChecksumAlgorithm": "SHA256"} if checksums else {}
     total = sum((folder / n).stat().st_size for n in names)
     progress = _Progress(2 * total, "hash+upload", show_progress)  # every byte is read to hash, then maybe sent
 
@@ -267,16 +379,11 @@ def stage(
         def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
             progress(bytes_transferred)
 
-    uploaded: list[str] = []
-    skipped: list[str] = []
-    repaired: list[str] = []
-    local: list[LocalFile] = []
+    sent = _Sent([], [], [], [])
     config = TransferConfig(
         multipart_threshold=part_size, multipart_chunksize=part_size, max_concurrency=concurrency, use_threads=True
     )
     try:
-        # A pipeline: files are hashed in parallel (hashlib releases the GIL), and each one that is not already
-        # intact in S3 starts uploading as soon as its own hash is known, while the others are still hashed.
         with (
             create_transfer_manager(s3, config) as manager,
             ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2)), thread_name_prefix="hash") as hashers,
@@ -287,13 +394,16 @@ def stage(
             sending: list[tuple[LocalFile, Any]] = []
             for done in as_completed(hashing):
                 item = done.result()
-                local.append(item)
+                sent.local.append(item)
                 head = _remote_state(s3, bucket, prefix + item.relative)
                 if _intact(head, item):
-                    skipped.append(item.relative)
+                    sent.skipped.append(item.relative)
                     progress(item.size)
                     continue
-                (repaired if head is not None else uploaded).append(item.relative)
+                (sent.repaired if head is not None else sent.uploaded).append(item.relative)
+                if dry_run:
+                    continue
+                before_change()
                 upload = manager.upload(
                     str(item.path),
                     bucket,
@@ -311,30 +421,11 @@ def stage(
                     )
                 if on_verified is not None:
                     on_verified(item)
-    except StagingError:
-        raise
-    except Exception as error:
-        raise explain(error, bucket, prefix) from None
     finally:
         progress.close()
-    for names_list in (uploaded, skipped, repaired):
+    for names_list in (sent.uploaded, sent.skipped, sent.repaired):
         names_list.sort()
-
-    manifest = {
-        **(description or {}),
-        "files": {i.relative: {"size": i.size, "sha256": i.sha256} for i in sorted(local, key=lambda i: i.relative)},
-        "total_bytes": total,
-    }
-    try:
-        s3.put_object(
-            Bucket=bucket,
-            Key=prefix + MANIFEST,
-            Body=json.dumps(manifest, indent=2, sort_keys=True).encode(),
-            ContentType="application/json",
-        )
-    except Exception as error:
-        raise explain(error, bucket, prefix) from None
-    return StageResult(uploaded, skipped, repaired, prefix + MANIFEST, total)
+    return sent
 
 
 class _NoSuchBucket(Exception):
@@ -356,6 +447,7 @@ def download_from_hub(model_id: str, revision: str, token: str | None, cache_dir
         from huggingface_hub import HfApi, snapshot_download
         from huggingface_hub.errors import (
             GatedRepoError,
+            HFValidationError,
             LocalEntryNotFoundError,
             RepositoryNotFoundError,
             RevisionNotFoundError,
@@ -367,6 +459,10 @@ def download_from_hub(model_id: str, revision: str, token: str | None, cache_dir
         path = snapshot_download(
             model_id, revision=revision, allow_patterns=hub_allow_patterns(files), token=token, cache_dir=cache_dir
         )
+    except HFValidationError:
+        raise StagingError(
+            f"{model_id!r} is neither a local model folder nor a Hub model id (org/name): check the path or the id"
+        ) from None
     except GatedRepoError:
         raise StagingError(
             f"{model_id} is gated: accept its license on the Hub, then pass a token with access "
@@ -417,42 +513,63 @@ def token_from(environ: dict[str, str], secrets: Any, secret_name: str | None) -
 # ---- .bin -> safetensors -----------------------------------------------------------------------------------------
 
 
-def convert_bin_to_safetensors(folder: Path, out: Path) -> list[str]:
+def convert_bin_to_safetensors(folder: Path, out: Path, within: Path | None = None) -> list[str]:
     """Write ``out`` as ``folder`` with every pytorch_model*.bin shard converted to .safetensors (tensors unchanged).
 
-    Tensors that share storage (tied weights) are cloned, as safetensors stores no aliases. Returns the files of
-    ``out`` to stage.
+    Tensors that share storage (tied weights) are cloned, as safetensors stores no aliases. Each file is written
+    beside its name and renamed when complete; a write that fails (a full disk) removes its half-written file and is
+    one StagingError. Returns the files of ``out`` to stage.
     """
     try:
         import torch
         from safetensors.torch import save_file
     except ImportError:
         raise StagingError("--convert needs torch and safetensors: pip install torch safetensors") from None
-    names = select_files(folder)
+    names = select_files(folder, within)
     out.mkdir(parents=True, exist_ok=True)
     converted: dict[str, str] = {}
     for name in names:
-        source = folder / name
-        target = out / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        base = name.rsplit("/", 1)[-1]
-        if fnmatch.fnmatch(base, "pytorch_model*.bin"):
-            state = torch.load(source, map_location="cpu", weights_only=True)
-            tensors = {key: value.detach().clone().contiguous() for key, value in state.items()}
-            new_name = name[: -len(".bin")].replace("pytorch_model", "model", 1) + ".safetensors"
-            tmp = out / (new_name + ".partial")
-            save_file(tensors, str(tmp), metadata={"format": "pt"})
-            os.replace(tmp, out / new_name)
-            converted[base] = new_name.rsplit("/", 1)[-1]
-        elif base == "pytorch_model.bin.index.json":
-            index = json.loads(source.read_text())
-            index["weight_map"] = {
-                k: converted.get(v, v.replace("pytorch_model", "model").replace(".bin", ".safetensors"))
-                for k, v in index.get("weight_map", {}).items()
-            }
-            (out / name.replace("pytorch_model.bin.index.json", "model.safetensors.index.json")).write_text(
-                json.dumps(index, indent=2)
-            )
-        else:
-            target.write_bytes(source.read_bytes())
+        try:
+            _convert_one(folder / name, out, name, converted, torch.load, save_file)
+        except OSError as error:
+            full = error.errno == errno.ENOSPC
+            raise StagingError(
+                f"{'disk full' if full else error.strerror} while converting {name} into {out}: "
+                f"{'free space there or set TMPDIR to a larger disk' if full else 'check that folder'}, then run "
+                "again (the half-written file was removed)"
+            ) from None
     return select_files(out)
+
+
+def _convert_one(source: Path, out: Path, name: str, converted: dict[str, str], load: Any, save_file: Any) -> None:
+    """One file of the model into ``out``: a .bin shard converted (``converted`` maps old to new shard names, for
+    the index after it), the .bin index rewritten for the new names, any other file copied."""
+    base = name.rsplit("/", 1)[-1]
+    (out / name).parent.mkdir(parents=True, exist_ok=True)
+    if fnmatch.fnmatch(base, "pytorch_model*.bin"):
+        state = load(source, map_location="cpu", weights_only=True)
+        tensors = {key: value.detach().clone().contiguous() for key, value in state.items()}
+        target = name[: -len(".bin")].replace("pytorch_model", "model", 1) + ".safetensors"
+        _write_whole(out / target, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+        converted[base] = target.rsplit("/", 1)[-1]
+    elif base == "pytorch_model.bin.index.json":
+        index = json.loads(source.read_text())
+        index["weight_map"] = {
+            k: converted.get(v, v.replace("pytorch_model", "model").replace(".bin", ".safetensors"))
+            for k, v in index.get("weight_map", {}).items()
+        }
+        target = name.replace("pytorch_model.bin.index.json", "model.safetensors.index.json")
+        _write_whole(out / target, lambda tmp: tmp.write_text(json.dumps(index, indent=2)))
+    else:
+        _write_whole(out / name, lambda tmp: tmp.write_bytes(source.read_bytes()))
+
+
+def _write_whole(target: Path, write: Callable[[Path], object]) -> None:
+    """``write`` a file beside ``target`` and rename it to ``target`` once complete; on failure remove it."""
+    partial = target.with_name(target.name + ".partial")
+    try:
+        write(partial)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lmi_deploy import staging
+from lmi_deploy import model_folder, s3_prefix, staging
 from lmi_deploy.cli import add_config_arguments, context_from_args, environment_defaults, stack_outputs
 from lmi_deploy.config import DeploymentConfig
 from lmi_deploy.errors import ConfigError
@@ -49,7 +49,12 @@ def main(
         "--token-secret",
         help="Secrets Manager secret holding the Hub token (default: the deployment's hf_token_secret, else HF_TOKEN)",
     )
-    parser.add_argument("--concurrency", type=int, default=10, help="parallel part uploads (default 10)")
+    parser.add_argument("--concurrency", type=positive_int, default=10, help="parallel part uploads (default 10)")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="hash and compare with the bucket; print what would be uploaded and removed; change nothing",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--model-name", help="multi-model deployment: stage only this model (default: every model)")
     args = parser.parse_args(argv)
@@ -61,13 +66,11 @@ def main(
 
 
 def _stage(args: argparse.Namespace, s3: Any, cloudformation: Any, secrets: Any) -> int:
-    import boto3
-
     config: DeploymentConfig | MultiModelDeployment | None = None
     if not (args.model and args.bucket and args.prefix is not None and args.region) or args.config:
         config = load_deployment(context_from_args(args), environment_defaults=environment_defaults(os.environ))
     region = args.region or (config.region if config else None)
-    session = boto3.session.Session(region_name=region)
+    session = aws_session(region)
     s3 = s3 or session.client("s3", endpoint_url=args.endpoint_url)
     if isinstance(config, MultiModelDeployment):
         cloudformation = cloudformation or session.client("cloudformation", endpoint_url=args.endpoint_url)
@@ -101,12 +104,17 @@ def _stage_weights(
     bucket: str,
     prefix: str,
 ) -> None:
-    local = Path(model)
+    local = Path(model).expanduser()
     if local.is_dir():
-        folder, source = local, str(local.resolve())
+        folder, source, within = local, str(local.resolve()), local
     else:
         if model.startswith("s3://"):
             raise staging.StagingError(f"{model} is already in S3: nothing to stage")
+        if local.exists() or looks_like_path(model):
+            what = "is not a folder" if local.exists() else "does not exist"
+            raise staging.StagingError(
+                f"--model {model} {what}: pass a model folder (config.json, tokenizer, weights) or a Hub id (org/name)"
+            )
         token = staging.token_from(
             dict(os.environ),
             secrets or (session.client("secretsmanager") if secret else None),
@@ -114,13 +122,14 @@ def _stage_weights(
         )
         print(f"downloading {model}@{revision} from the Hugging Face Hub ...", file=sys.stderr)
         folder, source = staging.download_from_hub(model, revision, token), f"hub:{model}@{revision}"
+        within = model_folder.hub_cache_root(folder)
 
     with tempfile.TemporaryDirectory(prefix="lmi-convert-") as scratch:
-        files = staging.select_files(folder)
+        files = staging.select_files(folder, within)
         if args.convert and any(f.endswith(".bin") for f in files):
             print("converting .bin shards to safetensors ...", file=sys.stderr)
-            files = staging.convert_bin_to_safetensors(folder, Path(scratch))
-            folder = Path(scratch)
+            files = staging.convert_bin_to_safetensors(folder, Path(scratch), within)
+            folder = within = Path(scratch)
         result = staging.stage(
             s3,
             folder,
@@ -130,10 +139,62 @@ def _stage_weights(
             concurrency=args.concurrency,
             show_progress=not args.no_progress,
             description={"model": model, "revision": revision, "source": source, "created_by": "lmi-deploy"},
+            dry_run=args.dry_run,
         )
-    print(f"staged {len(files)} files ({result.total_bytes / 1024**2:.1f} MiB) at s3://{bucket}/{prefix}")
-    print(f"  uploaded {len(result.uploaded)}, already intact {len(result.skipped)}, repaired {len(result.repaired)}")
-    print(f"  manifest s3://{bucket}/{result.manifest_key}")
+    report(result, len(files), bucket, prefix)
+
+
+def report(result: staging.StageResult, count: int, bucket: str, prefix: str) -> None:
+    """What staging sent, skipped, repaired and removed (or, with --dry-run, would)."""
+    would = "would be " if result.dry_run else ""
+    where = f"s3://{bucket}/{prefix}"
+    if result.dry_run:
+        print(f"dry run: nothing changed at {where} ({count} files, {result.total_bytes / 1024**2:.1f} MiB)")
+    else:
+        print(f"staged {count} files ({result.total_bytes / 1024**2:.1f} MiB) at {where}")
+    print(
+        f"  {would}uploaded {len(result.uploaded)}, already intact {len(result.skipped)}, "
+        f"{would}repaired {len(result.repaired)}"
+    )
+    if result.removed:
+        print(f"  {would}removed {len(result.removed)} objects not in this model: {s3_prefix.summary(result.removed)}")
+    if any(name.startswith(s3_prefix.PARTITIONED) for name in result.removed):
+        print("  the partitioned checkpoint was built from other weights: run scripts/partition_model.py again")
+    for kept in result.kept:
+        why = "built from these same weights" if kept == s3_prefix.PARTITIONED else "another staging (own manifest)"
+        print(f"  kept {where}{kept} ({why})")
+    if not result.dry_run:
+        print(f"  manifest s3://{bucket}/{result.manifest_key}")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give 1 or more") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is below 1; give 1 or more (default 10)")
+    return value
+
+
+def looks_like_path(model: str) -> bool:
+    """A --model that can only be a local path (a Hub id is ``name`` or ``org/name``)."""
+    return model.startswith(("/", ".", "~")) or model.endswith("/") or model.count("/") > 1 or "\\" in model
+
+
+def aws_session(region: str | None) -> Any:
+    """A boto3 session; an AWS_PROFILE that names no profile is one line saying what to do."""
+    import boto3
+    from botocore.exceptions import ProfileNotFound
+
+    try:
+        return boto3.session.Session(region_name=region)
+    except ProfileNotFound as error:
+        raise ConfigError(
+            f"AWS profile {error.kwargs.get('profile')!r} (AWS_PROFILE) is not in ~/.aws/config or "
+            "~/.aws/credentials: create it (aws configure --profile NAME), or unset AWS_PROFILE"
+        ) from None
 
 
 def _stage_several(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError, NoCredentialsError
 from moto import mock_aws
 
-from lmi_deploy import staging
+from lmi_deploy import s3_prefix, staging
 from scripts import stage_model
 
 BUCKET = "weights-bucket"
@@ -306,3 +307,99 @@ def test_staging_benchmark_runs_all_three_tools(capsys: pytest.CaptureFixture[st
     for name in ("server ceiling", "lmi-deploy stager", "s5cmd", "aws s3 cp --recursive"):
         assert name in out
     assert out.count("MiB/s") == 4
+
+
+# ---- re-staging: the prefix holds exactly the model -------------------------------------------------------------
+
+
+def resharded(source: Path, folder: Path) -> dict[str, Any]:
+    """``source`` (one model.safetensors) copied to ``folder`` as two shards and an index; returns its tensors."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(source, folder)
+    (folder / "model.safetensors").unlink()
+    tensors = load_file(source / "model.safetensors")
+    names = sorted(tensors)
+    shards = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+    for shard, keys in shards.items():
+        save_file({k: tensors[k] for k in keys}, str(folder / shard), metadata={"format": "pt"})
+    weight_map = {k: shard for shard, keys in shards.items() for k in keys}
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    return tensors
+
+
+def download(s3: Any, prefix: str, folder: Path) -> Path:
+    """What the container does with the staged prefix: every object under it, into a folder."""
+    for name in s3_prefix.list_names(s3, BUCKET, prefix):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(s3.get_object(Bucket=BUCKET, Key=prefix + name)["Body"].read())
+    return folder
+
+
+def loaded_weights(tiny_models: dict[str, Path], out: Path, weights: Path, **options: str) -> dict[str, Any]:
+    """The rendered Accelerate handler's model loaded from ``weights``: its state dict."""
+    from lmi_deploy.config import load_config
+    from lmi_deploy.render import render
+    from lmi_deploy.runtime import load_handler
+
+    context = {
+        "engine": "accelerate",
+        "handler": "custom",
+        "model_id": str(tiny_models["llama"]),
+        "instance_type": "ml.g5.xlarge",
+        "tensor_parallel_degree": "1",
+        "dtype": "fp32",
+        "deployment": "restaged",
+    }
+    handler = load_handler(render(load_config(context), out).directory / "model.py")
+    model, _, _ = handler.load_model({"model_id": str(weights), "dtype": "fp32", **options})
+    return dict(model.state_dict())
+
+
+def test_restaging_a_differently_sharded_model_leaves_only_its_files_and_serves_it(
+    s3: Any, tiny_models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    from lmi_deploy import tiny_models as make_tiny
+
+    old = tiny_models["llama"]  # one model.safetensors
+    new_tensors = resharded(make_tiny.make(tmp_path / "other", "llama", seed=1), tmp_path / "new")
+    stage = ["--bucket", BUCKET, "--prefix", PREFIX, "--region", "us-east-1", "--no-progress"]
+    assert stage_model.main(["--model", str(old), *stage], s3=s3) == 0
+    s3.put_object(Bucket=BUCKET, Key=PREFIX + "partitioned/tp2/mp_rank_00.pt", Body=b"built from the old weights")
+    neighbours = ["models/acme/tiny/abc1234/model.safetensors", "models/acme/tiny/model.safetensors"]
+    for key in neighbours:  # a sibling prefix that starts with ours, and the folder above: never touched
+        s3.put_object(Bucket=BUCKET, Key=key, Body=b"not ours")
+    capsys.readouterr()
+
+    assert stage_model.main(["--model", str(tmp_path / "new"), *stage], s3=s3) == 0
+    out = capsys.readouterr().out
+    assert "removed 2 objects not in this model: model.safetensors, partitioned/tp2/mp_rank_00.pt" in out
+    assert "run scripts/partition_model.py again" in out
+    assert sorted(s3_prefix.list_names(s3, BUCKET, PREFIX)) == sorted(
+        [*staging.select_files(tmp_path / "new"), "manifest.json"]
+    )
+    for key in neighbours:
+        assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == b"not ours"
+    assert set(manifest(s3)["files"]) == set(staging.select_files(tmp_path / "new"))
+
+    # what the endpoint downloads and loads is the new model
+    served = loaded_weights(tiny_models, tmp_path / "code", download(s3, PREFIX, tmp_path / "served"))
+    assert all(torch.equal(served[k], v) for k, v in new_tensors.items())
+
+    # a folder still holding the old single file beside the new shards: the loader reads what the index names
+    stale = tmp_path / "stale"
+    (tmp_path / "served").rename(stale)
+    (stale / "model.safetensors").write_bytes((old / "model.safetensors").read_bytes())
+    loaded = loaded_weights(tiny_models, tmp_path / "code", stale)
+    assert all(torch.equal(loaded[k], v) for k, v in new_tensors.items())
+    # from_pretrained would pick the single file: refused, and a shard the index names but the folder lacks too
+    with pytest.raises(Exception, match=re.escape("holds model.safetensors beside model.safetensors.index.json")) as e:
+        loaded_weights(tiny_models, tmp_path / "code", stale, fast_load="false")
+    (stale / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(Exception, match=re.escape("names model-00002-of-00002.safetensors, missing from")) as f:
+        loaded_weights(tiny_models, tmp_path / "code", stale)
+    assert type(e.value).__name__ == type(f.value).__name__ == "CheckpointError"
