@@ -5,8 +5,11 @@ bytes it received (MD5, or the multipart MD5-of-MD5s for our part size) is intac
 the ETag is no MD5, so there objects are sent with S3's SHA256 checksum (S3 checks every part as it arrives) and
 verified by that checksum (the SHA256 of the part SHA256s, for our part size, when multipart) instead. So a re-run
 uploads nothing, an interrupted run resumes where it stopped, and a corrupted or missing object is found and sent
-again. The manifest (size and sha256 of every file) is written only after every object verified, so there is never
-a half-written one. boto3 clients are passed in; nothing here reads the environment.
+again. Then what an earlier staging left under the prefix that this one does not hold is deleted (s3_prefix), so the
+prefix holds exactly the model. The manifest (size and sha256 of every file) is deleted before the first change and
+written only after every object verified and the prefix holds exactly the set, so there is never a half-written one
+nor one left claiming the previous set. The model folder is read by model_folder: no link out of it, nothing
+unreadable skipped. boto3 clients are passed in; nothing here reads the environment.
 """
 
 from __future__ import annotations

@@ -3,11 +3,12 @@
 
     python scripts/stage_model.py [--config FILE] [-c key=value ...]          # the deployment's model and bucket
     python scripts/stage_model.py --model <hub id or local dir> [--revision REV] [--bucket NAME] [--prefix P]
-        [--endpoint-url URL] [--convert] [--token-secret NAME] [--concurrency N]
+        [--endpoint-url URL] [--convert] [--token-secret NAME] [--concurrency N] [--dry-run]
 
 Bucket and prefix default to the ``<deployment>-artifacts`` stack's outputs (``BucketName``, ``WeightsPrefix``).
 A re-run uploads nothing that is already there and intact; an interrupted run resumes; a corrupted or missing object
-is found and sent again; ``manifest.json`` (size and sha256 of every file) is written last.
+is found and sent again; objects of an earlier staging that this one does not hold are deleted (and printed);
+``manifest.json`` (size and sha256 of every file) is deleted first and written last.
 """
 
 from __future__ import annotations

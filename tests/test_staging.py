@@ -403,3 +403,154 @@ def test_restaging_a_differently_sharded_model_leaves_only_its_files_and_serves_
     with pytest.raises(Exception, match=re.escape("names model-00002-of-00002.safetensors, missing from")) as f:
         loaded_weights(tiny_models, tmp_path / "code", stale)
     assert type(e.value).__name__ == type(f.value).__name__ == "CheckpointError"
+
+
+def test_restage_removes_the_manifest_first_and_what_is_stale_last(
+    s3: Any, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    (old / "model.safetensors").write_bytes(os.urandom(2048))
+    for i in range(5):
+        (old / f"tokenizer-{i}.json").write_text(str(i))  # more stale objects than a page holds
+    monkeypatch.setattr(s3_prefix, "LIST_PAGE_SIZE", 2)
+    monkeypatch.setattr(s3_prefix, "DELETE_BATCH", 2)
+    fast = {"part_size": PART, "show_progress": False}
+    staging.stage(s3, old, BUCKET, PREFIX, **fast)
+    s3.put_object(Bucket=BUCKET, Key=PREFIX + "partitioned/tp2/rank0.bin", Body=b"from the old weights")
+    s3.put_object(Bucket=BUCKET, Key=PREFIX + "partitioned/tp2/rank1.bin", Body=b"from the old weights")
+    s3.put_object(Bucket=BUCKET, Key=PREFIX + "other/manifest.json", Body=b"{}")  # another staging inside ours
+    s3.put_object(Bucket=BUCKET, Key=PREFIX + "other/config.json", Body=b"{}")
+    partitioned = ["partitioned/tp2/rank0.bin", "partitioned/tp2/rank1.bin"]
+
+    # a re-stage of the same files keeps the checkpoint partitioned from them
+    same = staging.stage(s3, old, BUCKET, PREFIX, **fast)
+    assert same.removed == [] and same.kept == ["other/", "partitioned/"] and len(same.skipped) == 7
+
+    # a dry run says what would change and changes nothing
+    plan = staging.stage(s3, model_dir, BUCKET, PREFIX, dry_run=True, **fast)
+    stale = ["model.safetensors", *(f"tokenizer-{i}.json" for i in range(5))]
+    assert plan.dry_run and plan.removed == stale + partitioned
+    assert len(plan.uploaded) == 5 and plan.repaired == ["config.json"]  # config.json differs
+    assert manifest(s3)["files"].keys() == set(staging.select_files(old))
+    assert len(s3_prefix.list_names(s3, BUCKET, PREFIX)) == 7 + 1 + 2 + 2
+
+    # killed after the first new file verified: no manifest claims a complete set
+    class Killed(Exception):
+        pass
+
+    def kill(item: staging.LocalFile) -> None:
+        raise Killed("killed")
+
+    with pytest.raises(staging.StagingError, match="Killed"):
+        staging.stage(s3, model_dir, BUCKET, PREFIX, on_verified=kill, **fast)
+    assert "manifest.json" not in s3_prefix.list_names(s3, BUCKET, PREFIX)
+
+    done = staging.stage(s3, model_dir, BUCKET, PREFIX, **fast)
+    assert done.removed == stale + partitioned and done.kept == ["other/"]
+    remaining = s3_prefix.list_names(s3, BUCKET, PREFIX)
+    other = ["other/config.json", "other/manifest.json"]
+    assert sorted(remaining) == sorted([*staging.select_files(model_dir), "manifest.json", *other])
+    assert manifest(s3)["files"].keys() == set(staging.select_files(model_dir))
+
+    with pytest.raises(staging.StagingError, match="refusing to stage at the root of bucket"):
+        staging.stage(s3, model_dir, BUCKET, "/", **fast)
+
+
+# ---- what a model folder may hold --------------------------------------------------------------------------------
+
+
+def test_links_out_of_the_folder_are_refused_and_unreadable_parts_fail(
+    s3: Any, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stage = ["--model", str(model_dir), "--bucket", BUCKET, "--prefix", PREFIX, "--region", "us-east-1"]
+    outside = tmp_path / "secret"
+    outside.write_text("root:x:0:0")
+
+    def refused(match: str) -> None:
+        assert stage_model.main([*stage, "--no-progress"], s3=s3) == 2
+        err = capsys.readouterr().err
+        assert re.search(match, err) and err.count("\n") == 1 and "Traceback" not in err, err
+        assert s3_prefix.list_names(s3, BUCKET, PREFIX) == []
+
+    (model_dir / "tokenizer.json").unlink()
+    (model_dir / "tokenizer.json").symlink_to(outside)
+    refused(rf"tokenizer.json in {model_dir} is a link to {outside}, outside {model_dir}")
+    (model_dir / "tokenizer.json").unlink()
+    (model_dir / "tokenizer.json").symlink_to(model_dir / "tokenizer_config.json")  # inside: fine
+    (model_dir / "extra").symlink_to(tmp_path, target_is_directory=True)  # a folder out of the model folder
+    refused(rf"extra in {model_dir} is a link to {tmp_path}, outside")
+    (model_dir / "extra").unlink()
+
+    # unreadable to the user staging (the tests may run as root, whom mode bits do not stop: the OS answer is faked)
+    (model_dir / "sub").mkdir()
+    original_scandir, original_access = os.scandir, os.access
+
+    def scandir(path: Any = ".") -> Any:
+        if isinstance(path, str | os.PathLike) and Path(path) == model_dir / "sub":
+            raise PermissionError(13, "Permission denied", str(path))
+        return original_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    refused(rf"cannot read {model_dir / 'sub'} \(Permission denied\): make the model folder readable")
+    monkeypatch.setattr(os, "scandir", original_scandir)
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path).name != "model-00002-of-00002.safetensors")
+    refused(rf"cannot read {model_dir / 'model-00002-of-00002.safetensors'} \(Permission denied\)")
+    monkeypatch.setattr(os, "access", original_access)
+
+    # a Hub download: snapshot files are links into the cache's blobs/, which is allowed; anything else is not
+    repo = tmp_path / "hub" / "models--acme--tiny"
+    (repo / "blobs").mkdir(parents=True)
+    snapshot = repo / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):
+        (repo / "blobs" / name).write_bytes((model_dir / "config.json").read_bytes())
+        (snapshot / name).symlink_to(Path("../../blobs") / name)
+    monkeypatch.setattr(staging, "download_from_hub", lambda model, revision, token: snapshot)
+    hub = ["--model", "acme/tiny", "--bucket", BUCKET, "--prefix", PREFIX, "--region", "us-east-1", "--no-progress"]
+    assert stage_model.main(hub, s3=s3) == 0 and "uploaded 2" in capsys.readouterr().out
+    (snapshot / "tokenizer.json").symlink_to(outside)
+    assert stage_model.main(hub, s3=s3) == 2
+    assert f"tokenizer.json in {snapshot} is a link to {outside}, outside {repo}" in capsys.readouterr().err
+
+
+def test_staging_faults_are_one_line_saying_what_to_do(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import safetensors.torch
+    import torch
+
+    folder = tmp_path / "bin-model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    torch.save({"wte.weight": torch.randn(64, 16)}, folder / "pytorch_model.bin")
+    where = ["--bucket", BUCKET, "--prefix", PREFIX, "--region", "us-east-1", "--no-progress"]
+
+    def one_line(argv: list[str], match: str) -> None:
+        assert stage_model.main(argv, s3=s3) == 2
+        err = capsys.readouterr().err  # progress lines, then the error
+        assert re.search(match, err.splitlines()[-1]) and err.count("lmi-deploy: ") == 1 and "Traceback" not in err
+
+    def disk_fills(tensors: Any, path: str, metadata: Any = None) -> None:
+        Path(path).write_bytes(b"half a shard")
+        raise OSError(28, "No space left on device", path)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_fills)
+    out = tmp_path / "converted"
+    with pytest.raises(staging.StagingError, match=r"disk full while converting pytorch_model\.bin into .*TMPDIR"):
+        staging.convert_bin_to_safetensors(folder, out)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]  # the half-written shard is gone
+    one_line(["--model", str(folder), "--convert", *where], r"disk full while converting pytorch_model.bin into ")
+
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    one_line(["--model", str(folder), *where], r"AWS profile 'no-such-profile' \(AWS_PROFILE\) is not in ~/.aws/config")
+    monkeypatch.delenv("AWS_PROFILE")
+
+    for path in (tmp_path / "missing", "./missing", "missing/", folder / "config.json"):
+        one_line(["--model", str(path), *where], rf"--model {re.escape(str(path))} (does not exist|is not a folder): ")
+    for value in ("0", "-3", "many"):
+        with pytest.raises(SystemExit) as exit_code:
+            stage_model.main(["--model", str(folder), "--concurrency", value, *where], s3=s3)
+        assert exit_code.value.code == 2 and "argument --concurrency: " in capsys.readouterr().err
+    assert s3_prefix.list_names(s3, BUCKET, PREFIX) == []
