@@ -18,10 +18,11 @@ class FolderError(ConfigError):
     """The model folder cannot be staged as it is; the message names the file and says what to do."""
 
 
-def hub_cache_root(snapshot: Path) -> Path:
-    """Where the files of a Hub snapshot may lead: its repository folder (``models--org--name``, holding ``blobs/``),
-    or the snapshot itself when it is not laid out as the Hugging Face cache lays it out."""
-    return snapshot.parent.parent if snapshot.parent.name == "snapshots" else snapshot
+def hub_cache_root(folder: Path) -> Path:
+    """Where the files of a model folder may lead: for a Hub snapshot (``<repo>/snapshots/<revision>/``, its files
+    links into ``<repo>/blobs/``) its repository folder; for any other folder, the folder itself."""
+    repo = folder.parent.parent
+    return repo if folder.parent.name == "snapshots" and (repo / "blobs").is_dir() else folder
 
 
 def list_files(folder: Path, within: Path | None = None) -> list[str]:

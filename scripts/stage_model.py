@@ -107,7 +107,7 @@ def _stage_weights(
 ) -> None:
     local = Path(model).expanduser()
     if local.is_dir():
-        folder, source, within = local, str(local.resolve()), local
+        folder, source, within = local, str(local.resolve()), model_folder.hub_cache_root(local)
     else:
         if model.startswith("s3://"):
             raise staging.StagingError(f"{model} is already in S3: nothing to stage")

@@ -510,6 +510,8 @@ def test_links_out_of_the_folder_are_refused_and_unreadable_parts_fail(
     monkeypatch.setattr(staging, "download_from_hub", lambda model, revision, token: snapshot)
     hub = ["--model", "acme/tiny", "--bucket", BUCKET, "--prefix", PREFIX, "--region", "us-east-1", "--no-progress"]
     assert stage_model.main(hub, s3=s3) == 0 and "uploaded 2" in capsys.readouterr().out
+    assert stage_model.main(["--model", str(snapshot), *hub[2:]], s3=s3) == 0  # the snapshot as a local folder
+    assert "already intact 2" in capsys.readouterr().out
     (snapshot / "tokenizer.json").symlink_to(outside)
     assert stage_model.main(hub, s3=s3) == 2
     assert f"tokenizer.json in {snapshot} is a link to {outside}, outside {repo}" in capsys.readouterr().err
