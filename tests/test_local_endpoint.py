@@ -101,8 +101,8 @@ def test_accelerate_t5_end_to_end(accelerate_t5: str, tiny_models: dict[str, Pat
     assert status == 400 and "request body is not valid JSON" in json.loads(body)["error"]
     status, body, _ = post(accelerate_t5, json.dumps({"inputs": "x", "parameters": {"max_tokens": 3}}).encode())
     assert status == 400 and "unsupported parameter(s) ['max_tokens']" in json.loads(body)["error"]
-    status, body, _ = post(accelerate_t5, b"")
-    assert status == 400 and json.loads(body)["error"] == "request body is empty"
+    status, body, _ = post(accelerate_t5, b"")  # an empty body reaches the handler, as in the container
+    assert status == 400 and json.loads(body)["error"].startswith("request body is not valid JSON")
     # a failure inside the model is the server's fault: 424 with the exception, not a 400
     status, body, _ = post(accelerate_t5, json.dumps({"inputs": "x", "parameters": {"num_beams": 0}}).encode())
     assert status == 424 and json.loads(body)["code"] == 424
@@ -185,9 +185,9 @@ def test_ping_before_and_after_load_and_dynamic_batching(tmp_path: Path) -> None
         assert [json.loads(body)["echo"] for _, body, _ in replies] == [0, 1, 2, 3]
         assert max(json.loads(body)["batch"] for _, body, _ in replies) > 1  # served together, split back apart
         status, body, _ = post(url, b'{"id": 9, "boom": true}')
-        assert status == 424 and "RuntimeError: handler exploded" in json.loads(body)["error"]
+        assert status == 424 and json.loads(body)["error"] == "handler exploded"  # str(e), as the engine sends it
         status, body, _ = post(url, b'{"id": 9, "oom": true}')
-        assert status == 507 and "out of memory" in json.loads(body)["error"]
+        assert (status, body) == (507, b"")  # MemoryError: 507 with the message as the reason, no body
     finally:
         http.shutdown()
 

@@ -33,20 +33,22 @@ def test_input_accessors_and_batches() -> None:
     arrays = Input.of({"Content-Type": "tensor/npz"}, buffer.getvalue()).get_data()
     assert [a.tolist() for a in arrays] == [[0, 1, 2], [[1.0, 1.0], [1.0, 1.0]]]
     merged = Input()
-    merged.properties = {"batch_size": "2"}
-    merged.content = [("batch_0.data", b'{"id": 0}'), ("batch_1.data", b'{"id": 1}')]
+    merged.properties = {"batch_size": "2", "batch_001.Content-Type": "text/plain"}
+    merged.content = [("batch_000.data", b'{"id": 0}'), ("batch_001.data", b'{"id": 1}')]
     assert merged.is_batch() and [b.get_as_json()["id"] for b in merged.get_batches()] == [0, 1]
+    assert merged.get_batches()[1].get_property("content-type") == "text/plain"
 
 
 def test_output_encodings_and_finalize() -> None:
     _, Output = classes()
     done: list[str] = []
     output = Output().add_as_json({"a": 1}, batch_index=0).add("text", batch_index=1).finalize(done.append, "sent")
-    assert [key for key, _ in output.content] == ["batch_0.data", "batch_1.data"]
+    assert [key for key, _ in output.content] == ["batch_0.", "batch_1."]  # the server matches batch_(\d+)\.(.*)
     output.execute_finalize()
     assert done == ["sent"]
     error = Output().error("boom")
     assert (error.code, json.loads(error.body())["error"]) == (424, "boom")
+    assert error.body() == b'{\n  "code":424,\n  "message":"invoke handler failure",\n  "error":"boom"\n}'
     npz = Output().add_as_npz([np.arange(2)])
     with np.load(io.BytesIO(npz.body())) as archive:
         assert archive["arr_0"].tolist() == [0, 1]

@@ -1,11 +1,12 @@
 """A local stand-in for the LMI model server: the SageMaker inference contract over our djl_python runtime.
 
 ``GET /ping`` answers 200 only once the model loaded (503 while loading, 500 if loading failed); ``POST /invocations``
-runs the rendered handler unmodified. Like DJL: the handler gets the ``serving.properties`` values with ``option.``
-stripped plus ``model_dir``; the first call is the empty warm-up that loads the model; ``batch_size`` /
-``max_batch_delay`` batch requests into one ``Input`` with ``batch_{i}.`` keys; a handler exception is a 424, an
-out-of-memory error a 507, an empty body a 400, a full queue (``job_queue_size``) a 503. Streamed outputs are sent
-chunked as they are produced. Flask serves HTTP (werkzeug's threaded server).
+runs the rendered handler unmodified, as the deployment's container release would (:mod:`lmi_deploy.runtime.versions`):
+the warm-up call carries the ``option.*`` values (prefix stripped) and ``handler``; a request carries its HTTP headers;
+every call ``handler``, ``device_id`` and ``model_dir``. ``batch_size`` / ``max_batch_delay`` batch requests into one
+``Input`` keyed as that release keys them; an empty body reaches the handler; a handler exception is a 424 with the
+release's message, an out-of-memory error a 507 where the release says so, a full queue (``job_queue_size``) a 503.
+Streamed outputs are sent chunked as they are produced. Flask serves HTTP (werkzeug's threaded server).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -21,10 +23,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmi_deploy.runtime import load_handler
+from lmi_deploy.runtime import api_for, load_handler
+from lmi_deploy.runtime.djl_python.outputs import encode_chunk
+from lmi_deploy.runtime.versions import (
+    BATCH_REQUEST_PROPERTIES,
+    OUT_OF_MEMORY_507,
+    SERVER_BATCHING,
+    Release,
+    release_of,
+)
 from lmi_deploy.validation import parse_properties
 
 LOG = logging.getLogger("lmi_deploy.serve")
+CUSTOM_ATTRIBUTES = "x-amzn-sagemaker-custom-attributes"
+_BATCH_OUTPUT_KEY = re.compile(r"batch_(\d+)\.(.*)")
+_RENDERED_TAG = re.compile(r"djl-inference:(\d+\.\d+\.\d+)")
 
 
 @dataclass
@@ -40,40 +53,91 @@ def error_reply(status: int, message: str, error: str) -> Reply:
     return Reply(status, body, {"content-type": "application/json"})
 
 
+@dataclass(frozen=True)
+class ServingProperties:
+    """A model's serving.properties as the server splits it: ``option.*`` (prefix stripped) and server keys."""
+
+    options: dict[str, str]
+    server: dict[str, str]
+    version: str | None  # the container release named in the rendered file's header, if any
+
+
+def read_serving_properties(model_code: Path) -> ServingProperties:
+    text = (model_code / "serving.properties").read_text()
+    options: dict[str, str] = {}
+    server: dict[str, str] = {}
+    for _, key, value in parse_properties(text):
+        if key.startswith("option."):
+            options[key.removeprefix("option.")] = value
+        else:
+            server[key] = value
+    tag = _RENDERED_TAG.search(text.splitlines()[0] if text else "")
+    return ServingProperties(options, server, tag.group(1) if tag else None)
+
+
 def handler_properties(model_code: Path, model_dir: Path) -> dict[str, str]:
-    """What DJL hands the handler: every serving.properties value (``option.`` stripped) and ``model_dir``.
+    """The warm-up call's properties: the ``option.*`` values (prefix stripped) and ``handler``.
 
     As in the container after the server's own S3 download, an ``s3://`` weights location is replaced by the local
-    copy (``model_dir``).
+    copy (``model_dir``). The engine adds ``device_id`` and ``model_dir`` to every call (:meth:`ModelServer._engine`).
     """
-    properties: dict[str, str] = {}
-    text = (model_code / "serving.properties").read_text()
-    for _, key, value in parse_properties(text):
-        properties[key.removeprefix("option.")] = value
+    properties = dict(read_serving_properties(model_code).options)
     for key in ("model_id", "s3url"):
         if properties.get(key, "").startswith("s3://"):
             properties[key] = str(model_dir)
-    properties["model_dir"] = str(model_dir)
+    properties.setdefault("handler", "handle")
     return properties
 
 
-class ModelServer:
-    """One worker: loads the handler, then serves queued requests (in batches when ``batch_size`` > 1)."""
+def request_properties(headers: dict[str, str]) -> dict[str, str]:
+    """A request's properties as the server builds them: its headers, SageMaker's custom attributes split."""
+    properties: dict[str, str] = {}
+    for key, value in headers.items():
+        if key.lower() == CUSTOM_ATTRIBUTES:
+            for token in value.split(";"):
+                name, sep, attribute = token.partition("=")
+                if sep:
+                    properties[name.strip()] = attribute.strip()
+        else:
+            properties[key] = value
+    return properties
 
-    def __init__(self, model_code: Path, model_dir: Path) -> None:
+
+def _default_device_id() -> str:
+    try:
+        import torch
+    except ImportError:
+        return "-1"
+    return "0" if torch.cuda.is_available() else "-1"
+
+
+class ModelServer:
+    """One worker: loads the handler, then serves queued requests (in batches when ``batch_size`` > 1).
+
+    ``version`` is the container release to behave as (default: the one named in a rendered serving.properties,
+    else the newest).
+    """
+
+    def __init__(self, model_code: Path, model_dir: Path, version: str | None = None) -> None:
         self.model_code = Path(model_code)
-        self.properties = handler_properties(self.model_code, Path(model_dir))
+        self.model_dir = Path(model_dir)
+        settings = read_serving_properties(self.model_code)
+        self.release: Release = release_of(version or settings.version)
+        self.properties = handler_properties(self.model_code, self.model_dir)
         entry = self.properties.get("entryPoint", "model.py")
         if not entry.endswith(".py"):
             raise ValueError(
                 f"serving.properties names the built-in handler {entry}, which exists only inside the LMI container; "
                 "serve_local runs bring-your-own handlers (handler=custom)"
             )
-        self.batch_size = int(self.properties.get("batch_size", "1"))
-        self.max_batch_delay_s = int(self.properties.get("max_batch_delay", "100")) / 1000
+        batch_size = int(settings.server.get("batch_size", "1"))
+        self.batch_size = batch_size if self.release.has(SERVER_BATCHING) else 1
+        self.max_batch_delay_s = int(settings.server.get("max_batch_delay", "100")) / 1000
         self.jobs: queue.Queue[tuple[bytes, dict[str, str], Future[Reply]]] = queue.Queue(
-            maxsize=int(self.properties.get("job_queue_size", "1000"))
+            maxsize=int(settings.server.get("job_queue_size", "1000"))
         )
+        self.device_id = _default_device_id()
+        self.Input, self.Output = api_for(self.release)
         self.state = "loading"
         self.failure = ""
         self._handler: Any = None
@@ -94,9 +158,6 @@ class ModelServer:
         if self.state != "ready":
             future.set_result(error_reply(503, "Service Unavailable", f"model is {self.state}"))
             return future
-        if not body:
-            future.set_result(error_reply(400, "Bad Request", "request body is empty"))
-            return future
         try:
             self.jobs.put_nowait((body, headers, future))
         except queue.Full:
@@ -105,11 +166,20 @@ class ModelServer:
 
     # ---- the worker ----
 
+    def _engine(self, properties: dict[str, str]) -> dict[str, str]:
+        """What the server and the Python engine add to every call: ``handler``, ``device_id``, ``model_dir``."""
+        handler = self.properties["handler"]
+        return {
+            **properties,
+            "handler": properties.get("handler", handler),
+            "device_id": self.device_id,
+            "model_dir": str(self.model_dir),
+        }
+
     def _run(self) -> None:
         try:
-            self._handler = load_handler(self.model_code / "model.py")
-            warm_up = self._handler.Input.of(self.properties)
-            result = self._handler.handle(warm_up)
+            self._handler = load_handler(self.model_code / "model.py", self.release)
+            result = self._handler_function()(self.Input.of(self._engine(self.properties)))
             if result is not None and getattr(result, "code", 200) >= 300:
                 raise RuntimeError(f"warm-up call answered {result.code}: {result.body()!r}")
         except BaseException as error:
@@ -130,65 +200,100 @@ class ModelServer:
                     break
             self._serve(batch)
 
+    def _handler_function(self) -> Any:
+        return getattr(self._handler, self.properties["handler"])
+
     def _call(self, inputs: Any) -> tuple[Any, Reply | None]:
+        """The handler's Output, or the reply the engine makes of its failure (release by release)."""
         try:
-            output = self._handler.handle(inputs)
-        except Exception as error:  # MemoryError included
-            text = f"{type(error).__name__}: {error}"
-            if isinstance(error, MemoryError) or "out of memory" in str(error).lower():
-                return None, error_reply(507, "Insufficient Storage", text)
-            return None, error_reply(424, "prediction failure", text)
+            output = self._handler_function()(inputs)
+        except Exception as error:
+            LOG.exception("handler failed")
+            if self.release.is_out_of_memory(error):
+                return None, Reply(507, b"", {})
+            failed = self.Output().error(str(error))
+            return None, self._reply(failed)
         if output is None:
             return None, Reply(204, b"")
         if not hasattr(output, "code") or not hasattr(output, "content"):
-            return None, error_reply(424, "prediction failure", f"handler returned {type(output).__name__}, not Output")
+            if not self.release.has(OUT_OF_MEMORY_507):  # the engine's send() fails outside its try: worker dies
+                return None, error_reply(500, "Internal Server Error", "Python worker disconnected.")
+            invalid = self.Output().error(f"Invalid output type: {type(output)}")
+            return None, self._reply(invalid)
         return output, None
 
     def _serve(self, batch: list[tuple[bytes, dict[str, str], Future[Reply]]]) -> None:
-        Input = self._handler.Input
-        if len(batch) == 1:  # a lone request is sent as itself, as DJL 0.23's is_batch() (batch_size > 1) expects
+        if len(batch) == 1:  # a lone request is sent as itself, never as a batch of one
             body, headers, future = batch[0]
-            output, failed = self._call(Input.of({**self.properties, **headers}, body))
+            output, failed = self._call(self.Input.of(self._engine(request_properties(headers)), body))
             future.set_result(failed or self._reply(output))
             return
-        merged = Input()
-        merged.properties = {**self.properties, **batch[0][1], "batch_size": str(len(batch))}
-        merged.content = [(f"batch_{i}.data", body) for i, (body, _, _) in enumerate(batch)]
-        output, failed = self._call(merged)
+        output, failed = self._call(self._merge(batch))
         if failed is None and output.code >= 300:
             failed = self._reply(output)
-        if failed is not None:
-            for _, _, future in batch:
-                future.set_result(failed)
-            return
-        parts: dict[int, list[bytes]] = {}
-        for key, data in output.content:
-            if key and key.startswith("batch_"):
-                parts.setdefault(int(key[6:].split(".", 1)[0]), []).append(data)
-        if sorted(parts) != list(range(len(batch))):
-            mismatch = error_reply(500, "Internal Server Error", "Batch output size mismatch")
-            for _, _, future in batch:
-                future.set_result(mismatch)
-            return
-        for i, (_, _, future) in enumerate(batch):
-            future.set_result(Reply(output.code, b"".join(parts[i]), dict(output.properties)))
+        replies = [failed] * len(batch) if failed is not None else split_batch_output(output, len(batch))
+        for (_, _, future), reply in zip(batch, replies, strict=True):
+            future.set_result(reply)
+
+    def _merge(self, batch: list[tuple[bytes, dict[str, str], Future[Reply]]]) -> Any:
+        """Several requests as one Input, keyed as the release's server keys them."""
+        merged = self.Input()
+        per_request = self.release.has(BATCH_REQUEST_PROPERTIES)
+        properties = {} if per_request else request_properties(batch[0][1])
+        properties["batch_size"] = str(len(batch))
+        for index, (body, headers, _) in enumerate(batch):
+            prefix = self.release.batch_prefix(index)
+            if per_request:
+                properties.update({prefix + k: v for k, v in request_properties(headers).items()})
+            merged.content.append((prefix + "data", body))
+        merged.properties = self._engine(properties)
+        return merged
 
     @staticmethod
     def _reply(output: Any) -> Reply:
         headers = {k.lower(): v for k, v in output.properties.items()}
-        if output.stream_content is not None:
+        if getattr(output, "stream_content", None) is not None:
             return Reply(output.code, _stream(output), headers)
         return Reply(output.code, output.body(), headers, output)
 
 
+def split_batch_output(output: Any, size: int) -> list[Reply]:
+    """One reply per request of a batch, as the server splits the handler's Output (its errors included)."""
+    if len(output.content) != size:
+        mismatch = f"Batch output size mismatch, expected: {size}, actual: {len(output.content)}"
+        return [error_reply(400, "Bad Request", mismatch)] * size
+    parts: list[list[tuple[str, bytes]]] = [[] for _ in range(size)]
+    for key, data in output.content:
+        match = _BATCH_OUTPUT_KEY.fullmatch(key or "")
+        if match is None or int(match.group(1)) >= size:
+            return [error_reply(400, "Bad Request", f"Unexpected batch output key: {key}")] * size
+        parts[int(match.group(1))].append((match.group(2), data))
+    headers = {k.lower(): v for k, v in output.properties.items()}
+    return [Reply(output.code, _data(part), dict(headers)) for part in parts]
+
+
+def _data(content: list[tuple[str, bytes]]) -> bytes:
+    """DJL's ``Output.getData()``: the ``data`` entry, else the first."""
+    for key, data in content:
+        if key == "data":
+            return data
+    return content[0][1] if content else b""
+
+
 def _stream(output: Any) -> Iterator[bytes]:
+    """The chunks the container sends: each item through the formatter; a failure ends the stream with its text."""
     formatter = output.stream_formatter
+    stream = output.stream_content
     try:
-        for item in output.stream_content:
-            chunk = formatter(item) if formatter else item
-            yield chunk if isinstance(chunk, bytes) else str(chunk).encode()
-    except Exception as error:  # DJL sends an error chunk and ends the stream
-        yield json.dumps({"code": 424, "error": f"{type(error).__name__}: {error}"}).encode() + b"\n"
+        while True:
+            try:
+                item = next(stream)
+            except StopIteration:
+                return
+            yield encode_chunk(formatter(item) if formatter else item)
+    except Exception as error:  # the engine sends str(e) as the last chunk and ends the stream
+        LOG.exception("streamed output failed")
+        yield str(error).encode("utf-8")
 
 
 def create_app(server: ModelServer) -> Any:

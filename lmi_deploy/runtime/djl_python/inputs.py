@@ -10,6 +10,16 @@ _BATCH_KEY = re.compile(r"batch_(\d+)\.(.*)")
 
 
 class Input:
+    """The request (or the warm-up call) as the handler sees it.
+
+    The class attributes are the release's behaviour (``lmi_deploy.runtime.versions``); the runtime makes a subclass
+    per release. As shipped here they are the newest release's.
+    """
+
+    batch_by_key = True  # is_batch(): "batch_size" in properties (0.23+); else batch_size > 1
+    batch_request_properties = True  # each batch item gets its own batch_<i>.<header> properties (0.23+)
+    sliced_batch_keys = True  # get_batches() reads the index from key[6:9] (0.25+); else the regex
+
     def __init__(self) -> None:
         self.properties: dict[str, str] = {}
         self.content: list[tuple[str, bytes]] = []
@@ -26,20 +36,35 @@ class Input:
 
     # --- the djl_python API ---
     def is_batch(self) -> bool:
-        return self.get_batch_size() > 1
+        return "batch_size" in self.properties if self.batch_by_key else self.get_batch_size() > 1
 
     def get_batch_size(self) -> int:
         return int(self.properties.get("batch_size", "1"))
 
     def get_batches(self) -> list[Input]:
-        batches: dict[int, Input] = {}
-        for key, value in self.content:
-            match = _BATCH_KEY.fullmatch(key)
-            index, name = (int(match.group(1)), match.group(2)) if match else (0, key)
-            item = batches.setdefault(index, Input())
-            item.properties = dict(self.properties)
-            item.content.append((name, value))
-        return [batches[i] for i in sorted(batches)]
+        """The requests of a batch, split as the release does (its errors on keys it cannot parse included)."""
+        if not self.is_batch():
+            return [self]
+        batch = [type(self)() for _ in range(self.get_batch_size())]
+        if not self.batch_request_properties:
+            for item in batch:
+                item.properties = self.properties  # shared, as in 0.20-0.22
+        for key, value in self.properties.items():
+            if self.batch_request_properties and key.startswith("batch_") and key != "batch_size":
+                index, name = self._batch_key(key)
+                batch[index].properties[name] = value
+        for key, data in self.content:
+            index, name = self._batch_key(key)
+            batch[index].content.append((name, data))
+        return batch
+
+    def _batch_key(self, key: str) -> tuple[int, str]:
+        if self.sliced_batch_keys:
+            return int(key[6:9]), key[10:]
+        match = _BATCH_KEY.fullmatch(key)
+        if match is None:
+            raise ValueError(f"Unexpected key in batch input: {key}")
+        return int(match.group(1)), match.group(2)
 
     def get_function_name(self) -> str:
         return self.function_name
