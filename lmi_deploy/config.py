@@ -29,6 +29,7 @@ from pydantic import (
 from lmi_deploy import containers, instances, model_facts, validation
 from lmi_deploy.containers import ENGINES, Engine
 from lmi_deploy.errors import ConfigError
+from lmi_deploy.runtime.versions import STREAM_CONTENT, Release
 
 Dtype = Literal["fp32", "fp16", "bf16", "int8", "auto"]
 Timeout = Annotated[int, Field(ge=60, le=3600)]
@@ -484,10 +485,20 @@ class DeploymentConfig(BaseModel):
         return self.data_capture_sampling_percent or 100
 
     @property
+    def streaming_refusal(self) -> str | None:
+        """Why the rendered handler refuses ``"stream": true``, or None when it streams: an async endpoint writes
+        whole responses to S3 (and has no InvokeEndpointWithResponseStream); before 0.22.1 djl_python has no
+        ``Output.add_stream_content`` (the request would fail with a 424)."""
+        if self.asynchronous:
+            return "this endpoint is asynchronous, responses go whole to S3"
+        if not Release(self.lmi_version).has(STREAM_CONTENT):
+            return f"LMI {self.lmi_version} cannot stream (Output.add_stream_content arrives in {STREAM_CONTENT.since})"
+        return None
+
+    @property
     def streaming(self) -> bool:
-        """Whether handlers may stream a response: never on an async endpoint, which writes whole responses to S3
-        (and has no InvokeEndpointWithResponseStream)."""
-        return not self.asynchronous
+        """Whether handlers may stream a response (see :attr:`streaming_refusal`)."""
+        return self.streaming_refusal is None
 
     @property
     def volume_kms_key(self) -> bool:

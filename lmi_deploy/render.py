@@ -82,11 +82,7 @@ def serving_properties(config: DeploymentConfig) -> list[tuple[str, str]]:
     elif config.engine in (Engine.VLLM, Engine.LMI_DIST) and containers.key_known_in("option.max_model_len", version):
         entries.append(("option.max_model_len", sequence))
     elif config.engine is Engine.TENSORRT_LLM:
-        output = resolved.max_sequence_length // 4
-        entries += [
-            ("option.max_input_len", str(resolved.max_sequence_length - output)),
-            ("option.max_output_len", str(output)),
-        ]
+        entries += tensorrt_llm_lengths(resolved.max_sequence_length, version)
     elif config.engine is Engine.NEURONX:
         entries.append(("option.n_positions", sequence))
         if config.max_batch_size:
@@ -122,6 +118,22 @@ def handler_keys(version: str) -> frozenset[str]:
         if spec.custom_template and version in containers.versions(engine)
         for key in _template_reads(spec.custom_template)
     )
+
+
+def tensorrt_llm_lengths(sequence: int, version: str) -> list[tuple[str, str]]:
+    """The length limits the TensorRT-LLM engine is built with, in the keys this release passes on.
+
+    A quarter of the sequence for the output, the rest for the prompt. Up to 0.32 the tensorrt_llm_toolkit builds the
+    engine from ``max_input_len`` and ``max_output_len``. From 0.33 the startup build (``trt_llm_partition.py``)
+    turns each option into a ``--key value`` flag of TensorRT-LLM's build parser, which has ``--max_input_len`` and
+    ``--max_seq_len`` (input + output) but no ``--max_output_len``: that key would be dropped and the engine built
+    with the default limit, so the total goes in ``max_seq_len`` (also a field of 0.33's TensorRtLlmProperties).
+    """
+    output = sequence // 4
+    limits = [("option.max_input_len", str(sequence - output))]
+    if containers.key_known_in("option.max_seq_len", version):
+        return [*limits, ("option.max_seq_len", str(sequence))]
+    return [*limits, ("option.max_output_len", str(output))]
 
 
 def handler_options(config: DeploymentConfig) -> dict[str, str]:
@@ -199,7 +211,7 @@ def render_files(config: DeploymentConfig) -> dict[str, str]:
             handler_options=handler_options(config),
             hub_token_secret_env=HUB_TOKEN_SECRET_ENV if config.endpoint_reads_hub_token else None,
             region=config.region,
-            streaming=config.streaming,
+            stream_refusal=config.streaming_refusal,
             parameters={
                 k: list(v)
                 for k, v in containers.generation_parameters(config.engine, config.resolved_model_type).items()

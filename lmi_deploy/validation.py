@@ -21,6 +21,7 @@ from lmi_deploy import containers, key_catalog
 from lmi_deploy.containers import ENGINES, Engine, version_key
 from lmi_deploy.instances import InstanceType
 from lmi_deploy.model_facts import DTYPE_BYTES, ModelFacts
+from lmi_deploy.runtime.versions import S3_WEIGHTS_DOWNLOAD, STREAM_CONTENT, Release
 
 GIB = 1024**3
 MIB = 1024**2
@@ -254,6 +255,7 @@ def resolve_and_check(config: Any, facts: ModelFacts | None, facts_note: str) ->
                 "weights_delivery=sagemaker places only the weights under /opt/ml/model, so a custom "
                 "model.py cannot ship with them: use handler=builtin, or weights_delivery=container",
             )
+    findings += release_limits(config)
     if any(f.level == "error" for f in findings):
         # Wrong engine for the model or the hardware: the rules below would only repeat it in other words.
         return _unresolved(config, findings, notes)
@@ -467,6 +469,33 @@ def resolve_and_check(config: Any, facts: ModelFacts | None, facts_note: str) ->
     return Resolved(tp, tp_property, dtype, sequence, batch, download, startup, loading, notes, findings, memory)
 
 
+def release_limits(config: Any) -> list[Finding]:
+    """What the release cannot do for this deployment (lmi_deploy.runtime.versions): deliver its weights (0.19.0),
+    stream with lmi-deploy's Accelerate handler (before 0.22.1)."""
+    release = Release(config.lmi_version)
+    findings = []
+    if not release.has(S3_WEIGHTS_DOWNLOAD):
+        findings.append(
+            Finding(
+                "error",
+                "weights-delivery",
+                f"LMI {config.lmi_version} cannot load staged weights: its server downloads nothing from S3 (no "
+                "option.s3url, no s3:// model_id) and reads no OPTION_* variables (weights_delivery=sagemaker); use "
+                f"lmi_version {S3_WEIGHTS_DOWNLOAD.since} or later",
+            )
+        )
+    if config.engine is Engine.ACCELERATE and config.handler == "custom" and not release.has(STREAM_CONTENT):
+        findings.append(
+            Finding(
+                "warning",
+                "streaming",
+                f"LMI {config.lmi_version} has no Output.add_stream_content (from {STREAM_CONTENT.since}): the handler "
+                'is rendered without streaming and answers "stream": true with a 400 that says so',
+            )
+        )
+    return findings
+
+
 def _unresolved(config: Any, findings: list[Finding], notes: list[str]) -> Resolved:
     """A Resolved that only carries the findings (the config is refused; nothing is deployed from it)."""
     tp = config.tensor_parallel_degree if isinstance(config.tensor_parallel_degree, int) else 1
@@ -517,6 +546,7 @@ _INT_KEYS = {
     "option.n_positions",
     "option.max_input_len",
     "option.max_output_len",
+    "option.max_seq_len",
     "option.max_num_tokens",
     "batch_size",
     "max_batch_delay",

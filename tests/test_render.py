@@ -49,6 +49,8 @@ def _matrix() -> list[tuple[Engine, str, str, str, str, int]]:
         spec = containers.ENGINES[engine]
         handlers = ("builtin", "custom") if spec.custom_template else ("builtin",)
         for version in containers.versions(engine):
+            if version == "0.19.0":
+                continue  # refused: it cannot load staged weights (tests/test_release_renders.py)
             for model_id in models:
                 if engine is Engine.NEURONX and version in ("0.22.1", "0.23.0") and "llama" in model_id.lower():
                     continue  # llama on NeuronX starts at 0.24.0 (a refused combination, in the corpus)

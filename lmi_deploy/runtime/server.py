@@ -28,6 +28,7 @@ from lmi_deploy.runtime.djl_python.outputs import encode_chunk
 from lmi_deploy.runtime.versions import (
     BATCH_REQUEST_PROPERTIES,
     OUT_OF_MEMORY_507,
+    S3_WEIGHTS_DOWNLOAD,
     SERVER_BATCHING,
     Release,
     release_of,
@@ -75,15 +76,15 @@ def read_serving_properties(model_code: Path) -> ServingProperties:
     return ServingProperties(options, server, tag.group(1) if tag else None)
 
 
-def handler_properties(model_code: Path, model_dir: Path) -> dict[str, str]:
+def handler_properties(model_code: Path, model_dir: Path, release: Release | None = None) -> dict[str, str]:
     """The warm-up call's properties: the ``option.*`` values (prefix stripped) and ``handler``.
 
-    As in the container after the server's own S3 download, an ``s3://`` weights location is replaced by the local
-    copy (``model_dir``). The engine adds ``device_id`` and ``model_dir`` to every call (:meth:`ModelServer._engine`).
+    As in the container after the server's own S3 download (0.20+), an ``s3://`` weights location is replaced by the
+    local copy (``model_dir``). The engine adds ``device_id`` and ``model_dir`` to every call (``ModelServer._engine``).
     """
     properties = dict(read_serving_properties(model_code).options)
     for key in ("model_id", "s3url"):
-        if properties.get(key, "").startswith("s3://"):
+        if properties.get(key, "").startswith("s3://") and (release or Release()).has(S3_WEIGHTS_DOWNLOAD):
             properties[key] = str(model_dir)
     properties.setdefault("handler", "handle")
     return properties
@@ -123,7 +124,7 @@ class ModelServer:
         self.model_dir = Path(model_dir)
         settings = read_serving_properties(self.model_code)
         self.release: Release = release_of(version or settings.version)
-        self.properties = handler_properties(self.model_code, self.model_dir)
+        self.properties = handler_properties(self.model_code, self.model_dir, self.release)
         entry = self.properties.get("entryPoint", "model.py")
         if not entry.endswith(".py"):
             raise ValueError(
@@ -137,6 +138,10 @@ class ModelServer:
             maxsize=int(settings.server.get("job_queue_size", "1000"))
         )
         self.device_id = _default_device_id()
+        # The container's model_dir is the folder of the model code; the weights are where model_id (or s3url) points,
+        # at their downloaded copy. Without either, the weights sit in model_dir beside the code.
+        names_weights = any(key in settings.options for key in ("model_id", "s3url"))
+        self.handler_model_dir = str(self.model_code if names_weights else self.model_dir)
         self.Input, self.Output = api_for(self.release)
         self.state = "loading"
         self.failure = ""
@@ -173,7 +178,7 @@ class ModelServer:
             **properties,
             "handler": properties.get("handler", handler),
             "device_id": self.device_id,
-            "model_dir": str(self.model_dir),
+            "model_dir": self.handler_model_dir,
         }
 
     def _run(self) -> None:

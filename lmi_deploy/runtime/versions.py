@@ -25,6 +25,12 @@ class Change:
     source: str
 
 
+S3_WEIGHTS_DOWNLOAD = Change(
+    "0.20.0",
+    "the server downloads the weights an s3:// option.s3url names (model_id too from 0.23) and hands the handler "
+    "the local copy; 0.19.0 downloads nothing and reads no OPTION_* variables (those arrive in 0.24)",
+    "engines/python/src/main/java/ai/djl/python/engine/PyModel.java (s3url, 0.20.0); wlm/.../ModelInfo.java",
+)
 SERVER_BATCHING = Change(
     "0.20.0",
     "requests queued together (batch_size > 1) reach the handler as one Input with property batch_size; before, "
@@ -60,6 +66,12 @@ ZERO_PADDED_BATCH_KEYS = Change(
     "before, batch_0.data, parsed with the regex batch_(\\d+)\\.(.*)",
     "PyPredictor.java batchPredict; djl_python/inputs.py get_batches",
 )
+INT_STRING_LENGTHS = Change(
+    "0.27.0",
+    "the Java/Python frames carry string lengths as 4-byte ints; before, 2-byte shorts (the local runtime has no "
+    "frames: scripts/check_parity.py speaks them)",
+    "engines/python/src/main/java/ai/djl/python/engine/CodecUtils.java; djl_python/inputs.py retrieve_utf8",
+)
 CUDA_OUT_OF_MEMORY_507 = Change(
     "0.31.0",
     "an exception whose message holds 'CUDA error: out of memory' (or vLLM's 'No available memory for the cache "
@@ -78,12 +90,14 @@ OUTPUT_PROPERTY_GETTERS = Change(
 )
 
 CHANGES: tuple[Change, ...] = (
+    S3_WEIGHTS_DOWNLOAD,
     SERVER_BATCHING,
     STREAM_CONTENT,
     BATCH_REQUEST_PROPERTIES,
     IS_BATCH_BY_KEY,
     OUT_OF_MEMORY_507,
     ZERO_PADDED_BATCH_KEYS,
+    INT_STRING_LENGTHS,
     CUDA_OUT_OF_MEMORY_507,
     INVOKE_HANDLER_FAILURE,
     OUTPUT_PROPERTY_GETTERS,

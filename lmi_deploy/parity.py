@@ -1,0 +1,420 @@
+"""A release's real ``djl_python`` beside lmi-deploy's runtime, on the same handler, weights and requests.
+
+The maintainer check behind ``scripts/check_parity.py``. This module plays the Java side of the LMI server: it
+starts the release's ``djl_python_engine.py`` on a Unix socket, sends the warm-up call and the requests in the
+binary frame its ``Input.read`` decodes, merges batches as that release's ``PyPredictor.batchPredict`` does, and
+turns the ``Output`` frame back into what the server answers over HTTP (status, headers, ``getData()`` or the
+chunks). The same requests go to a :class:`~lmi_deploy.runtime.server.ModelServer` for the same release; every
+difference is reported. It needs a djl-serving checkout, so it never runs in CI: the tests pin the same
+behaviours with lmi-deploy's own runtime (``tests/test_versions.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from lmi_deploy.runtime.server import ModelServer, Reply, read_serving_properties, request_properties
+from lmi_deploy.runtime.versions import (
+    BATCH_REQUEST_PROPERTIES,
+    INT_STRING_LENGTHS,
+    SERVER_BATCHING,
+    Release,
+)
+
+_BATCH_OUTPUT_KEY = re.compile(r"batch_(\d+)\.(.*)")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request as a client sends it."""
+
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
+
+
+@dataclass(frozen=True)
+class Case:
+    """A named exchange: one request, or several sent together as one batch."""
+
+    name: str
+    requests: tuple[Request, ...]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the client gets: status, headers (lower-case names) and the body (chunks joined for a stream)."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    streamed: bool = False
+
+    def describe(self) -> str:
+        kind = "stream" if self.streamed else "body"
+        return f"{self.status} {self.headers.get('content-type', '-')} {kind} {len(self.body)} B"
+
+
+# ---- the Java side's frames ----
+
+
+class Frames:
+    """Reads and writes the Python engine's binary frames, as this release's Java side does."""
+
+    def __init__(self, conn: socket.socket, release: Release) -> None:
+        self.conn = conn
+        self.int_lengths = release.has(INT_STRING_LENGTHS)
+
+    def _string(self, value: str | None) -> bytes:
+        pack = ">i" if self.int_lengths else ">h"
+        if value is None:
+            return struct.pack(pack, -1)
+        data = value.encode("utf-8")
+        return struct.pack(pack, len(data)) + data
+
+    def send(self, properties: Mapping[str, str], content: list[tuple[str, bytes]]) -> None:
+        frame = bytearray(struct.pack(">h", len(properties)))
+        for key, value in properties.items():
+            frame += self._string(key) + self._string(value)
+        frame += struct.pack(">h", len(content))
+        for key, data in content:
+            frame += self._string(key) + struct.pack(">i", len(data)) + data
+        self.conn.sendall(frame)
+
+    def _exactly(self, size: int) -> bytes:
+        data = bytearray()
+        while len(data) < size:
+            chunk = self.conn.recv(size - len(data))
+            if not chunk:
+                raise ConnectionError("the Python engine closed the connection")
+            data += chunk
+        return bytes(data)
+
+    def _int(self, fmt: str) -> int:
+        value: int = struct.unpack(fmt, self._exactly(struct.calcsize(fmt)))[0]
+        return value
+
+    def _read_string(self) -> str | None:
+        size = self._int(">i" if self.int_lengths else ">h")
+        return None if size < 0 else self._exactly(size).decode("utf-8")
+
+    def receive(self) -> tuple[int, str, dict[str, str], list[tuple[str | None, bytes]] | None]:
+        """(code, message, properties, content); content None for a stream (read it with :meth:`chunks`)."""
+        code = self._int(">h")
+        message = self._read_string() or ""
+        properties = {}
+        for _ in range(self._int(">h")):
+            key, value = self._read_string(), self._read_string()
+            properties[key or ""] = value or ""
+        size = self._int(">h")
+        if size == -1:
+            return code, message, properties, None
+        content = []
+        for _ in range(size):
+            key = self._read_string()
+            content.append((key, self._exactly(self._int(">i"))))
+        return code, message, properties, content
+
+    def chunks(self) -> Iterator[bytes]:
+        while True:
+            more = self._exactly(1) == b"\1"
+            yield self._exactly(self._int(">i"))
+            if not more:
+                return
+
+
+def _get_data(content: list[tuple[str | None, bytes]]) -> bytes:
+    """DJL's ``Input.getData()``: the ``data`` entry, else the first; no content, no body."""
+    for key, data in content:
+        if key == "data":
+            return data
+    return content[0][1] if content else b""
+
+
+# ---- the container's side: the release's engine worker, driven as its Java side drives it ----
+
+
+def merge_batch(release: Release, requests: tuple[Request, ...]) -> tuple[dict[str, str], list[tuple[str, bytes]]]:
+    """Several requests as one Input, as this release's ``PyPredictor.batchPredict`` merges them."""
+    per_request = release.has(BATCH_REQUEST_PROPERTIES)
+    properties = {} if per_request else request_properties(dict(requests[0].headers))
+    properties["batch_size"] = str(len(requests))
+    content = []
+    for index, request in enumerate(requests):
+        prefix = release.batch_prefix(index)
+        if per_request:
+            properties.update({prefix + k: v for k, v in request_properties(dict(request.headers)).items()})
+        content.append((prefix + "data", request.body))
+    return properties, content
+
+
+def split_answer(
+    code: int, properties: dict[str, str], content: list[tuple[str | None, bytes]], size: int
+) -> list[Answer]:
+    """One answer per request of a batch, as the server splits the Output (``Batch output size mismatch``: 400)."""
+    headers = {k.lower(): v for k, v in properties.items()}
+    if code >= 300:
+        return [Answer(code, headers, _get_data(content))] * size
+    if len(content) != size:
+        return [_bad_request(f"Batch output size mismatch, expected: {size}, actual: {len(content)}")] * size
+    parts: list[list[tuple[str | None, bytes]]] = [[] for _ in range(size)]
+    for key, data in content:
+        match = _BATCH_OUTPUT_KEY.fullmatch(key or "")
+        if match is None or int(match.group(1)) >= size:
+            return [_bad_request(f"Unexpected batch output key: {key}")] * size
+        parts[int(match.group(1))].append((match.group(2), data))
+    return [Answer(code, dict(headers), _get_data(part)) for part in parts]
+
+
+def _bad_request(error: str) -> Answer:
+    body = json.dumps({"code": 400, "message": "Bad Request", "error": error}).encode()
+    return Answer(400, {"content-type": "application/json"}, body)
+
+
+class ContainerWorker:
+    """The release's ``djl_python_engine.py`` on a Unix socket, with the model's warm-up done."""
+
+    def __init__(self, python: Path, engine: Path, model_code: Path, model_dir: Path, release: Release, log: IO[str]):
+        self.release = release
+        self.model_dir = model_dir
+        socket_path = model_code.parent / f"engine-{release.version}.sock"
+        socket_path.unlink(missing_ok=True)
+        command = [str(python), str(engine), "--sock-type", "unix", "--sock-name", str(socket_path)]
+        command += ["--model-dir", str(model_code), "--entry-point", "model.py", "--device-id", "-1"]
+        environment = {"PYTHONPATH": str(model_code), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
+        self.process = subprocess.Popen(command, cwd=model_code, stdout=log, stderr=subprocess.STDOUT, env=environment)
+        self.frames = Frames(self._connect(socket_path), release)
+        self.options = self._server_options(model_code)
+
+    def _connect(self, path: Path) -> socket.socket:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the engine worker exited ({self.process.returncode}); see its log")
+            if path.exists():
+                conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    conn.connect(str(path))
+                    return conn
+                except OSError:
+                    conn.close()
+            time.sleep(0.1)
+        raise TimeoutError("the engine worker did not open its socket within 120 s")
+
+    def _server_options(self, model_code: Path) -> dict[str, str]:
+        """The warm-up's properties: option.* (prefix stripped; an s3:// weights location is the downloaded copy)."""
+        options = dict(read_serving_properties(model_code).options)
+        for key in ("model_id", "s3url"):
+            if options.get(key, "").startswith("s3://"):
+                options[key] = str(self.model_dir)
+        return options
+
+    def warm_up(self) -> Answer:
+        return self._exchange({**self.options, "handler": "handle"}, [])[0]
+
+    def ask(self, case: Case) -> list[Answer]:
+        if len(case.requests) == 1 or not self.release.has(SERVER_BATCHING):
+            return [self._single(request) for request in case.requests]
+        properties, content = merge_batch(self.release, case.requests)
+        return self._exchange({**properties, "handler": "handle"}, content, len(case.requests))
+
+    def _single(self, request: Request) -> Answer:
+        properties = {**request_properties(dict(request.headers)), "handler": "handle"}
+        return self._exchange(properties, [("data", request.body)])[0]
+
+    def _exchange(self, properties: dict[str, str], content: list[tuple[str, bytes]], size: int = 1) -> list[Answer]:
+        self.frames.send(properties, content)
+        code, _message, headers, received = self.frames.receive()
+        if received is None:
+            body = b"".join(self.frames.chunks())
+            return [Answer(code, {k.lower(): v for k, v in headers.items()}, body, streamed=True)]
+        if size == 1:
+            return [Answer(code, {k.lower(): v for k, v in headers.items()}, _get_data(received))]
+        return split_answer(code, headers, received, size)
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+# ---- lmi-deploy's side ----
+
+
+def local_answers(server: ModelServer, case: Case) -> list[Answer]:
+    """The same requests through lmi-deploy's runtime, submitted together so that they batch."""
+    futures: list[Future[Reply]] = [server.submit(r.body, dict(r.headers)) for r in case.requests]
+    return [_answer(future.result(timeout=300)) for future in futures]
+
+
+def _answer(reply: Reply) -> Answer:
+    headers = {k.lower(): v for k, v in reply.headers.items()}
+    if isinstance(reply.body, bytes):
+        return Answer(reply.status, headers, reply.body)
+    return Answer(reply.status, headers, b"".join(reply.body), streamed=True)
+
+
+# ---- the cases ----
+
+_JSON = {"Content-Type": "application/json"}
+
+
+def _json(value: Any, headers: Mapping[str, str] = _JSON) -> Request:
+    return Request(json.dumps(value).encode(), headers)
+
+
+def handler_cases(prompt: str) -> list[Case]:
+    """Requests for the rendered Accelerate handler: single, batched, streaming, empty body, a model failure."""
+    generate = {"max_new_tokens": 4}
+    return [
+        Case("single", (_json({"inputs": [prompt, prompt[:12]], "parameters": generate}),)),
+        Case("batched", tuple(_json({"inputs": prompt[: 8 + i], "parameters": generate}) for i in range(3))),
+        Case("stream", (_json({"inputs": prompt, "parameters": generate, "stream": True}),)),
+        Case("empty-body", (Request(b"", _JSON),)),
+        Case("handler-error", (_json({"inputs": prompt, "parameters": {"num_beams": 0}}),)),
+    ]
+
+
+def probe_cases() -> list[Case]:
+    """Requests for the parity probe (lmi_deploy/runtime/parity_probe.py): what the handler is handed."""
+    attributes = {**_JSON, "X-Amzn-SageMaker-Custom-Attributes": "tenant=a; trace=7"}
+    mixed = [_json({"id": 0}), _json({"id": 1}), Request(b"plain text", {"Content-Type": "text/plain", "X-Id": "2"})]
+    return [
+        Case("echo", (_json({"do": "echo"}, attributes),)),
+        Case("empty-body", (Request(b"", _JSON),)),
+        Case("batched", tuple(mixed)),
+        Case("stream", (_json({"do": "stream"}),)),
+        Case("stream-not-iterator", (_json({"do": "stream-list"}),)),
+        Case("handler-error", (_json({"do": "raise"}),)),
+        Case("out-of-memory", (_json({"do": "oom"}),)),
+        Case("not-an-output", (_json({"do": "not-output"}),)),
+        Case("output-getters", (_json({"do": "getters"}),)),
+    ]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    handler: str
+    case: str
+    container: list[Answer]
+    local: list[Answer]
+
+    @property
+    def differences(self) -> list[str]:
+        found = []
+        for index, (theirs, ours) in enumerate(zip(self.container, self.local, strict=True)):
+            where = f"request {index}: " if len(self.container) > 1 else ""
+            for name in ("status", "streamed", "headers", "body"):
+                if getattr(theirs, name) != getattr(ours, name):
+                    found.append(f"{where}{name}: container {getattr(theirs, name)!r} | local {getattr(ours, name)!r}")
+        return found
+
+
+def report(outcomes: list[Outcome], release: Release, ref: str) -> list[str]:
+    """The lines check_parity prints for one release."""
+    lines = [f"== djl-serving {release.version} ({ref}) =="]
+    for outcome in outcomes:
+        differences = outcome.differences
+        verdict = "same" if not differences else f"{len(differences)} DIFFERENCE(S)"
+        answer = "; ".join(a.describe() for a in outcome.container)
+        lines.append(f"{outcome.handler:>10} {outcome.case:<20} {verdict:<16} {answer}")
+        lines += [f"{'':>12}- {difference}" for difference in differences]
+    total = sum(len(o.differences) for o in outcomes)
+    lines.append(f"{release.version}: {len(outcomes)} cases, {total} differences")
+    return lines
+
+
+# ---- one release, end to end ----
+
+BATCHING = "batch_size=3\nmax_batch_delay=300\n"  # added to each serving.properties so that "batched" batches
+
+
+def resolve_ref(repo: Path, version: str) -> str:
+    """The git ref the release's images are built from: ``X.Y.Z-dlc``, else the tag ``vX.Y.Z``."""
+    for ref in (f"{version}-dlc", f"origin/{version}-dlc", f"v{version}"):
+        found = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+            capture_output=True,
+            check=False,
+        )
+        if found.returncode == 0:
+            return ref
+    raise ValueError(f"{repo} has neither a {version}-dlc branch nor a v{version} tag; give --version {version}=REF")
+
+
+def install_djl_python(repo: Path, ref: str, work: Path) -> tuple[Path, Path]:
+    """A throwaway venv with the release's djl_python installed; (its python, the release's engine script).
+
+    The venv sees this interpreter's packages (torch, transformers) through a .pth file, so only djl_python is new.
+    """
+    import site
+    import sys
+
+    source = work / "djl-serving"
+    source.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", ref, "engines/python/setup", "gradle.properties"],
+        capture_output=True,
+        check=True,
+    )
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive.stdout, check=True)
+    venv = work / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (Path(purelib) / "lmi_deploy_parity.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    setup = source / "engines" / "python" / "setup"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", str(setup)],
+        check=True,
+        cwd=setup,
+    )
+    return python, setup / "djl_python_engine.py"
+
+
+def model_code_for(folder: Path, model_py: Path | str, properties: str) -> Path:
+    folder.mkdir(parents=True)
+    model = folder / "model.py"
+    model.write_text(Path(model_py).read_text() if isinstance(model_py, Path) else model_py)
+    (folder / "serving.properties").write_text(properties + BATCHING)
+    return folder
+
+
+def compare(
+    handler: str, model_code: Path, weights: Path, release: Release, installed: tuple[Path, Path], cases: list[Case]
+) -> list[Outcome]:
+    """Every case through the release's engine worker and through lmi-deploy's runtime."""
+    local = ModelServer(model_code, weights, version=release.version)
+    local.device_id = "-1"  # the CPU, as the worker is told (--device-id -1)
+    with (model_code.parent / f"{handler}-engine.log").open("w") as log:
+        worker = ContainerWorker(*installed, model_code, weights, release, log)
+        try:
+            outcomes = [Outcome(handler, "warm-up", [worker.warm_up()], [_warm_up_answer(local)])]
+            for case in cases:
+                outcomes.append(Outcome(handler, case.name, worker.ask(case), local_answers(local, case)))
+        finally:
+            worker.close()
+    return outcomes
+
+
+def _warm_up_answer(server: ModelServer) -> Answer:
+    server.start()
+    if not server.wait_ready(600):
+        return Answer(500, {}, server.failure.encode())
+    return Answer(204, {}, b"")
