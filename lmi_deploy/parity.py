@@ -12,7 +12,6 @@ behaviours with lmi-deploy's own runtime (``tests/test_versions.py``).
 from __future__ import annotations
 
 import json
-import re
 import socket
 import struct
 import subprocess
@@ -23,15 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from lmi_deploy.runtime.server import ModelServer, Reply, read_serving_properties, request_properties
-from lmi_deploy.runtime.versions import (
-    BATCH_REQUEST_PROPERTIES,
-    INT_STRING_LENGTHS,
-    SERVER_BATCHING,
-    Release,
+from lmi_deploy.runtime.server import (
+    ModelServer,
+    Reply,
+    get_data,
+    handler_properties,
+    merge_batch,
+    request_properties,
+    server_error,
+    split_batch_output,
 )
-
-_BATCH_OUTPUT_KEY = re.compile(r"batch_(\d+)\.(.*)")
+from lmi_deploy.runtime.versions import INT_STRING_LENGTHS, SERVER_BATCHING, Release
 
 
 @dataclass(frozen=True)
@@ -132,52 +133,7 @@ class Frames:
                 return
 
 
-def _get_data(content: list[tuple[str | None, bytes]]) -> bytes:
-    """DJL's ``Input.getData()``: the ``data`` entry, else the first; no content, no body."""
-    for key, data in content:
-        if key == "data":
-            return data
-    return content[0][1] if content else b""
-
-
 # ---- the container's side: the release's engine worker, driven as its Java side drives it ----
-
-
-def merge_batch(release: Release, requests: tuple[Request, ...]) -> tuple[dict[str, str], list[tuple[str, bytes]]]:
-    """Several requests as one Input, as this release's ``PyPredictor.batchPredict`` merges them."""
-    per_request = release.has(BATCH_REQUEST_PROPERTIES)
-    properties = {} if per_request else request_properties(dict(requests[0].headers))
-    properties["batch_size"] = str(len(requests))
-    content = []
-    for index, request in enumerate(requests):
-        prefix = release.batch_prefix(index)
-        if per_request:
-            properties.update({prefix + k: v for k, v in request_properties(dict(request.headers)).items()})
-        content.append((prefix + "data", request.body))
-    return properties, content
-
-
-def split_answer(
-    code: int, properties: dict[str, str], content: list[tuple[str | None, bytes]], size: int
-) -> list[Answer]:
-    """One answer per request of a batch, as the server splits the Output (``Batch output size mismatch``: 400)."""
-    headers = {k.lower(): v for k, v in properties.items()}
-    if code >= 300:
-        return [Answer(code, headers, _get_data(content))] * size
-    if len(content) != size:
-        return [_bad_request(f"Batch output size mismatch, expected: {size}, actual: {len(content)}")] * size
-    parts: list[list[tuple[str | None, bytes]]] = [[] for _ in range(size)]
-    for key, data in content:
-        match = _BATCH_OUTPUT_KEY.fullmatch(key or "")
-        if match is None or int(match.group(1)) >= size:
-            return [_bad_request(f"Unexpected batch output key: {key}")] * size
-        parts[int(match.group(1))].append((match.group(2), data))
-    return [Answer(code, dict(headers), _get_data(part)) for part in parts]
-
-
-def _bad_request(error: str) -> Answer:
-    body = json.dumps({"code": 400, "message": "Bad Request", "error": error}).encode()
-    return Answer(400, {"content-type": "application/json"}, body)
 
 
 class ContainerWorker:
@@ -193,7 +149,8 @@ class ContainerWorker:
         environment = {"PYTHONPATH": str(model_code), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
         self.process = subprocess.Popen(command, cwd=model_code, stdout=log, stderr=subprocess.STDOUT, env=environment)
         self.frames = Frames(self._connect(socket_path), release)
-        self.options = self._server_options(model_code)
+        self.options = handler_properties(model_code, model_dir, release)  # the Java side's init parameters
+        self.alive = True
 
     def _connect(self, path: Path) -> socket.socket:
         deadline = time.monotonic() + 120
@@ -210,21 +167,13 @@ class ContainerWorker:
             time.sleep(0.1)
         raise TimeoutError("the engine worker did not open its socket within 120 s")
 
-    def _server_options(self, model_code: Path) -> dict[str, str]:
-        """The warm-up's properties: option.* (prefix stripped; an s3:// weights location is the downloaded copy)."""
-        options = dict(read_serving_properties(model_code).options)
-        for key in ("model_id", "s3url"):
-            if options.get(key, "").startswith("s3://"):
-                options[key] = str(self.model_dir)
-        return options
-
     def warm_up(self) -> Answer:
-        return self._exchange({**self.options, "handler": "handle"}, [])[0]
+        return self._exchange(self.options, [])[0]
 
     def ask(self, case: Case) -> list[Answer]:
         if len(case.requests) == 1 or not self.release.has(SERVER_BATCHING):
             return [self._single(request) for request in case.requests]
-        properties, content = merge_batch(self.release, case.requests)
+        properties, content = merge_batch(self.release, [(r.body, dict(r.headers)) for r in case.requests])
         return self._exchange({**properties, "handler": "handle"}, content, len(case.requests))
 
     def _single(self, request: Request) -> Answer:
@@ -232,14 +181,20 @@ class ContainerWorker:
         return self._exchange(properties, [("data", request.body)])[0]
 
     def _exchange(self, properties: dict[str, str], content: list[tuple[str, bytes]], size: int = 1) -> list[Answer]:
-        self.frames.send(properties, content)
-        code, _message, headers, received = self.frames.receive()
+        if not self.alive:
+            raise RuntimeError("the engine worker died on an earlier case; the server would restart it")
+        try:
+            self.frames.send(properties, content)
+            code, _message, headers, received = self.frames.receive()
+        except ConnectionError:  # PyProcess.predict: TranslateException(IOException "Python worker disconnected.")
+            self.alive = False
+            return [answer(server_error(400, "TranslateException", "Python worker disconnected."))] * size
         if received is None:
             body = b"".join(self.frames.chunks())
             return [Answer(code, {k.lower(): v for k, v in headers.items()}, body, streamed=True)]
         if size == 1:
-            return [Answer(code, {k.lower(): v for k, v in headers.items()}, _get_data(received))]
-        return split_answer(code, headers, received, size)
+            return [Answer(code, {k.lower(): v for k, v in headers.items()}, get_data(received))]
+        return [answer(reply) for reply in split_batch_output(code, headers, received, size)]
 
     def close(self) -> None:
         self.process.terminate()
@@ -255,10 +210,11 @@ class ContainerWorker:
 def local_answers(server: ModelServer, case: Case) -> list[Answer]:
     """The same requests through lmi-deploy's runtime, submitted together so that they batch."""
     futures: list[Future[Reply]] = [server.submit(r.body, dict(r.headers)) for r in case.requests]
-    return [_answer(future.result(timeout=300)) for future in futures]
+    return [answer(future.result(timeout=300)) for future in futures]
 
 
-def _answer(reply: Reply) -> Answer:
+def answer(reply: Reply) -> Answer:
+    """What the client gets from a reply (a stream's chunks joined)."""
     headers = {k.lower(): v for k, v in reply.headers.items()}
     if isinstance(reply.body, bytes):
         return Answer(reply.status, headers, reply.body)
@@ -298,8 +254,8 @@ def probe_cases() -> list[Case]:
         Case("stream-not-iterator", (_json({"do": "stream-list"}),)),
         Case("handler-error", (_json({"do": "raise"}),)),
         Case("out-of-memory", (_json({"do": "oom"}),)),
-        Case("not-an-output", (_json({"do": "not-output"}),)),
         Case("output-getters", (_json({"do": "getters"}),)),
+        Case("not-an-output", (_json({"do": "not-output"}),)),  # last: before 0.23 it kills the worker
     ]
 
 

@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         work = Path(tempfile.mkdtemp(prefix=f"parity-{version}-"))
         try:
             lines, found = check_release(args.djl_serving, version, ref or None, work)
-        except (ValueError, RuntimeError, TimeoutError) as error:
+        except (ValueError, RuntimeError, OSError) as error:
             print(f"check_parity: {version}: {error}", file=sys.stderr)
             return 2
         finally:

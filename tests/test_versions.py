@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from lmi_deploy.containers import version_key
 from lmi_deploy.runtime import PARITY_PROBE
 from lmi_deploy.runtime.server import ModelServer, Reply
 
@@ -40,17 +41,22 @@ def as_json(reply: Reply) -> Any:
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_properties_the_handler_sees(tmp_path: Path, version: str) -> None:
-    server = probe_server(tmp_path, version, "batch_size=1\n")
+    server = probe_server(tmp_path, version, "batch_size=2\noption.tensor_parallel_degree=1\n")
     reply = ask(server, b'{"do": "echo"}', {"X-Amzn-SageMaker-Custom-Attributes": "tenant=a; trace=7"})
     report = as_json(reply)
-    # warm-up: the option.* values without the prefix, plus handler; engine keys never (batch_size, engine)
-    assert report["warm_up"] == {
+    # warm-up: the option.* values without the prefix, and handler ...
+    expected = {
         "device_id": "<set>",
         "dtype": "fp32",
         "handler": "handle",
         "model_dir": "<set>",
         "model_loading_timeout": "60",
+        "tensor_parallel_degree": "1",
     }
+    if version_key(version) >= version_key("0.22.1"):  # ... and the model's properties: server keys, batchifier, the workers TP > 0 implies
+        expected.update({"engine": "Python", "batch_size": "2", "batchifier": "stack"})
+        expected.update({"gpu.minWorkers": "1", "gpu.maxWorkers": "1"})
+    assert report["warm_up"] == expected
     # a request: its headers (custom attributes split), plus handler, device_id and model_dir; no option values
     assert report["properties"] == {
         "Content-Type": "application/json",
@@ -150,8 +156,8 @@ def test_handler_exception(tmp_path: Path, version: str, status: int, message: s
     else:
         assert (out_of_memory.status, out_of_memory.body) == (507, b"")
     not_output = ask(server, b'{"do": "not-output"}')
-    if version == "0.21.0":
-        assert not_output.status == 500
+    if version == "0.21.0":  # the engine's send() fails outside its try: the worker dies, the server answers 400
+        assert (not_output.status, as_json(not_output)["message"]) == (400, "Python worker disconnected.")
     else:
         assert as_json(not_output)["error"] == "Invalid output type: <class 'dict'>"
 
@@ -188,3 +194,20 @@ def test_the_version_comes_from_the_rendered_header(tmp_path: Path) -> None:
     )
     assert ModelServer(tmp_path, tmp_path).release.version == "0.21.0"
     assert ModelServer(tmp_path, tmp_path, version="0.33.0").release.version == "0.33.0"
+
+
+def test_a_batch_answered_once_is_the_servers_400(tmp_path: Path) -> None:
+    (tmp_path / "model.py").write_text(
+        "from djl_python import Output\n\n\ndef handle(inputs):\n"
+        "    return None if inputs.is_empty() else Output().add_as_json({'one': 'answer'})\n"
+    )
+    (tmp_path / "serving.properties").write_text("engine=Python\nbatch_size=2\nmax_batch_delay=2000\n")
+    server = ModelServer(tmp_path, tmp_path, version="0.27.0").start()
+    assert server.wait_ready(30), server.failure
+    replies = [f.result(timeout=30) for f in [server.submit(b"{}", {}), server.submit(b"{}", {})]]
+    assert {r.status for r in replies} == {400}
+    assert as_json(replies[0]) == {
+        "code": 400,
+        "type": "TranslateException",
+        "message": "Batch output size mismatch, expected: 2, actual: 1",
+    }

@@ -27,6 +27,7 @@ from lmi_deploy.runtime import api_for, load_handler
 from lmi_deploy.runtime.djl_python.outputs import encode_chunk
 from lmi_deploy.runtime.versions import (
     BATCH_REQUEST_PROPERTIES,
+    MODEL_PROPERTIES_AT_WARM_UP,
     OUT_OF_MEMORY_507,
     S3_WEIGHTS_DOWNLOAD,
     SERVER_BATCHING,
@@ -77,15 +78,27 @@ def read_serving_properties(model_code: Path) -> ServingProperties:
 
 
 def handler_properties(model_code: Path, model_dir: Path, release: Release | None = None) -> dict[str, str]:
-    """The warm-up call's properties: the ``option.*`` values (prefix stripped) and ``handler``.
+    """The warm-up call's properties, as the release's server builds them (the engine then adds ``device_id`` and
+    ``model_dir``, see ``ModelServer._engine``): the ``option.*`` values (prefix stripped), the model's properties
+    (0.22.1+) and ``handler``.
 
     As in the container after the server's own S3 download (0.20+), an ``s3://`` weights location is replaced by the
-    local copy (``model_dir``). The engine adds ``device_id`` and ``model_dir`` to every call (``ModelServer._engine``).
+    local copy (``model_dir``).
     """
-    properties = dict(read_serving_properties(model_code).options)
+    release = release or Release()
+    settings = read_serving_properties(model_code)
+    properties = dict(settings.options)
     for key in ("model_id", "s3url"):
-        if properties.get(key, "").startswith("s3://") and (release or Release()).has(S3_WEIGHTS_DOWNLOAD):
+        if properties.get(key, "").startswith("s3://") and release.has(S3_WEIGHTS_DOWNLOAD):
             properties[key] = str(model_dir)
+    if release.has(MODEL_PROPERTIES_AT_WARM_UP):
+        properties.update(settings.server)
+        if int(settings.server.get("batch_size", "1")) > 1:
+            properties["batchifier"] = "stack"
+        workers_set = any(key in settings.server for key in ("maxWorkers", "gpu.maxWorkers"))
+        tensor_parallel = settings.options.get("tensor_parallel_degree", "")
+        if tensor_parallel.isdigit() and int(tensor_parallel) > 0 and not workers_set:
+            properties["gpu.minWorkers"] = properties["gpu.maxWorkers"] = "1"
     properties.setdefault("handler", "handle")
     return properties
 
@@ -222,7 +235,7 @@ class ModelServer:
             return None, Reply(204, b"")
         if not hasattr(output, "code") or not hasattr(output, "content"):
             if not self.release.has(OUT_OF_MEMORY_507):  # the engine's send() fails outside its try: worker dies
-                return None, error_reply(500, "Internal Server Error", "Python worker disconnected.")
+                return None, server_error(400, "TranslateException", "Python worker disconnected.")
             invalid = self.Output().error(f"Invalid output type: {type(output)}")
             return None, self._reply(invalid)
         return output, None
@@ -236,21 +249,17 @@ class ModelServer:
         output, failed = self._call(self._merge(batch))
         if failed is None and output.code >= 300:
             failed = self._reply(output)
-        replies = [failed] * len(batch) if failed is not None else split_batch_output(output, len(batch))
+        if failed is not None:
+            replies = [failed] * len(batch)
+        else:
+            replies = split_batch_output(output.code, output.properties, output.content, len(batch))
         for (_, _, future), reply in zip(batch, replies, strict=True):
             future.set_result(reply)
 
     def _merge(self, batch: list[tuple[bytes, dict[str, str], Future[Reply]]]) -> Any:
         """Several requests as one Input, keyed as the release's server keys them."""
         merged = self.Input()
-        per_request = self.release.has(BATCH_REQUEST_PROPERTIES)
-        properties = {} if per_request else request_properties(batch[0][1])
-        properties["batch_size"] = str(len(batch))
-        for index, (body, headers, _) in enumerate(batch):
-            prefix = self.release.batch_prefix(index)
-            if per_request:
-                properties.update({prefix + k: v for k, v in request_properties(headers).items()})
-            merged.content.append((prefix + "data", body))
+        properties, merged.content = merge_batch(self.release, [(body, headers) for body, headers, _ in batch])
         merged.properties = self._engine(properties)
         return merged
 
@@ -262,22 +271,49 @@ class ModelServer:
         return Reply(output.code, output.body(), headers, output)
 
 
-def split_batch_output(output: Any, size: int) -> list[Reply]:
-    """One reply per request of a batch, as the server splits the handler's Output (its errors included)."""
-    if len(output.content) != size:
-        mismatch = f"Batch output size mismatch, expected: {size}, actual: {len(output.content)}"
-        return [error_reply(400, "Bad Request", mismatch)] * size
-    parts: list[list[tuple[str, bytes]]] = [[] for _ in range(size)]
-    for key, data in output.content:
+def merge_batch(
+    release: Release, requests: list[tuple[bytes, dict[str, str]]]
+) -> tuple[dict[str, str], list[tuple[str, bytes]]]:
+    """Several requests as one Input's (properties, content), as the release's ``PyPredictor.batchPredict`` merges
+    them: ``batch_size``; each body as ``<prefix>data``; the headers as ``<prefix><header>`` (0.23+) or, before,
+    the first request's headers unprefixed."""
+    per_request = release.has(BATCH_REQUEST_PROPERTIES)
+    properties = {} if per_request else request_properties(requests[0][1])
+    properties["batch_size"] = str(len(requests))
+    content = []
+    for index, (body, headers) in enumerate(requests):
+        prefix = release.batch_prefix(index)
+        if per_request:
+            properties.update({prefix + k: v for k, v in request_properties(headers).items()})
+        content.append((prefix + "data", body))
+    return properties, content
+
+
+def server_error(status: int, kind: str, message: str) -> Reply:
+    """An error the Java server makes itself (NettyUtils.sendError): pretty JSON code, exception type, message."""
+    body = json.dumps({"code": status, "type": kind, "message": message}, indent=2).encode()
+    return Reply(status, body, {"content-type": "application/json"})
+
+
+def split_batch_output(
+    code: int, properties: dict[str, str], content: list[tuple[str | None, bytes]], size: int
+) -> list[Reply]:
+    """One reply per request of a batch, as the server splits the handler's Output: a TranslateException (400) when
+    it has not one ``batch_<i>.`` entry per request."""
+    if len(content) != size:
+        mismatch = f"Batch output size mismatch, expected: {size}, actual: {len(content)}"
+        return [server_error(400, "TranslateException", mismatch)] * size
+    parts: list[list[tuple[str | None, bytes]]] = [[] for _ in range(size)]
+    for key, data in content:
         match = _BATCH_OUTPUT_KEY.fullmatch(key or "")
         if match is None or int(match.group(1)) >= size:
-            return [error_reply(400, "Bad Request", f"Unexpected batch output key: {key}")] * size
+            return [server_error(400, "TranslateException", f"Unexpected batch output key: {key}")] * size
         parts[int(match.group(1))].append((match.group(2), data))
-    headers = {k.lower(): v for k, v in output.properties.items()}
-    return [Reply(output.code, _data(part), dict(headers)) for part in parts]
+    headers = {k.lower(): v for k, v in properties.items()}
+    return [Reply(code, get_data(part), dict(headers)) for part in parts]
 
 
-def _data(content: list[tuple[str, bytes]]) -> bytes:
+def get_data(content: list[tuple[str | None, bytes]]) -> bytes:
     """DJL's ``Output.getData()``: the ``data`` entry, else the first."""
     for key, data in content:
         if key == "data":

@@ -37,6 +37,13 @@ SERVER_BATCHING = Change(
     "one at a time",
     "engines/python/src/main/java/ai/djl/python/engine/PyPredictor.java batchPredict",
 )
+MODEL_PROPERTIES_AT_WARM_UP = Change(
+    "0.22.1",
+    "the warm-up call also carries the model's properties: serving.properties' server keys (engine, batch_size, "
+    "...), batchifier=stack when batch_size > 1, gpu.minWorkers=gpu.maxWorkers=1 when tensor_parallel_degree > 0 "
+    "and no maxWorkers is set; before, only the option.* values and handler",
+    "PyModel.java load (properties.forEach(pyEnv::addParameter)); djl BaseModelLoader.createModel; ModelInfo.java",
+)
 STREAM_CONTENT = Change(
     "0.22.1",
     "Output.add_stream_content: the reply is sent in chunks as the iterator yields; before, AttributeError (424)",
@@ -92,6 +99,7 @@ OUTPUT_PROPERTY_GETTERS = Change(
 CHANGES: tuple[Change, ...] = (
     S3_WEIGHTS_DOWNLOAD,
     SERVER_BATCHING,
+    MODEL_PROPERTIES_AT_WARM_UP,
     STREAM_CONTENT,
     BATCH_REQUEST_PROPERTIES,
     IS_BATCH_BY_KEY,
