@@ -319,11 +319,13 @@ def install_djl_python(repo: Path, ref: str, work: Path) -> tuple[Path, Path]:
 
     source = work / "djl-serving"
     source.mkdir(parents=True)
-    archive = subprocess.run(
-        ["git", "-C", str(repo), "archive", ref, "engines/python/setup", "gradle.properties"],
-        capture_output=True,
-        check=True,
-    )
+    # setup.py reads the version from gradle.properties (to 0.27) or gradle/libs.versions.toml (later)
+    paths = ["engines/python/setup"] + [
+        path
+        for path in ("gradle.properties", "gradle/libs.versions.toml")
+        if subprocess.run(["git", "-C", str(repo), "cat-file", "-e", f"{ref}:{path}"], check=False).returncode == 0
+    ]
+    archive = subprocess.run(["git", "-C", str(repo), "archive", ref, *paths], capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(source)], input=archive.stdout, check=True)
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)

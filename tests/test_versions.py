@@ -53,7 +53,9 @@ def test_properties_the_handler_sees(tmp_path: Path, version: str) -> None:
         "model_loading_timeout": "60",
         "tensor_parallel_degree": "1",
     }
-    if version_key(version) >= version_key("0.22.1"):  # ... and the model's properties: server keys, batchifier, the workers TP > 0 implies
+    if version_key(version) >= version_key(
+        "0.22.1"
+    ):  # ... and the model's properties: server keys, batchifier, the workers TP > 0 implies
         expected.update({"engine": "Python", "batch_size": "2", "batchifier": "stack"})
         expected.update({"gpu.minWorkers": "1", "gpu.maxWorkers": "1"})
     assert report["warm_up"] == expected
