@@ -1,0 +1,121 @@
+"""The public corpus (tests/corpus/): published serving.properties must validate, known-broken ones must fail.
+
+Each case runs through scripts/validate.py's ``main`` as a user would call it. ``KNOWN_MISSES`` lists the cases the
+validator classifies wrong today, each with its root cause; a listed case is an expected failure, an unlisted miss
+fails the suite, and a listed case that becomes right fails the suite too until it is taken off the list. The list is
+meant to shrink to zero: fix the rule, never the case.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from scripts import eval_corpus
+from scripts.eval_corpus import Case, load_cases, run_case
+
+KEY_NOT_READ = (
+    "unknown-key: a key this release reads is missing from KNOWN_KEYS (no near-miss check against the source)"
+)
+TNX_BATCH_SIZE = "unknown-key: Transformers-NeuronX reads option.batch_size (djl_python transformers_neuronx handler)"
+SCHEDULER_KEYS = "unknown-key: seq-scheduler keys max_sparsity/max_splits/decoding_strategy/disable_flash_attn (0.24+)"
+BARE_SERVER_KEY = "unknown-key: keys without option. (rolling_batch, model_loading_timeout, entryPoint, dtype) are read"
+NO_MEMORY_RULE = "memory: the lint path has no weights-vs-GPU-memory check"
+NO_DTYPE_GPU_RULE = "dtype-vs-gpu: the lint path does not check bf16 against the GPU architecture"
+NO_HARDWARE_RULE = (
+    "engine-vs-hardware: the lint path does not check the image/engine against the instance's accelerator"
+)
+
+KNOWN_MISSES: dict[str, str] = {
+    # published configurations that are refused
+    "djl-it-0.22.1-tnx-gpt-j-6b": TNX_BATCH_SIZE
+    + "; tp-accelerators demands TP divide the NeuronCores (8 of 12 works)",
+    "djl-it-0.23.0-scheduler-bloom-560m": BARE_SERVER_KEY,
+    "djl-it-0.24.0-tnx-open-llama-7b": TNX_BATCH_SIZE,
+    "djl-it-0.24.0-tnx-bloom-7b1": TNX_BATCH_SIZE,
+    "djl-it-0.25.0-tnx-llama-2-7b-split": TNX_BATCH_SIZE,
+    "djl-it-0.27.0-trtllm-flan-t5-xxl-prebuilt": BARE_SERVER_KEY,
+    "djl-it-0.29.0-trtllm-internlm-7b": BARE_SERVER_KEY,
+    "djl-it-0.33.0-vllm-async-deepseek-r1-qwen-1.5b": KEY_NOT_READ
+    + " (enable_reasoning, vLLM engine args pass through)",
+    "djl-it-0.33.0-trtllm-async-baichuan2-13b": BARE_SERVER_KEY,
+    "sme-opt-30b-ds-custom": "engine-vs-version: engine=DeepSpeed is registered in 0.19.0 (DsEngineProvider)",
+    "demo-falcon-40b-scheduler": SCHEDULER_KEYS,
+    "demo-llama-2-70b-scheduler-p4d": SCHEDULER_KEYS,
+    "demo-open-llama-7b-scheduler-0.30": SCHEDULER_KEYS,
+    "demo-open-llama-7b-v2-inf2-int8": TNX_BATCH_SIZE,
+    "demo-opt-1.3b-inf2": TNX_BATCH_SIZE,
+    "demo-env-qwen3-4b-vllm-async": KEY_NOT_READ
+    + " (max_num_batched_tokens, a vLLM engine arg the async service passes)",
+    "demo-env-llama-2-70b-inf2-speculative": KEY_NOT_READ + " (rolling_batch_size: published, read as an alias?)",
+    "demo-llama-2-7b-inf2-tp12": "tp-vs-heads: Transformers-NeuronX pads heads (32 heads on TP 12 is published)",
+    "demo-llama-2-70b-inf2-tp24": "tp-vs-heads: Transformers-NeuronX pads heads (64 heads on TP 24 is published)",
+    "demo-env-mpt-30b-lmi-dist": "model facts: MPT's n_heads/d_model/n_layers are not aliased, and a missing field "
+    "fails validation instead of disabling the rules that need it",
+    # known-broken configurations that pass
+    "issue-1509-mpi-deepspeed-rolling-batch": "rolling-batch-vs-engine: rolling_batch=deepspeed under engine=MPI",
+    "issue-1106-task-question-answering-llama": "task-vs-model: option.task is not checked against the architecture",
+    "memory-llama-2-70b-fp16-g5-12xlarge-tp4": NO_MEMORY_RULE,
+    "memory-falcon-40b-on-g5-2xlarge": NO_MEMORY_RULE,
+    "memory-mixtral-fp16-g5-12xlarge-vllm": NO_MEMORY_RULE,
+    "gpu-reserved-memory-larger-than-gpu": NO_MEMORY_RULE + " (gpu.reserved_memory_mb vs the GPU)",
+    "bf16-on-t4-vllm": NO_DTYPE_GPU_RULE,
+    "bf16-on-v100-deepspeed": NO_DTYPE_GPU_RULE,
+    "ft-t5-fp16": "dtype-vs-engine: FasterTransformer T5 in fp16 is not refused on the lint path",
+    "ft-t5-int8": "dtype-vs-engine: FasterTransformer T5 in int8 is not refused on the lint path",
+    "vllm-quantize-bitsandbytes-0.28": "value-vs-version: quantize values are not checked per engine and release",
+    "lmi-dist-on-inferentia": NO_HARDWARE_RULE,
+    "vllm-gpu-container-on-inferentia": NO_HARDWARE_RULE,
+    "trtllm-rolling-batch-in-deepspeed-container": "rolling-batch-vs-engine: trtllm needs the tensorrtllm image",
+}
+
+CASES = load_cases()
+CORPUS = Path(eval_corpus.MANIFEST).parent
+
+
+def test_manifest_describes_every_file_with_its_source() -> None:
+    names = [case.name for case in CASES]
+    assert len(names) == len(set(names)), "case names must be unique"
+    listed = {case.path for case in CASES}
+    on_disk = set(CORPUS.glob("*/*.properties"))
+    assert listed == on_disk, f"unlisted: {sorted(on_disk - listed)}; missing: {sorted(listed - on_disk)}"
+    published = [case for case in CASES if case.expect == "pass"]
+    broken = [case for case in CASES if case.expect == "fail"]
+    assert len(published) >= 60 and len(broken) >= 20
+    for case in CASES:
+        assert case.expect in ("pass", "fail") and re.match(r"^0\.\d+\.\d+$", case.version), case.name
+        assert case.container.startswith(case.version), case.name
+        if case.model_config:
+            assert (eval_corpus.MODEL_CONFIGS / case.model_config).exists(), case.name
+    for case in broken:
+        assert case.rule and case.reason, f"{case.name}: a known-broken case names its rule and reason"
+    assert set(KNOWN_MISSES) <= set(names), f"stale KNOWN_MISSES: {sorted(set(KNOWN_MISSES) - set(names))}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_validator_classifies_case(case: Case) -> None:
+    outcome = run_case(case)
+    if outcome.right:
+        assert case.name not in KNOWN_MISSES, f"{case.name} is now classified right: take it off KNOWN_MISSES"
+        return
+    if case.name in KNOWN_MISSES:
+        pytest.xfail(KNOWN_MISSES[case.name])
+    pytest.fail(eval_corpus.describe_miss(outcome))
+
+
+def test_eval_report_counts_both_directions_and_lists_each_miss(capsys: pytest.CaptureFixture[str]) -> None:
+    assert eval_corpus.main([]) == 0
+    out = capsys.readouterr().out
+    published = sum(case.expect == "pass" for case in CASES)
+    broken = len(CASES) - published
+    assert f"corpus: {published} published, {broken} known-broken" in out
+    missed_published = sum(KNOWN_MISSES.get(c.name) is not None and c.expect == "pass" for c in CASES)
+    missed_broken = sum(KNOWN_MISSES.get(c.name) is not None and c.expect == "fail" for c in CASES)
+    assert f"published accepted: {published - missed_published}/{published}" in out
+    assert f"broken refused:     {broken - missed_broken}/{broken}" in out
+    assert re.search(r"time per file: p50 \d+ ms, p95 \d+ ms", out)
+    assert "by engine" in out and "by version" in out
+    for name in KNOWN_MISSES:
+        assert f" {name} [" in out
