@@ -16,42 +16,24 @@ import pytest
 from scripts import eval_corpus
 from scripts.eval_corpus import Case, load_cases, run_case
 
-KEY_NOT_READ = (
-    "unknown-key: a key this release reads is missing from KNOWN_KEYS (no near-miss check against the source)"
+BARE_KEY = (
+    "unknown-key: a key without the option. prefix is read too (PyModel.load switches on model_loading_timeout; "
+    "DJL's TRT-LLM tests set model_loading_timeout=1800 for the engine build)"
 )
-TNX_BATCH_SIZE = "unknown-key: Transformers-NeuronX reads option.batch_size (djl_python transformers_neuronx handler)"
-SCHEDULER_KEYS = "unknown-key: seq-scheduler keys max_sparsity/max_splits/decoding_strategy/disable_flash_attn (0.24+)"
-BARE_SERVER_KEY = "unknown-key: keys without option. (rolling_batch, model_loading_timeout, entryPoint, dtype) are read"
-NO_MEMORY_RULE = "memory: the lint path has no weights-vs-GPU-memory check"
-NO_DTYPE_GPU_RULE = "dtype-vs-gpu: the lint path does not check bf16 against the GPU architecture"
-NO_HARDWARE_RULE = (
-    "engine-vs-hardware: the lint path does not check the image/engine against the instance's accelerator"
-)
+TNX_HEADS = "tp-heads: Transformers-NeuronX pads attention heads, so TP need not divide them (published and tested)"
+NO_MEMORY_RULE = "memory: the serving.properties path has no weights-vs-accelerator-memory check"
+NO_DTYPE_GPU_RULE = "dtype-vs-gpu: the serving.properties path does not check bf16 against the GPU architecture"
+NO_HARDWARE_RULE = "engine-vs-hardware: the serving.properties path does not check image/engine vs the accelerator"
 
 KNOWN_MISSES: dict[str, str] = {
     # published configurations that are refused
-    "djl-it-0.22.1-tnx-gpt-j-6b": TNX_BATCH_SIZE
-    + "; tp-accelerators demands TP divide the NeuronCores (8 of 12 works)",
-    "djl-it-0.23.0-scheduler-bloom-560m": BARE_SERVER_KEY,
-    "djl-it-0.24.0-tnx-open-llama-7b": TNX_BATCH_SIZE,
-    "djl-it-0.24.0-tnx-bloom-7b1": TNX_BATCH_SIZE,
-    "djl-it-0.25.0-tnx-llama-2-7b-split": TNX_BATCH_SIZE,
-    "djl-it-0.27.0-trtllm-flan-t5-xxl-prebuilt": BARE_SERVER_KEY,
-    "djl-it-0.29.0-trtllm-internlm-7b": BARE_SERVER_KEY,
-    "djl-it-0.33.0-vllm-async-deepseek-r1-qwen-1.5b": KEY_NOT_READ
-    + " (enable_reasoning, vLLM engine args pass through)",
-    "djl-it-0.33.0-trtllm-async-baichuan2-13b": BARE_SERVER_KEY,
-    "sme-opt-30b-ds-custom": "engine-vs-version: engine=DeepSpeed is registered in 0.19.0 (DsEngineProvider)",
-    "demo-falcon-40b-scheduler": SCHEDULER_KEYS,
-    "demo-llama-2-70b-scheduler-p4d": SCHEDULER_KEYS,
-    "demo-open-llama-7b-scheduler-0.30": SCHEDULER_KEYS,
-    "demo-open-llama-7b-v2-inf2-int8": TNX_BATCH_SIZE,
-    "demo-opt-1.3b-inf2": TNX_BATCH_SIZE,
-    "demo-env-qwen3-4b-vllm-async": KEY_NOT_READ
-    + " (max_num_batched_tokens, a vLLM engine arg the async service passes)",
-    "demo-env-llama-2-70b-inf2-speculative": KEY_NOT_READ + " (rolling_batch_size: published, read as an alias?)",
-    "demo-llama-2-7b-inf2-tp12": "tp-vs-heads: Transformers-NeuronX pads heads (32 heads on TP 12 is published)",
-    "demo-llama-2-70b-inf2-tp24": "tp-vs-heads: Transformers-NeuronX pads heads (64 heads on TP 24 is published)",
+    "djl-it-0.22.1-tnx-gpt-j-6b": "tp-accelerators: demands TP divide the NeuronCores (TP 8 of 12 ran in DJL's CI)",
+    "djl-it-0.27.0-trtllm-flan-t5-xxl-prebuilt": BARE_KEY,
+    "djl-it-0.29.0-trtllm-internlm-7b": BARE_KEY,
+    "djl-it-0.33.0-trtllm-async-baichuan2-13b": BARE_KEY,
+    "demo-llama-2-7b-inf2-tp12": TNX_HEADS,
+    "demo-llama-2-70b-inf2-tp24": TNX_HEADS,
+    "demo-env-llama-2-70b-inf2-speculative": TNX_HEADS + "; rolling_batch_size is read by no release (near-miss)",
     "demo-env-mpt-30b-lmi-dist": "model facts: MPT's n_heads/d_model/n_layers are not aliased, and a missing field "
     "fails validation instead of disabling the rules that need it",
     # known-broken configurations that pass
@@ -63,12 +45,16 @@ KNOWN_MISSES: dict[str, str] = {
     "gpu-reserved-memory-larger-than-gpu": NO_MEMORY_RULE + " (gpu.reserved_memory_mb vs the GPU)",
     "bf16-on-t4-vllm": NO_DTYPE_GPU_RULE,
     "bf16-on-v100-deepspeed": NO_DTYPE_GPU_RULE,
-    "ft-t5-fp16": "dtype-vs-engine: FasterTransformer T5 in fp16 is not refused on the lint path",
-    "ft-t5-int8": "dtype-vs-engine: FasterTransformer T5 in int8 is not refused on the lint path",
+    "ft-t5-fp16": "dtype-vs-engine: FasterTransformer T5 in fp16 is not refused on the serving.properties path",
+    "ft-t5-int8": "dtype-vs-engine: FasterTransformer T5 in int8 is not refused on the serving.properties path",
     "vllm-quantize-bitsandbytes-0.28": "value-vs-version: quantize values are not checked per engine and release",
     "lmi-dist-on-inferentia": NO_HARDWARE_RULE,
     "vllm-gpu-container-on-inferentia": NO_HARDWARE_RULE,
     "trtllm-rolling-batch-in-deepspeed-container": "rolling-batch-vs-engine: trtllm needs the tensorrtllm image",
+    "lmi-dist-removed-0.33": "rolling-batch-vs-engine: lmi-dist becomes vllm from 0.33, which refuses engine=MPI",
+    "streaming-with-dynamic-batch-0.31": "rolling-batch-vs-engine: batch_size > 1 with streaming and no rolling batch",
+    "vllm-pipeline-parallel-rolling-batch-0.36": "value-vs-engine: vLLM rolling batch refuses pipeline_parallel_degree",
+    "vllm-under-mpi-engine-0.36": "rolling-batch-vs-engine: vLLM needs engine=Python",
 }
 
 CASES = load_cases()
