@@ -30,6 +30,7 @@ KNOWN_MISSES: dict[str, str] = {
     "djl-it-0.22.1-tnx-gpt-j-6b": "tp-accelerators: demands TP divide the NeuronCores (TP 8 of 12 ran in DJL's CI)",
     "djl-it-0.27.0-trtllm-flan-t5-xxl-prebuilt": BARE_KEY,
     "djl-it-0.29.0-trtllm-internlm-7b": BARE_KEY,
+    "djl-it-0.32.0-trtllm-llama-2-7b-chat": BARE_KEY,
     "djl-it-0.33.0-trtllm-async-baichuan2-13b": BARE_KEY,
     "demo-llama-2-7b-inf2-tp12": TNX_HEADS,
     "demo-llama-2-70b-inf2-tp24": TNX_HEADS,
