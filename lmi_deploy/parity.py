@@ -60,9 +60,12 @@ class Answer:
     body: bytes
     streamed: bool = False
 
-    def describe(self) -> str:
+    def describe(self, width: int = 72) -> str:
+        """Status, content type and the start of the body (a stream's chunks joined), on one line."""
         kind = "stream" if self.streamed else "body"
-        return f"{self.status} {self.headers.get('content-type', '-')} {kind} {len(self.body)} B"
+        text = json.dumps(self.body.decode("utf-8", "replace"))[1:-1]
+        excerpt = text if len(text) <= width else text[: width - 3] + "..."
+        return f"{self.status} {self.headers.get('content-type', '-')} {kind} {len(self.body)} B: {excerpt}"
 
 
 # ---- the Java side's frames ----
@@ -277,15 +280,16 @@ class Outcome:
         return found
 
 
-def report(outcomes: list[Outcome], release: Release, ref: str) -> list[str]:
-    """The lines check_parity prints for one release."""
-    lines = [f"== djl-serving {release.version} ({ref}) =="]
+def report(outcomes: list[Outcome], release: Release, ref: str, local: Release | None = None) -> list[str]:
+    """The lines check_parity prints for one release: each case's verdict and the container's answer."""
+    against = f", local runtime as {local.version}" if local and local != release else ""
+    lines = [f"== djl-serving {release.version} ({ref}{against}) =="]
     for outcome in outcomes:
         differences = outcome.differences
         verdict = "same" if not differences else f"{len(differences)} DIFFERENCE(S)"
-        answer = "; ".join(a.describe() for a in outcome.container)
-        lines.append(f"{outcome.handler:>10} {outcome.case:<20} {verdict:<16} {answer}")
-        lines += [f"{'':>12}- {difference}" for difference in differences]
+        lines.append(f"{outcome.handler:>11} {outcome.case:<20} {verdict}")
+        lines += [f"{'':>14}{answer.describe()}" for answer in outcome.container]
+        lines += [f"{'':>14}- {difference}" for difference in differences]
     total = sum(len(o.differences) for o in outcomes)
     lines.append(f"{release.version}: {len(outcomes)} cases, {total} differences")
     return lines
@@ -355,10 +359,17 @@ def model_code_for(folder: Path, model_py: Path | str, properties: str) -> Path:
 
 
 def compare(
-    handler: str, model_code: Path, weights: Path, release: Release, installed: tuple[Path, Path], cases: list[Case]
+    handler: str,
+    model_code: Path,
+    weights: Path,
+    release: Release,
+    installed: tuple[Path, Path],
+    cases: list[Case],
+    local_release: Release | None = None,
 ) -> list[Outcome]:
-    """Every case through the release's engine worker and through lmi-deploy's runtime."""
-    local = ModelServer(model_code, weights, version=release.version)
+    """Every case through the release's engine worker and through lmi-deploy's runtime (as ``local_release``,
+    by default the same release)."""
+    local = ModelServer(model_code, weights, version=(local_release or release).version)
     local.device_id = "-1"  # the CPU, as the worker is told (--device-id -1)
     with (model_code.parent / f"{handler}-engine.log").open("w") as log:
         worker = ContainerWorker(*installed, model_code, weights, release, log)

@@ -51,21 +51,25 @@ def rendered_accelerate(version: str, weights: Path, out: Path) -> Path:
     return code
 
 
-def check_release(repo: Path, version: str, ref: str | None, work: Path) -> tuple[list[str], int]:
+def check_release(
+    repo: Path, version: str, ref: str | None, work: Path, local_version: str | None = None
+) -> tuple[list[str], int]:
     """The report lines for one release and how many differences it found."""
     release = Release(version)
+    local = Release(local_version) if local_version else None
     ref = ref or parity.resolve_ref(repo, version)
     installed = parity.install_djl_python(repo, ref, work / "install")
     outcomes: list[parity.Outcome] = []
     for kind in ("t5", "llama"):
         weights = tiny_models.make(work / "models" / kind, kind)
         code = rendered_accelerate(version, weights, work / "code")
-        outcomes += parity.compare(f"accel-{kind}", code, weights, release, installed, parity.handler_cases(PROMPT))
+        cases = parity.handler_cases(PROMPT)
+        outcomes += parity.compare(f"accel-{kind}", code, weights, release, installed, cases, local)
     probe = parity.model_code_for(
         work / "probe", PARITY_PROBE, "engine=Python\noption.dtype=fp32\noption.model_loading_timeout=60\n"
     )
-    outcomes += parity.compare("probe", probe, probe, release, installed, parity.probe_cases())
-    return parity.report(outcomes, release, ref), sum(len(o.differences) for o in outcomes)
+    outcomes += parity.compare("probe", probe, probe, release, installed, parity.probe_cases(), local)
+    return parity.report(outcomes, release, ref, local), sum(len(o.differences) for o in outcomes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", action="append", help="X.Y.Z or X.Y.Z=REF (repeatable; default: five releases)")
     parser.add_argument("--out", type=Path, help="also write <out>/<version>.txt")
     parser.add_argument("--keep", action="store_true", help="keep the work folders (engine logs, venvs)")
+    parser.add_argument(
+        "--local-version",
+        help="run lmi-deploy's runtime as this release instead (shows what the per-release table changes)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     if not (args.djl_serving / "engines").is_dir() and not (args.djl_serving / "HEAD").is_file():
@@ -85,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         version, _, ref = spec.partition("=")
         work = Path(tempfile.mkdtemp(prefix=f"parity-{version}-"))
         try:
-            lines, found = check_release(args.djl_serving, version, ref or None, work)
+            lines, found = check_release(args.djl_serving, version, ref or None, work, args.local_version)
         except (ValueError, RuntimeError, OSError) as error:
             print(f"check_parity: {version}: {error}", file=sys.stderr)
             return 2
