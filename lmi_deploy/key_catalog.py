@@ -12,6 +12,7 @@ The file is read once per process (about a millisecond).
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass
 from functools import cache
@@ -99,6 +100,37 @@ def accepts_extra_keys(version: str) -> list[str]:
     """Properties classes of this version that pass keys they do not declare on to the engine (e.g. vLLM)."""
     classes: list[str] = _entry(version)["extra_keys_to"]
     return classes
+
+
+def near_miss(key: str, version: str) -> str | None:
+    """The key this version reads that ``key`` is a likely misspelling of, for a key no release reads; else None.
+
+    A key some release reads is never a typo (it is a key of another release), and one no release reads is a typo
+    only when it is close to a key this version reads.
+    """
+    if versions_reading(key):
+        return None
+    close = difflib.get_close_matches(key, sorted(keys_read(version)), n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def unread_note(key: str, version: str) -> str:
+    """Why a key this version does not read has no effect, naming the versions that do read it, or else where an
+    unknown key may still go (the engine arguments of a class that passes unknown keys on)."""
+    if reading := versions_reading(key):
+        return f"{key} is not read by LMI {version} (read in {spans(reading)}): it has no effect"
+    if key.startswith("option.") and (classes := accepts_extra_keys(version)):
+        return (
+            f"{key} is read by no LMI release; LMI {version} passes unknown options on to the engine "
+            f"({', '.join(classes)}), which may refuse it at startup"
+        )
+    return f"{key} is read by no LMI release nor lmi-deploy's handler: unless your model.py reads it, it has no effect"
+
+
+def value_problem(key: str, value: str, version: str) -> str | None:
+    """``accepts a, b, c`` when the source closes the key's values (an enum) and ``value`` is not one of them."""
+    allowed = allowed_values(key, version)
+    return f"LMI {version} accepts {', '.join(allowed)}" if allowed and value not in allowed else None
 
 
 def spans(versions_list: list[str]) -> str:

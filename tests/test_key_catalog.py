@@ -287,3 +287,35 @@ def test_catalog_values_and_overlay() -> None:
     assert key_catalog.spans(["0.19.0", "0.20.0", "0.21.0", "0.23.0"]) == "0.19.0-0.21.0, 0.23.0"
     with pytest.raises(KeyError, match=r"LMI 0\.37\.0 is not in the key catalog"):
         key_catalog.reads("engine", "0.37.0")
+
+
+@pytest.mark.parametrize(
+    ("key", "version", "near", "note"),
+    [
+        # read by no release, close to a key this version reads: a typo
+        ("option.tensor_parallel_degre", "0.28.0", "option.tensor_parallel_degree", "read by no LMI release nor"),
+        # vLLM's name, an alias from 0.32.0: a key of other releases, never a typo
+        ("option.quantization", "0.28.0", None, "not read by LMI 0.28.0 (read in 0.32.0-0.38.0): it has no effect"),
+        ("option.max_sparsity", "0.24.0", None, "not read by LMI 0.24.0 (read in 0.25.0-0.32.0)"),
+        ("option.my_own_flag", "0.28.0", None, "unless your model.py reads it, it has no effect"),
+        ("option.my_own_flag", "0.36.0", None, "passes unknown options on to the engine (TensorRtLlmProperties, Vll"),
+        ("option.gpu_memory_utilisation", "0.36.0", "option.gpu_memory_utilization", "passes unknown options on"),
+    ],
+)
+def test_unread_keys_are_typos_only_when_close_to_a_key_of_this_release(
+    key: str, version: str, near: str | None, note: str
+) -> None:
+    assert not key_catalog.reads(key, version)
+    assert key_catalog.near_miss(key, version) == near
+    assert note in key_catalog.unread_note(key, version)
+
+
+def test_value_problems_come_from_the_release_enums() -> None:
+    assert key_catalog.value_problem("option.quantize", "awq", "0.27.0") is None
+    problem = key_catalog.value_problem("option.quantize", "int4", "0.27.0")
+    assert problem is not None and problem.startswith("LMI 0.27.0 accepts awq, bitsandbytes")
+    assert key_catalog.value_problem("option.quantize", "int4", "0.33.0") is None  # open: vLLM decides
+    assert key_catalog.value_problem("option.rolling_batch", "deepspeed", "0.25.0") is None
+    assert key_catalog.value_problem("option.rolling_batch", "scheduler", "0.35.0") == (
+        "LMI 0.35.0 accepts auto, disable, trtllm, vllm"
+    )
