@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from lmi_deploy import containers, instances, model_facts, validation
+from lmi_deploy import containers, instances, model_facts, request_limits, validation
 from lmi_deploy.containers import ENGINES, Engine
 from lmi_deploy.errors import ConfigError
 from lmi_deploy.runtime.versions import STREAM_CONTENT, Release
@@ -230,6 +230,13 @@ class DeploymentConfig(BaseModel):
     )
     autoscaling_target_backlog_per_instance: int = Field(
         5, ge=1, description="async autoscaling: target ApproximateBacklogSizePerInstance (queued requests)."
+    )
+    request_timeout: int | None = Field(
+        None,
+        ge=1,
+        le=3600,
+        description="Seconds one request may generate before the handler stops it (504). Default: SageMaker's "
+        "invocation timeout, 60 (realtime) or 3600 (async).",
     )
     data_capture: bool = Field(False, description="Capture requests and responses to <bucket>/data-capture/.")
     data_capture_sampling_percent: int | None = Field(
@@ -494,6 +501,11 @@ class DeploymentConfig(BaseModel):
         if not Release(self.lmi_version).has(STREAM_CONTENT):
             return f"LMI {self.lmi_version} cannot stream (Output.add_stream_content arrives in {STREAM_CONTENT.since})"
         return None
+
+    @property
+    def request_timeout_s(self) -> int:
+        """The per-request deadline the handler enforces (``option.request_timeout``)."""
+        return self.request_timeout or request_limits.default_request_timeout(self.asynchronous)
 
     @property
     def streaming(self) -> bool:

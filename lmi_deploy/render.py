@@ -19,7 +19,7 @@ from pathlib import Path
 
 import jinja2
 
-from lmi_deploy import containers, key_catalog
+from lmi_deploy import containers, key_catalog, request_limits
 from lmi_deploy.config import DeploymentConfig
 from lmi_deploy.containers import Engine
 from lmi_deploy.errors import ConfigError
@@ -68,6 +68,9 @@ def serving_properties(config: DeploymentConfig) -> list[tuple[str, str]]:
     dtype_key = "option.dtype" if config.handler == "custom" else containers.dtype_key(version)
     if dtype_key:
         entries.insert(-1, (dtype_key, resolved.dtype))
+    if custom_template(config):
+        # our handlers stop generating at this per-request deadline (DJL does not read the key)
+        entries.append(("option.request_timeout", str(config.request_timeout_s)))
     entries += [(f"option.{name}", value) for name, value in handler_options(config).items()]
     if config.partitioned and config.engine is Engine.DEEPSPEED:
         entries.append(("option.checkpoint", "ds_inference_config.json"))  # written by save_mp_checkpoint_path
@@ -136,6 +139,12 @@ def tensorrt_llm_lengths(sequence: int, version: str) -> list[tuple[str, str]]:
     return [*limits, ("option.max_output_len", str(output))]
 
 
+def custom_template(config: DeploymentConfig) -> str | None:
+    """The template of the rendered ``model.py``, or None where the engine's built-in handler serves."""
+    template = containers.ENGINES[config.engine].custom_template
+    return template if config.handler == "custom" and template else None
+
+
 def handler_options(config: DeploymentConfig) -> dict[str, str]:
     """lmi-deploy's own Accelerate handler options, as serving.properties values (none for other handlers)."""
     if config.engine is not Engine.ACCELERATE or config.handler != "custom":
@@ -199,8 +208,10 @@ def render_files(config: DeploymentConfig) -> dict[str, str]:
             image_uri_tag=containers.image_tag(config.engine, config.lmi_version),
         )
     }
-    template = containers.ENGINES[config.engine].custom_template
-    if config.handler == "custom" and template:
+    template = custom_template(config)
+    if template:
+        parameters = containers.generation_parameters(config.engine, config.resolved_model_type)
+        sequence = config.resolved.max_sequence_length
         files[MODEL_PY] = _render_template(
             template,
             config,
@@ -212,10 +223,13 @@ def render_files(config: DeploymentConfig) -> dict[str, str]:
             hub_token_secret_env=HUB_TOKEN_SECRET_ENV if config.endpoint_reads_hub_token else None,
             region=config.region,
             stream_refusal=config.streaming_refusal,
-            parameters={
-                k: list(v)
-                for k, v in containers.generation_parameters(config.engine, config.resolved_model_type).items()
-            },
+            parameters={k: list(v) for k, v in parameters.items()},
+            bounds=request_limits.parameter_bounds(list(parameters), sequence),
+            lowest_excluded=request_limits.lowest_excluded(list(parameters)),
+            max_sequence_length=sequence,
+            max_inputs=request_limits.MAX_INPUTS,
+            chars_per_token=request_limits.CHARS_PER_TOKEN_CEILING,
+            request_timeout=config.request_timeout_s,
         )
     return files
 

@@ -21,6 +21,7 @@ from lmi_deploy import containers, key_catalog
 from lmi_deploy.containers import ENGINES, Engine, version_key
 from lmi_deploy.instances import InstanceType
 from lmi_deploy.model_facts import DTYPE_BYTES, ModelFacts
+from lmi_deploy.request_limits import REALTIME_REQUEST_TIMEOUT_S
 from lmi_deploy.runtime.versions import S3_WEIGHTS_DOWNLOAD, STREAM_CONTENT, Release
 
 GIB = 1024**3
@@ -540,6 +541,7 @@ _INT_KEYS = {
     "option.pipeline_parallel_degree",
     "option.model_loading_timeout",
     "option.predict_timeout",
+    "option.request_timeout",
     "option.max_rolling_batch_size",
     "option.max_model_len",
     "option.max_tokens",
@@ -956,6 +958,13 @@ def check_operations(config: Any, notes: list[str] | None = None) -> list[Findin
                     "async",
                     f"{key}={value!r} applies to asynchronous endpoints only: set inference_mode=async, or remove it",
                 )
+    if realtime and (config.request_timeout or 0) > REALTIME_REQUEST_TIMEOUT_S:
+        error(
+            "request-timeout",
+            f"request_timeout={config.request_timeout} is past SageMaker's {REALTIME_REQUEST_TIMEOUT_S} s real-time "
+            f"invocation timeout: the caller is answered with an error at {REALTIME_REQUEST_TIMEOUT_S} s while the "
+            f"model keeps working; use at most {REALTIME_REQUEST_TIMEOUT_S}, or inference_mode=async",
+        )
     if config.async_output_s3_path is not None and not _S3_PREFIX.match(config.async_output_s3_path):
         error(
             "async",

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lmi_deploy.runtime.http_guard import make_http_server
 from lmi_deploy.runtime.server import ModelServer, Reply, error_reply, http_response
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ def create_router_app(router: ModelRouter) -> Any:
         target = router.route(headers, path_model)
         if isinstance(target, Reply):
             return http_response(target)
-        return http_response(target.submit(request.get_data(), headers).result())
+        return http_response(target.invoke(request.get_data(), headers, request.environ.get("werkzeug.socket")))
 
     @app.get("/ping")
     def ping() -> Response:
@@ -124,6 +125,11 @@ def create_router_app(router: ModelRouter) -> Any:
         detail = {"status": "Healthy" if state == "ready" else state}
         if router.failure:
             detail["error"] = router.failure
+        if state == "ready":  # a worker stuck past its deadline makes the whole endpoint unhealthy
+            healths = {name: server.health() for name, server in router.servers.items()}
+            stuck = {name: body.get("error", "") for name, (code, body) in healths.items() if code != 200}
+            if stuck:
+                status, detail = 503, {"status": "Unhealthy", "error": "; ".join(f"{n}: {e}" for n, e in stuck.items())}
         return Response(json.dumps(detail), status, content_type="application/json")
 
     @app.get("/models")
@@ -143,12 +149,9 @@ def create_router_app(router: ModelRouter) -> Any:
 
 
 def serve_router(router: ModelRouter, host: str = "127.0.0.1", port: int = 8080) -> Any:
-    """A started werkzeug server (threaded) for ``router``; call ``.shutdown()`` to stop it."""
-    from werkzeug.serving import make_server
-
-    http = make_server(host, port, create_router_app(router), threaded=True)
-    threading.Thread(target=http.serve_forever, name="http", daemon=True).start()
-    return http
+    """A started werkzeug server (threaded) for ``router``, with the local server's HTTP guards; ``.shutdown()``
+    stops it."""
+    return make_http_server(create_router_app(router), host, port)
 
 
 def router_for(

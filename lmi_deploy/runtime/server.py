@@ -6,7 +6,13 @@ the warm-up call carries the ``option.*`` values (prefix stripped) and ``handler
 every call ``handler``, ``device_id`` and ``model_dir``. ``batch_size`` / ``max_batch_delay`` batch requests into one
 ``Input`` keyed as that release keys them; an empty body reaches the handler; a handler exception is a 424 with the
 release's message, an out-of-memory error a 507 where the release says so, a full queue (``job_queue_size``) a 503.
-Streamed outputs are sent chunked as they are produced. Flask serves HTTP (werkzeug's threaded server).
+Streamed outputs are sent chunked as they are produced.
+
+Beyond DJL, against clients that misbehave: a request not answered within ``option.request_timeout`` (+ a grace) is
+answered 504, and ``/ping`` answers 503 while the worker stays stuck on it; a client that disconnects has its request
+cancelled (``Input.is_cancelled()`` turns true, so our handlers stop generating; a queued one is dropped); HTTP errors
+are JSON, bodies over 6 MB a 413, slow sockets time out (``http_guard``). Flask serves HTTP (werkzeug's threaded
+server).
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmi_deploy.request_limits import REALTIME_REQUEST_TIMEOUT_S
 from lmi_deploy.runtime import api_for, load_handler
 from lmi_deploy.runtime.djl_python.outputs import encode_chunk
+from lmi_deploy.runtime.http_guard import client_gone, make_http_server
 from lmi_deploy.runtime.versions import (
     BATCH_REQUEST_PROPERTIES,
     MODEL_PROPERTIES_AT_WARM_UP,
@@ -48,6 +56,17 @@ class Reply:
     body: bytes | Iterator[bytes]
     headers: dict[str, str] = field(default_factory=dict)
     output: Any = None  # the handler's Output, for its finalize step
+
+
+@dataclass
+class Job:
+    """One request in the queue: its body and headers, where its reply goes, and whether its client has gone."""
+
+    body: bytes
+    headers: dict[str, str]
+    future: Future[Reply] = field(default_factory=Future)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    submitted: float = field(default_factory=time.monotonic)
 
 
 def error_reply(status: int, message: str, error: str) -> Reply:
@@ -132,6 +151,8 @@ class ModelServer:
     else the newest).
     """
 
+    POLL_S = 0.1  # how often a waiting request checks its client and its deadline
+
     def __init__(self, model_code: Path, model_dir: Path, version: str | None = None) -> None:
         self.model_code = Path(model_code)
         self.model_dir = Path(model_dir)
@@ -147,9 +168,11 @@ class ModelServer:
         batch_size = int(settings.server.get("batch_size", "1"))
         self.batch_size = batch_size if self.release.has(SERVER_BATCHING) else 1
         self.max_batch_delay_s = int(settings.server.get("max_batch_delay", "100")) / 1000
-        self.jobs: queue.Queue[tuple[bytes, dict[str, str], Future[Reply]]] = queue.Queue(
-            maxsize=int(settings.server.get("job_queue_size", "1000"))
-        )
+        self.jobs: queue.Queue[Job] = queue.Queue(maxsize=int(settings.server.get("job_queue_size", "1000")))
+        self.request_timeout = float(settings.options.get("request_timeout", REALTIME_REQUEST_TIMEOUT_S))
+        # a handler that honours the deadline answers within a decode step of it; beyond this it is stuck
+        self.grace_s = min(5.0, self.request_timeout / 2)
+        self.busy_since: float | None = None
         self.device_id = _default_device_id()
         # The container's model_dir is the folder of the model code; the weights are where model_id (or s3url) points,
         # at their downloaded copy. Without either, the weights sit in model_dir beside the code.
@@ -171,16 +194,49 @@ class ModelServer:
             time.sleep(0.02)
         return self.state == "ready"
 
-    def submit(self, body: bytes, headers: dict[str, str]) -> Future[Reply]:
-        future: Future[Reply] = Future()
+    def health(self) -> tuple[int, dict[str, str]]:
+        """``/ping``'s status and body: healthy only when loaded and not stuck on one request past its deadline."""
+        if self.state == "ready":
+            busy_since = self.busy_since
+            busy = time.monotonic() - busy_since if busy_since is not None else 0.0
+            if busy <= self.request_timeout + self.grace_s:
+                return 200, {"status": "Healthy"}
+            overrun = (
+                f"the worker has been on one request for {busy:.0f} s, past request_timeout={self.request_timeout:g} s"
+            )
+            return 503, {"status": "Unhealthy", "error": overrun}
+        detail = {"status": self.state, **({"error": self.failure} if self.failure else {})}
+        return (500 if self.state == "failed" else 503), detail
+
+    def submit(self, body: bytes, headers: dict[str, str]) -> Job:
+        job = Job(body, headers)
         if self.state != "ready":
-            future.set_result(error_reply(503, "Service Unavailable", f"model is {self.state}"))
-            return future
+            job.future.set_result(error_reply(503, "Service Unavailable", f"model is {self.state}"))
+            return job
         try:
-            self.jobs.put_nowait((body, headers, future))
+            self.jobs.put_nowait(job)
         except queue.Full:
-            future.set_result(error_reply(503, "Service Unavailable", "job queue is full"))
-        return future
+            job.future.set_result(error_reply(503, "Service Unavailable", "job queue is full"))
+        return job
+
+    def invoke(self, body: bytes, headers: dict[str, str], connection: Any = None) -> Reply:
+        """Queue a request and wait for its reply; cancel it when the client on ``connection`` leaves or the
+        deadline (+ grace) passes without an answer (504, as SageMaker cuts a real-time invocation)."""
+        job = self.submit(body, headers)
+        limit = time.monotonic() + self.request_timeout + self.grace_s
+        while True:
+            try:
+                return job.future.result(timeout=self.POLL_S)
+            except TimeoutError:
+                pass
+            if client_gone(connection):
+                job.cancelled.set()
+                return error_reply(499, "Client Closed Request", "the client disconnected")
+            if time.monotonic() > limit:
+                job.cancelled.set()
+                return error_reply(
+                    504, "Gateway Timeout", f"no answer within request_timeout={self.request_timeout:g} s"
+                )
 
     # ---- the worker ----
 
@@ -216,13 +272,27 @@ class ModelServer:
                     batch.append(self.jobs.get(timeout=remaining))
                 except queue.Empty:
                     break
-            self._serve(batch)
+            batch = [job for job in batch if self._still_wanted(job)]
+            if batch:
+                self._serve(batch)
+
+    def _still_wanted(self, job: Job) -> bool:
+        """False (and the job answered) for a request whose client left, or whose deadline passed, in the queue."""
+        if job.cancelled.is_set():
+            job.future.set_result(error_reply(499, "Client Closed Request", "the client disconnected while queued"))
+            return False
+        if time.monotonic() - job.submitted > self.request_timeout:
+            waited = f"waited past request_timeout={self.request_timeout:g} s in the queue"
+            job.future.set_result(error_reply(504, "Gateway Timeout", waited))
+            return False
+        return True
 
     def _handler_function(self) -> Any:
         return getattr(self._handler, self.properties["handler"])
 
     def _call(self, inputs: Any) -> tuple[Any, Reply | None]:
         """The handler's Output, or the reply the engine makes of its failure (release by release)."""
+        self.busy_since = time.monotonic()
         try:
             output = self._handler_function()(inputs)
         except Exception as error:
@@ -231,6 +301,8 @@ class ModelServer:
                 return None, Reply(507, b"", {})
             failed = self.Output().error(str(error))
             return None, self._reply(failed)
+        finally:
+            self.busy_since = None
         if output is None:
             return None, Reply(204, b"")
         if not hasattr(output, "code") or not hasattr(output, "content"):
@@ -240,11 +312,13 @@ class ModelServer:
             return None, self._reply(invalid)
         return output, None
 
-    def _serve(self, batch: list[tuple[bytes, dict[str, str], Future[Reply]]]) -> None:
+    def _serve(self, batch: list[Job]) -> None:
         if len(batch) == 1:  # a lone request is sent as itself, never as a batch of one
-            body, headers, future = batch[0]
-            output, failed = self._call(self.Input.of(self._engine(request_properties(headers)), body))
-            future.set_result(failed or self._reply(output))
+            job = batch[0]
+            inputs = self.Input.of(self._engine(request_properties(job.headers)), job.body)
+            inputs.cancelled = job.cancelled  # Input.is_cancelled(), this runtime's addition
+            output, failed = self._call(inputs)
+            job.future.set_result(failed or self._reply(output, job.cancelled))
             return
         output, failed = self._call(self._merge(batch))
         if failed is None and output.code >= 300:
@@ -253,21 +327,21 @@ class ModelServer:
             replies = [failed] * len(batch)
         else:
             replies = split_batch_output(output.code, output.properties, output.content, len(batch))
-        for (_, _, future), reply in zip(batch, replies, strict=True):
-            future.set_result(reply)
+        for job, reply in zip(batch, replies, strict=True):
+            job.future.set_result(reply)
 
-    def _merge(self, batch: list[tuple[bytes, dict[str, str], Future[Reply]]]) -> Any:
+    def _merge(self, batch: list[Job]) -> Any:
         """Several requests as one Input, keyed as the release's server keys them."""
         merged = self.Input()
-        properties, merged.content = merge_batch(self.release, [(body, headers) for body, headers, _ in batch])
+        properties, merged.content = merge_batch(self.release, [(job.body, job.headers) for job in batch])
         merged.properties = self._engine(properties)
         return merged
 
     @staticmethod
-    def _reply(output: Any) -> Reply:
+    def _reply(output: Any, cancelled: threading.Event | None = None) -> Reply:
         headers = {k.lower(): v for k, v in output.properties.items()}
         if getattr(output, "stream_content", None) is not None:
-            return Reply(output.code, _stream(output), headers)
+            return Reply(output.code, _stream(output, cancelled), headers)
         return Reply(output.code, output.body(), headers, output)
 
 
@@ -321,20 +395,34 @@ def get_data(content: list[tuple[str | None, bytes]]) -> bytes:
     return content[0][1] if content else b""
 
 
-def _stream(output: Any) -> Iterator[bytes]:
-    """The chunks the container sends: each item through the formatter; a failure ends the stream with its text."""
+def _stream(output: Any, cancelled: threading.Event | None = None) -> Iterator[bytes]:
+    """The chunks the container sends: each item through the formatter; a failure ends the stream with its text.
+
+    When the client goes away (the HTTP server closes this generator early) the request is cancelled and the
+    handler's stream closed, so its generation stops.
+    """
     formatter = output.stream_formatter
     stream = output.stream_content
+    finished = False
     try:
         while True:
             try:
                 item = next(stream)
             except StopIteration:
+                finished = True
                 return
             yield encode_chunk(formatter(item) if formatter else item)
     except Exception as error:  # the engine sends str(e) as the last chunk and ends the stream
+        finished = True
         LOG.exception("streamed output failed")
         yield str(error).encode("utf-8")
+    finally:
+        if not finished:
+            if cancelled is not None:
+                cancelled.set()
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
 
 
 def create_app(server: ModelServer) -> Any:
@@ -345,16 +433,13 @@ def create_app(server: ModelServer) -> Any:
 
     @app.get("/ping")
     def ping() -> Response:
-        if server.state == "ready":
-            return Response(json.dumps({"status": "Healthy"}), 200, content_type="application/json")
-        status = 500 if server.state == "failed" else 503
-        detail = {"status": server.state, **({"error": server.failure} if server.failure else {})}
+        status, detail = server.health()
         return Response(json.dumps(detail), status, content_type="application/json")
 
     @app.post("/invocations")
     def invocations() -> Any:
         headers = {key: value for key, value in request.headers.items()}
-        return http_response(server.submit(request.get_data(), headers).result())
+        return http_response(server.invoke(request.get_data(), headers, request.environ.get("werkzeug.socket")))
 
     return app
 
@@ -371,10 +456,9 @@ def http_response(reply: Reply) -> Any:
     return Response(reply.body, reply.status, headers=reply.headers, direct_passthrough=True)
 
 
-def serve(server: ModelServer, host: str = "127.0.0.1", port: int = 8080) -> Any:
-    """A started werkzeug server (threaded) for ``server``; call ``.shutdown()`` to stop it."""
-    from werkzeug.serving import make_server
+def serve(server: ModelServer, host: str = "127.0.0.1", port: int = 8080, **timeouts: float) -> Any:
+    """A started werkzeug server (threaded) for ``server``; call ``.shutdown()`` to stop it.
 
-    http = make_server(host, port, create_app(server), threaded=True)
-    threading.Thread(target=http.serve_forever, name="http", daemon=True).start()
-    return http
+    ``timeouts``: ``header_timeout`` / ``read_timeout`` of :func:`~lmi_deploy.runtime.http_guard.make_http_server`.
+    """
+    return make_http_server(create_app(server), host, port, **timeouts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from typing import Any
 
 _BATCH_KEY = re.compile(r"batch_(\d+)\.(.*)")
@@ -24,6 +25,7 @@ class Input:
         self.properties: dict[str, str] = {}
         self.content: list[tuple[str, bytes]] = []
         self.function_name = "handle"
+        self.cancelled: threading.Event | None = None  # set by the local server when the client disconnects
 
     # --- building (what the server side does) ---
     @classmethod
@@ -142,6 +144,11 @@ class Input:
         if content_type.startswith("image/"):
             return self.get_as_image(key)
         return self.get_as_bytes(key)
+
+    def is_cancelled(self) -> bool:
+        """lmi-deploy's local runtime only (the container has no such call): whether the client has gone, so the
+        handler can stop working for nobody. Handlers call it through ``getattr`` to run in the container too."""
+        return self.cancelled is not None and self.cancelled.is_set()
 
     def is_empty(self) -> bool:
         return not self.content
