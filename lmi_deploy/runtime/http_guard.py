@@ -50,7 +50,7 @@ class GuardedRequestHandler(WSGIRequestHandler):
     header_timeout = HEADER_TIMEOUT_S
 
     def handle_one_request(self) -> None:
-        self._head_read = False
+        self._head_read = self._head_cut = False
         timer = threading.Timer(self.header_timeout, self._cut_slow_head)
         timer.daemon = True
         timer.start()
@@ -60,6 +60,9 @@ class GuardedRequestHandler(WSGIRequestHandler):
             timer.cancel()
 
     def parse_request(self) -> bool:
+        if self._head_cut:  # what arrived before the 408 is not a request
+            self.close_connection = True
+            return False
         parsed = super().parse_request()
         self._head_read = True
         return parsed
@@ -68,6 +71,7 @@ class GuardedRequestHandler(WSGIRequestHandler):
         """The request line and headers did not arrive in time: answer 408 and close (the reader thread ends)."""
         if self._head_read:
             return
+        self._head_cut = True
         body = json_error_body(408, "Request Timeout", f"request head not received within {self.header_timeout:g} s")
         head = f"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         try:
