@@ -283,3 +283,20 @@ def test_a_worker_stuck_past_the_deadline_fails_ping_until_it_recovers(tmp_path:
         assert post(url, b"0.1")[:2] == (200, b"done")
     finally:
         http.shutdown()
+
+
+def test_request_timeout_setting_is_rendered_for_our_handlers_and_bounded_by_sagemaker() -> None:
+    from lmi_deploy.errors import ConfigError
+    from lmi_deploy.render import render_files
+
+    seed = load_config({})
+    assert seed.request_timeout_s == 60 and "option.request_timeout=60\n" in render_files(seed)["serving.properties"]
+    model_py = render_files(seed)["model.py"]
+    assert "REQUEST_TIMEOUT_S = 60" in model_py and '"max_new_tokens": [\n        1,\n        2048' in model_py
+    queued = load_config({"inference_mode": "async", "request_timeout": 900})
+    assert "option.request_timeout=900\n" in render_files(queued)["serving.properties"]
+    assert load_config({"inference_mode": "async"}).request_timeout_s == 3600
+    builtin = load_config({"handler": "builtin"})
+    assert "request_timeout" not in render_files(builtin)["serving.properties"]  # DJL's own handler ignores it
+    with pytest.raises(ConfigError, match=r"request_timeout=120 is past SageMaker's 60 s real-time invocation"):
+        load_config({"request_timeout": 120})
