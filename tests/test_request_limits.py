@@ -135,6 +135,20 @@ def test_generation_stops_at_the_deadline(t5_endpoint, fast: bool) -> None:
     assert get(url + "/ping")[0] == 200
 
 
+def test_a_stream_past_the_deadline_ends_with_an_error_line(t5_endpoint) -> None:
+    from lmi_deploy.client import UrlClient
+
+    _, url, _ = t5_endpoint
+    started = time.perf_counter()
+    parameters = {"max_new_tokens": LONG, "min_new_tokens": LONG}
+    chunks = list(UrlClient(url).stream({"inputs": "x", "parameters": parameters, "stream": True}))
+    *lines, last = b"".join(chunks).decode().splitlines()
+    assert REQUEST_TIMEOUT_S <= time.perf_counter() - started < REQUEST_TIMEOUT_S + 1.5
+    assert lines and all("outputs" in json.loads(line) for line in lines)
+    # the container ends a failed stream with the error's text as the last chunk
+    assert f"generation stopped at the {REQUEST_TIMEOUT_S} s request deadline (option.request_timeout) after" in last
+
+
 def count_steps(server: ModelServer) -> list[int]:
     """Wrap the served model's forward: one call per decode step (and the encoder)."""
     model = server._handler._model[0]
