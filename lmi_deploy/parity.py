@@ -212,7 +212,7 @@ class ContainerWorker:
 
 def local_answers(server: ModelServer, case: Case) -> list[Answer]:
     """The same requests through lmi-deploy's runtime, submitted together so that they batch."""
-    futures: list[Future[Reply]] = [server.submit(r.body, dict(r.headers)).future for r in case.requests]
+    futures: list[Future[Reply]] = [server.submit(r.body, dict(r.headers)) for r in case.requests]
     return [answer(future.result(timeout=300)) for future in futures]
 
 

@@ -208,7 +208,11 @@ class ModelServer:
         detail = {"status": self.state, **({"error": self.failure} if self.failure else {})}
         return (500 if self.state == "failed" else 503), detail
 
-    def submit(self, body: bytes, headers: dict[str, str]) -> Job:
+    def submit(self, body: bytes, headers: dict[str, str]) -> Future[Reply]:
+        """Queue a request; its reply arrives in the future (see :meth:`invoke` for a client that may leave)."""
+        return self.queue_job(body, headers).future
+
+    def queue_job(self, body: bytes, headers: dict[str, str]) -> Job:
         job = Job(body, headers)
         if self.state != "ready":
             job.future.set_result(error_reply(503, "Service Unavailable", f"model is {self.state}"))
@@ -222,7 +226,7 @@ class ModelServer:
     def invoke(self, body: bytes, headers: dict[str, str], connection: Any = None) -> Reply:
         """Queue a request and wait for its reply; cancel it when the client on ``connection`` leaves or the
         deadline (+ grace) passes without an answer (504, as SageMaker cuts a real-time invocation)."""
-        job = self.submit(body, headers)
+        job = self.queue_job(body, headers)
         limit = time.monotonic() + self.request_timeout + self.grace_s
         while True:
             try:
