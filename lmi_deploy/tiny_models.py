@@ -27,6 +27,7 @@ def _tokenizer() -> object:
         vocab_size=320,
         special_tokens=["<pad>", "</s>", "<unk>", "<s>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,  # its progress lines go to stdout, into the output of scripts that make models
     )
     tokenizer.train_from_iterator(CORPUS * 10, trainer)
     return PreTrainedTokenizerFast(
