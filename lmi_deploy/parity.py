@@ -85,7 +85,7 @@ class Frames:
         data = value.encode("utf-8")
         return struct.pack(pack, len(data)) + data
 
-    def send(self, properties: Mapping[str, str], content: list[tuple[str, bytes]]) -> None:
+    def send(self, properties: Mapping[str, str], content: list[tuple[str, bytes | bytearray]]) -> None:
         frame = bytearray(struct.pack(">h", len(properties)))
         for key, value in properties.items():
             frame += self._string(key) + self._string(value)
@@ -183,7 +183,9 @@ class ContainerWorker:
         properties = {**request_properties(dict(request.headers)), "handler": "handle"}
         return self._exchange(properties, [("data", request.body)])[0]
 
-    def _exchange(self, properties: dict[str, str], content: list[tuple[str, bytes]], size: int = 1) -> list[Answer]:
+    def _exchange(
+        self, properties: dict[str, str], content: list[tuple[str, bytes | bytearray]], size: int = 1
+    ) -> list[Answer]:
         if not self.alive:
             raise RuntimeError("the engine worker died on an earlier case; the server would restart it")
         try:
@@ -248,7 +250,8 @@ def handler_cases(prompt: str) -> list[Case]:
 def probe_cases() -> list[Case]:
     """Requests for the parity probe (lmi_deploy/runtime/parity_probe.py): what the handler is handed."""
     attributes = {**_JSON, "X-Amzn-SageMaker-Custom-Attributes": "tenant=a; trace=7"}
-    mixed = [_json({"id": 0}), _json({"id": 1}), Request(b"plain text", {"Content-Type": "text/plain", "X-Id": "2"})]
+    charset = {"Content-Type": "application/json; charset=utf-8"}
+    mixed = [_json({"id": 0}), _json({"id": 1}, charset), Request(b"a,b\n1,2\n", {"Content-Type": "text/csv"})]
     return [
         Case("echo", (_json({"do": "echo"}, attributes),)),
         Case("empty-body", (Request(b"", _JSON),)),

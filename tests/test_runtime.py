@@ -27,7 +27,8 @@ def test_input_accessors_and_batches() -> None:
     assert item.get_data() == {"inputs": "hi"} and item.get_as_string() == '{"inputs": "hi"}'
     assert not item.is_empty() and not item.is_batch() and item.contains_key("data")
     csv_input = Input.of({"Content-Type": "text/csv"}, b"a,b\n1,2\n")
-    assert csv_input.get_data() == [{"a": "1", "b": "2"}]
+    assert csv_input.get_data() == "a,b\n1,2\n"  # text/* is text to djl_python's get_data; get_as_csv parses
+    assert csv_input.get_as_csv() == [{"a": "1", "b": "2"}]
     buffer = io.BytesIO()
     np.savez(buffer, np.arange(3), np.ones((2, 2)))
     arrays = Input.of({"Content-Type": "tensor/npz"}, buffer.getvalue()).get_data()

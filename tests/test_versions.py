@@ -213,3 +213,12 @@ def test_a_batch_answered_once_is_the_servers_400(tmp_path: Path) -> None:
         "type": "TranslateException",
         "message": "Batch output size mismatch, expected: 2, actual: 1",
     }
+
+
+@pytest.mark.parametrize(("version", "charset_json"), [("0.21.0", "bytearray"), ("0.22.1", "dict"), ("0.36.0", "dict")])
+def test_get_data_decodes_as_the_release_does(tmp_path: Path, version: str, charset_json: str) -> None:
+    server = probe_server(tmp_path, version)
+    with_charset = as_json(ask(server, b'{"do": "echo"}', {"Content-Type": "application/json; charset=utf-8"}))
+    assert with_charset["get_data"] == charset_json  # JSON by prefix from 0.22.1; the body is a bytearray, as there
+    assert as_json(ask(server, b"a,b\n1,2\n", {"Content-Type": "text/csv"}))["get_data"] == "str"
+    assert as_json(ask(server, b"", {"Content-Type": "application/json"}))["get_data"] == "raises JSONDecodeError"

@@ -46,6 +46,7 @@ def api_for(release: versions.Release) -> tuple[Any, Any]:
             "batch_by_key": release.has(versions.IS_BATCH_BY_KEY),
             "batch_request_properties": release.has(versions.BATCH_REQUEST_PROPERTIES),
             "sliced_batch_keys": release.has(versions.ZERO_PADDED_BATCH_KEYS),
+            "json_by_prefix": release.has(versions.JSON_CONTENT_TYPE_PREFIX),
         },
     )
     mixins = [

@@ -29,6 +29,14 @@ def _keys(item: Input) -> list[str]:
     return list(content.get_keys()) if hasattr(content, "get_keys") else [k for k, _ in content]
 
 
+def _decoded(item: Input) -> str:
+    """What ``get_data()`` makes of the content: the type it returns, or the exception it raises."""
+    try:
+        return type(item.get_data()).__name__
+    except Exception as error:  # the exception's type is the answer
+        return f"raises {type(error).__name__}"
+
+
 def _report(item: Input) -> dict[str, Any]:
     keys = _keys(item)
     data = item.get_as_bytes() if keys else None
@@ -37,6 +45,7 @@ def _report(item: Input) -> dict[str, Any]:
         "content_keys": keys,
         "body": None if data is None else bytes(data).decode("utf-8", "replace"),
         "is_batch": item.is_batch(),
+        "get_data": _decoded(item) if keys else None,
         "is_empty": item.is_empty(),
     }
 

@@ -319,7 +319,8 @@ class ModelServer:
     def _serve(self, batch: list[Job]) -> None:
         if len(batch) == 1:  # a lone request is sent as itself, never as a batch of one
             job = batch[0]
-            inputs = self.Input.of(self._engine(request_properties(job.headers)), job.body)
+            # the engine reads each body off its socket into a bytearray, which is what a handler gets
+            inputs = self.Input.of(self._engine(request_properties(job.headers)), bytearray(job.body))
             inputs.cancelled = job.cancelled  # Input.is_cancelled(), this runtime's addition
             output, failed = self._call(inputs)
             job.future.set_result(failed or self._reply(output, job.cancelled))
@@ -351,19 +352,19 @@ class ModelServer:
 
 def merge_batch(
     release: Release, requests: list[tuple[bytes, dict[str, str]]]
-) -> tuple[dict[str, str], list[tuple[str, bytes]]]:
+) -> tuple[dict[str, str], list[tuple[str, bytes | bytearray]]]:
     """Several requests as one Input's (properties, content), as the release's ``PyPredictor.batchPredict`` merges
     them: ``batch_size``; each body as ``<prefix>data``; the headers as ``<prefix><header>`` (0.23+) or, before,
     the first request's headers unprefixed."""
     per_request = release.has(BATCH_REQUEST_PROPERTIES)
     properties = {} if per_request else request_properties(requests[0][1])
     properties["batch_size"] = str(len(requests))
-    content = []
+    content: list[tuple[str, bytes | bytearray]] = []
     for index, (body, headers) in enumerate(requests):
         prefix = release.batch_prefix(index)
         if per_request:
             properties.update({prefix + k: v for k, v in request_properties(headers).items()})
-        content.append((prefix + "data", body))
+        content.append((prefix + "data", bytearray(body)))
     return properties, content
 
 

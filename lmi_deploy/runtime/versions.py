@@ -37,6 +37,12 @@ SERVER_BATCHING = Change(
     "one at a time",
     "engines/python/src/main/java/ai/djl/python/engine/PyPredictor.java batchPredict",
 )
+JSON_CONTENT_TYPE_PREFIX = Change(
+    "0.22.1",
+    "Input.get_data() decodes JSON for any Content-Type starting with application/json (charset included); "
+    "before, only the exact application/json (else bytes)",
+    "djl_python/inputs.py get_data",
+)
 MODEL_PROPERTIES_AT_WARM_UP = Change(
     "0.22.1",
     "the warm-up call also carries the model's properties: serving.properties' server keys (engine, batch_size, "
@@ -99,6 +105,7 @@ OUTPUT_PROPERTY_GETTERS = Change(
 CHANGES: tuple[Change, ...] = (
     S3_WEIGHTS_DOWNLOAD,
     SERVER_BATCHING,
+    JSON_CONTENT_TYPE_PREFIX,
     MODEL_PROPERTIES_AT_WARM_UP,
     STREAM_CONTENT,
     BATCH_REQUEST_PROPERTIES,

@@ -20,6 +20,7 @@ class Input:
     batch_by_key = True  # is_batch(): "batch_size" in properties (0.23+); else batch_size > 1
     batch_request_properties = True  # each batch item gets its own batch_<i>.<header> properties (0.23+)
     sliced_batch_keys = True  # get_batches() reads the index from key[6:9] (0.25+); else the regex
+    json_by_prefix = True  # get_data(): application/json by prefix (0.22.1+); else only the exact type
 
     def __init__(self) -> None:
         self.properties: dict[str, str] = {}
@@ -101,10 +102,16 @@ class Input:
         raise KeyError(f"{key} not found in Input")
 
     def get_as_string(self, key: str | None = None) -> str:
-        return (self.get_as_bytes(key) or b"").decode("utf-8")
+        return self._required(key).decode("utf-8")
 
     def get_as_json(self, key: str | None = None) -> Any:
-        return json.loads(self.get_as_string(key))
+        return json.loads(self._required(key).decode("utf-8"))
+
+    def _required(self, key: str | None) -> bytes:
+        data = self.get_as_bytes(key)
+        if data is None:  # what the container's `None.decode(...)` raises, on an empty Input
+            raise AttributeError("'NoneType' object has no attribute 'decode'")
+        return data
 
     def get_as_csv(self, key: str | None = None) -> list[dict[str, str]]:
         import csv
@@ -132,18 +139,22 @@ class Input:
         return Image.open(io.BytesIO(self.get_as_bytes(key) or b""))
 
     def get_data(self, key: str | None = None) -> Any:
-        content_type = (self.get_property("content-type") or "").lower()
-        if content_type.startswith("application/json"):
-            return self.get_as_json(key)
-        if content_type.startswith("text/csv"):
-            return self.get_as_csv(key)
-        if content_type.startswith("text/"):
-            return self.get_as_string(key)
-        if content_type in ("tensor/npz", "tensor/ndlist"):
+        """The content decoded by the request's Content-Type, as djl_python does it (case-sensitive; ``text/csv`` is
+        text; JSON by prefix from 0.22.1, the exact ``application/json`` before)."""
+        content_type = self.get_property("content-type")
+        if content_type == "tensor/ndlist":
+            return self.get_as_numpy(key)
+        if content_type == "tensor/npz":
             return self.get_as_npz(key)
-        if content_type.startswith("image/"):
+        if content_type is not None and (
+            content_type.startswith("application/json") if self.json_by_prefix else content_type == "application/json"
+        ):
+            return self.get_as_json(key)
+        if content_type is not None and content_type.startswith("text/"):
+            return self.get_as_string(key)
+        if content_type is not None and content_type.startswith("image/"):
             return self.get_as_image(key)
-        return self.get_as_bytes(key)
+        return None if not self.content else self.get_as_bytes(key)
 
     def is_cancelled(self) -> bool:
         """lmi-deploy's local runtime only (the container has no such call): whether the client has gone, so the
