@@ -15,10 +15,10 @@ import aws_cdk as cdk
 
 from lmi_deploy import multi_model
 from lmi_deploy.cli import environment_defaults
-from lmi_deploy.config import report_lines
 from lmi_deploy.errors import ConfigError
 from lmi_deploy.multi_render import render_multi
 from lmi_deploy.render import render
+from lmi_deploy.report import report_lines
 from stacks.deployment import add_checks, add_deployment
 from stacks.multi_model_deployment import add_multi_model_deployment
 

@@ -669,16 +669,3 @@ def _describe(error: Any, from_file: set[str], file_source: str) -> str:
     if not key:  # a cross-field rule: its message already names the keys and values
         return message
     return f"invalid {key}={error['input']!r}{where}: {message}"
-
-
-def report_lines(config: DeploymentConfig) -> list[str]:
-    """What validation derived and noticed, to print before deploying: notes, the memory estimate, warnings."""
-    lines = [f"{config.deployment}: {config.engine.value} {config.lmi_version} on {config.instance_type}"]
-    lines += [f"  {note}" for note in config.resolved.notes]
-    lines += [f"  warning: {finding}" for finding in config.resolved.warnings]
-    from lmi_deploy.pricing import cost_range  # pricing reads the config: imported here, not at the top
-
-    cost = cost_range(config)
-    if cost is not None:
-        lines.append(f"  cost: {cost.describe()}")
-    return lines

@@ -561,7 +561,7 @@ def _components_fit(
 
 
 def report_lines(multi: MultiModelDeployment) -> list[str]:
-    """What validation derived, model by model, then the fit and the warnings (as config.report_lines does)."""
+    """What validation derived, model by model, then the fit and the warnings (as report.report_lines does)."""
     lines = [
         f"{multi.deployment}: {len(multi.models)} models as "
         f"{'inference components' if multi.mode == 'inference_components' else 'a multi-model endpoint (MME)'} on "

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 from lmi_deploy import multi_model
 from lmi_deploy.cli import add_config_arguments, context_from_args, environment_defaults
-from lmi_deploy.config import report_lines
 from lmi_deploy.errors import ConfigError
 from lmi_deploy.multi_render import render_multi
 from lmi_deploy.render import render
+from lmi_deploy.report import report_lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from lmi_deploy.config import DeploymentConfig
 from lmi_deploy.render import RenderedCode, container_environment
-from stacks.components.async_inference import AsyncNotifications
+from stacks.components.artifact_store import grant_key_use
+from stacks.components.async_inference import AsyncNotifications, grant_async_locations, grant_data_capture
 from stacks.components.autoscaling import EndpointAutoscaling
+from stacks.components.code_artifact import CodeArtifact
 from stacks.components.execution_role import ExecutionRole
-from stacks.components.image import CustomImage
+from stacks.components.hub_token import HubTokenSecret
+from stacks.components.image import image_source
+from stacks.components.log_group import EndpointLogGroup
+from stacks.components.model_access import grant_model
 from stacks.components.model_endpoint import ModelEndpoint
 from stacks.components.monitoring import EndpointMonitoring
 from stacks.components.network import EndpointNetwork
@@ -35,63 +38,24 @@ class EndpointStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        # The deterministic tarball: an unchanged render keeps its hash, so a re-deploy replaces nothing. With
-        # weights_delivery=sagemaker no code ships: the settings travel as environment variables.
-        self.code = (
-            s3_assets.Asset(self, "Code", path=str(code.tarball)) if config.weights_delivery == "container" else None
-        )
-        # SageMaker writes the endpoint's logs here; owning the group sets its retention and scopes the role.
+        # With weights_delivery=sagemaker no code ships: the settings travel as environment variables.
+        self.code = CodeArtifact(self, "Code", tarball=code.tarball) if config.weights_delivery == "container" else None
         self.log_group_name = config.log_group_name
-        self.log_group = logs.LogGroup(
-            self,
-            "Logs",
-            log_group_name=self.log_group_name,
-            encryption_key=key,
-            retention=logs.RetentionDays.ONE_MONTH,
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        self.log_group = EndpointLogGroup(self, "Logs", name=self.log_group_name, key=key)
         # The role names the bucket by its synth-time name; the stack still must come after the bucket's.
         self.add_stack_dependency(Stack.of(bucket))
         # Instances in the deployment's subnets when it names any (cdk-nag's AwsSolutions SM rules check notebook
         # instances only; VPC placement and volume keys of endpoints are this project's own settings).
         self.network = EndpointNetwork(self, "Network", config=config) if config.vpc_subnet_ids else None
-        # The image and the one repository the role may pull from (CDK's asset repository for a custom build).
-        self.custom_image = CustomImage(self, "Image", config=config) if config.image == "custom" else None
-        if self.custom_image is not None:
-            image_uri, image_repository_arn = self.custom_image.image_uri, self.custom_image.repository_arn
-        elif config.image == "mirror":
-            image_uri = config.mirror_image_uri
-            image_repository_arn = self.format_arn(
-                service="ecr", resource="repository", resource_name=config.repository_name
-            )
-        else:
-            image_uri = config.image_uri
-            image_repository_arn = self.format_arn(
-                service="ecr",
-                account=config.image_account,
-                resource="repository",
-                resource_name=config.image_repository,
-            )
-        self.image_uri = image_uri
+        self.image = image_source(self, config)
+        self.image_uri = self.image.image_uri
         self.notifications = (
             AsyncNotifications(self, "AsyncNotifications", config=config, key=key)
             if config.asynchronous and config.async_notifications
             else None
         )
-        self.execution_role = ExecutionRole(
-            self,
-            "ExecutionRole",
-            config=config,
-            code_bucket=self.code.bucket if self.code else None,
-            code_object_key=self.code.s3_object_key if self.code else None,
-            log_group_name=self.log_group_name,
-            image_repository_arn=image_repository_arn,
-            subnet_ids=self.network.subnet_ids if self.network else None,
-            security_group_ids=self.network.security_group_ids if self.network else None,
-            key=key,
-            hub_token_secret=config.hf_token_secret if config.endpoint_reads_hub_token else None,
-            notification_topic_arns=self.notifications.topic_arns if self.notifications else None,
-        )
+        self.execution_role = ExecutionRole(self, "ExecutionRole")
+        self._grant(config, key)
         self.monitoring = EndpointMonitoring(
             self, "Monitoring", config=config, log_group_name=self.log_group_name, key=key
         )
@@ -100,7 +64,7 @@ class EndpointStack(Stack):
             "Endpoint",
             config=config,
             role_arn=self.execution_role.role.role_arn,
-            image_uri=image_uri,
+            image_uri=self.image_uri,
             model_data_url=self.code.s3_object_url if self.code else None,
             environment=container_environment(config),
             rollback_alarm_names=[alarm.alarm_name for alarm in self.monitoring.rollback_alarms],
@@ -120,8 +84,29 @@ class EndpointStack(Stack):
             self.monitoring.alarms["no_healthy_instances"].node.add_dependency(self.endpoint.endpoint)
         # CreateModel checks that the role can read the artifact: attach the policy first.
         self.endpoint.model.node.add_dependency(self.execution_role.policy)
+        self._outputs(config)
+
+    def _grant(self, config: DeploymentConfig, key: kms.IKey | None) -> None:
+        """Each resource the endpoint uses grants the role what it needs, and nothing else is granted."""
+        role = self.execution_role
+        grant_model(role, config, code=self.code, image=self.image)
+        self.log_group.bind(role)
+        if key is not None:
+            grant_key_use(key, role)
+        if config.endpoint_reads_hub_token and config.hf_token_secret:
+            HubTokenSecret(config.hf_token_secret).bind(role)
+        if config.asynchronous:
+            grant_async_locations(role, config)
+        if config.data_capture:
+            grant_data_capture(role, config)
+        if self.notifications is not None:
+            self.notifications.grant_publish(role)
+        if self.network is not None:
+            self.network.bind(role)
+
+    def _outputs(self, config: DeploymentConfig) -> None:
         CfnOutput(self, "EndpointName", value=self.endpoint.endpoint.attr_endpoint_name)
-        CfnOutput(self, "ImageUri", value=image_uri)
+        CfnOutput(self, "ImageUri", value=self.image_uri)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
         CfnOutput(self, "DashboardName", value=f"lmi-deploy-{config.deployment}")
         CfnOutput(self, "WeightsS3Prefix", value=config.weights_s3_uri)

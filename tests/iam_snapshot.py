@@ -104,7 +104,10 @@ def synthesize(outdir: Path) -> cdk.App:
     for context in SINGLE.values():
         config = load_config(context, environment_defaults=ENVIRONMENT)
         add_deployment(app, config, render(config, outdir / "model_code"))
-    multis = [load_deployment({"config": str(ROOT / "deployments" / f)}, environment_defaults=ENVIRONMENT) for f in MULTI_EXAMPLES]
+    multis = [
+        load_deployment({"config": str(ROOT / "deployments" / f)}, environment_defaults=ENVIRONMENT)
+        for f in MULTI_EXAMPLES
+    ]
     multis.append(load_multi_model({}, MIXED_COMPONENTS, ENVIRONMENT))
     for multi in multis:
         assert isinstance(multi, MultiModelDeployment)

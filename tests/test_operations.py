@@ -848,7 +848,7 @@ def test_readme_cost_table_matches_the_pricing_of_every_example_deployment() -> 
 
 
 def test_synth_report_prints_the_cost() -> None:
-    from lmi_deploy.config import report_lines
+    from lmi_deploy.report import report_lines
 
     lines = report_lines(
         load_config({"inference_mode": "async", "autoscaling_max_instances": "2", "autoscaling_min_instances": "0"})

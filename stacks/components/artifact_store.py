@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -10,6 +10,8 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from lmi_deploy.config import DeploymentConfig
+from stacks.components.execution_role import ExecutionRole
+from stacks.components.log_group import log_group_arn
 from stacks.components.nag import acknowledge
 
 
@@ -93,19 +95,15 @@ def _create_key(scope: Construct, config: DeploymentConfig) -> kms.Key:
         enable_key_rotation=True,
         removal_policy=RemovalPolicy.RETAIN,  # what it encrypted outlives the stack (the retained bucket)
     )
-    log_group_arn = stack.format_arn(
-        service="logs",
-        resource="log-group",
-        resource_name=config.log_group_name,
-        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-    )
     key.add_to_resource_policy(
         iam.PolicyStatement(
             sid="EndpointLogGroup",
             principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
             actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
             resources=["*"],
-            conditions={"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": log_group_arn}},
+            conditions={
+                "ArnEquals": {"kms:EncryptionContext:aws:logs:arn": log_group_arn(scope, config.log_group_name)}
+            },
         )
     )
     key.add_to_resource_policy(
@@ -118,3 +116,10 @@ def _create_key(scope: Construct, config: DeploymentConfig) -> kms.Key:
         )
     )
     return key
+
+
+def grant_key_use(key: kms.IKey, role: ExecutionRole) -> None:
+    """What the execution role does with the deployment's key: read SSE-KMS weights and code, encrypt async
+    outputs and captured data, publish to encrypted topics. Granted in the role's policy: the key may live in
+    another stack (or account), whose key policy this stack cannot change."""
+    role.allow("UseDeploymentKey", ["kms:Decrypt", "kms:GenerateDataKey"], [key.key_arn])

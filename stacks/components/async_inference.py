@@ -1,4 +1,5 @@
-"""Asynchronous inference: the endpoint config's AsyncInferenceConfig and the optional notification topics."""
+"""Asynchronous inference and data capture: the endpoint config's AsyncInferenceConfig and DataCaptureConfig, the
+optional notification topics, and the execution role's grants on the prefixes and topics SageMaker uses as it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from lmi_deploy.config import DeploymentConfig
+from stacks.components.bucket_prefix import BucketPrefix
+from stacks.components.execution_role import ExecutionRole
 
 
 class AsyncNotifications(Construct):
@@ -35,6 +38,35 @@ class AsyncNotifications(Construct):
             master_key=master_key,
         )
         self.topic_arns = [self.success.topic_arn, self.error.topic_arn]
+
+    def grant_publish(self, role: ExecutionRole) -> None:
+        """SageMaker publishes each result's notification as the execution role."""
+        role.allow("NotifyAsyncResults", ["sns:Publish"], self.topic_arns)
+
+
+def grant_async_locations(role: ExecutionRole, config: DeploymentConfig) -> None:
+    """Reading the requests from the async input prefix, writing responses (and failures) to the output prefix."""
+    BucketPrefix(*config.async_locations["input"]).grant_read(
+        role,
+        "ReadAsyncRequests",
+        "SageMaker reads each async request from this prefix as the execution role; request names vary.",
+    )
+    BucketPrefix(*config.async_locations["output"]).grant_write(
+        role,
+        "WriteAsyncResponses",
+        "SageMaker writes each async response (and, under failures/, each error) to this prefix; the object names "
+        "are generated per request.",
+    )
+
+
+def grant_data_capture(role: ExecutionRole, config: DeploymentConfig) -> None:
+    """Writing captured requests and responses to the data-capture prefix."""
+    BucketPrefix(*config.data_capture_location).grant_write(
+        role,
+        "WriteDataCapture",
+        "SageMaker writes captured requests and responses to this prefix, in files named by endpoint, variant and "
+        "time.",
+    )
 
 
 def async_inference_config(

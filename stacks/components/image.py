@@ -1,6 +1,10 @@
-"""The container image of the endpoint when it is not the AWS-published LMI image: built from it, or mirrored."""
+"""The container image of the endpoint: the AWS-published LMI image, a copy of it in the deployment's repository
+(mirrored), or an image built from it (custom); each grants the execution role the pull of its one repository."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
 
 from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_ecr as ecr
@@ -10,7 +14,56 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from lmi_deploy.config import DeploymentConfig
+from stacks.components.execution_role import ExecutionRole
 from stacks.components.nag import acknowledge
+
+PULL_ACTIONS = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
+
+
+class ImageSource(Protocol):
+    """Where the endpoint's container image comes from, and the grant to pull it."""
+
+    @property
+    def image_uri(self) -> str: ...
+
+    def bind(self, role: ExecutionRole, *, suffix: str = "") -> None: ...
+
+
+def grant_pull(role: ExecutionRole, repository_arn: str, *, suffix: str = "") -> None:
+    """Pulling from exactly one repository, and the ECR login every pull needs (granted once per role)."""
+    role.allow(f"PullImage{suffix}", PULL_ACTIONS, [repository_arn])
+    if role.allow("EcrLogin", ["ecr:GetAuthorizationToken"], ["*"]):
+        role.acknowledge_wildcard("*", "ecr:GetAuthorizationToken has no resource-level permissions.")
+
+
+@dataclass(frozen=True)
+class RepositoryImage:
+    """An image in a repository named at synth time: the published LMI image (``account`` is AWS's), or its mirror
+    in the deployment's own repository (``account`` None: the stack's)."""
+
+    image_uri: str
+    repository: str
+    account: str | None = None
+
+    def bind(self, role: ExecutionRole, *, suffix: str = "") -> None:
+        arn = Stack.of(role).format_arn(
+            service="ecr", account=self.account, resource="repository", resource_name=self.repository
+        )
+        grant_pull(role, arn, suffix=suffix)
+
+
+def published_image(config: DeploymentConfig) -> RepositoryImage:
+    """The LMI image as AWS publishes it for the deployment's engine, version and region."""
+    return RepositoryImage(config.image_uri, config.image_repository, config.image_account)
+
+
+def image_source(scope: Construct, config: DeploymentConfig) -> ImageSource:
+    """The deployment's image: built (``image=custom``, a construct under ``scope``), mirrored, or published."""
+    if config.image == "custom":
+        return CustomImage(scope, "Image", config=config)
+    if config.image == "mirror":
+        return RepositoryImage(config.mirror_image_uri, config.repository_name)
+    return published_image(config)
 
 
 class CustomImage(Construct):
@@ -29,6 +82,10 @@ class CustomImage(Construct):
         )
         self.image_uri = self.asset.image_uri
         self.repository_arn = self.asset.repository.repository_arn
+
+    def bind(self, role: ExecutionRole, *, suffix: str = "") -> None:
+        """Pulling only from the bootstrap's asset repository that ``cdk deploy`` pushes the build to."""
+        grant_pull(role, self.repository_arn, suffix=suffix)
 
 
 class MirroredImage(Construct):
@@ -69,7 +126,7 @@ class MirroredImage(Construct):
                 iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
                 iam.PolicyStatement(
                     sid="PullLmiImage",
-                    actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                    actions=PULL_ACTIONS,
                     resources=[source],
                 ),
                 iam.PolicyStatement(

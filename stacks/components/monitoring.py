@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
 from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
@@ -13,6 +16,108 @@ from constructs import Construct
 from lmi_deploy.config import DeploymentConfig
 
 VARIANT = "AllTraffic"
+INVOCATIONS = "AWS/SageMaker"  # per-request metrics SageMaker publishes
+INSTANCES = "/aws/sagemaker/Endpoints"  # per-instance metrics the instances' agent publishes
+AT_LEAST = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric of the endpoint's variant, per minute."""
+
+    key: str
+    namespace: str
+    name: str
+    statistic: str
+
+    def metric(self, endpoint: str) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace=self.namespace,
+            metric_name=self.name,
+            statistic=self.statistic,
+            period=Duration.minutes(1),
+            dimensions_map={"EndpointName": endpoint, "VariantName": VARIANT},
+        )
+
+
+METRICS = (
+    # One CPUUtilization datapoint per instance and minute: the count says how many instances report.
+    MetricSpec("instances_reporting", INSTANCES, "CPUUtilization", "SampleCount"),
+    MetricSpec("invocations", INVOCATIONS, "Invocations", "Sum"),
+    MetricSpec("5xx", INVOCATIONS, "Invocation5XXErrors", "Sum"),
+    MetricSpec("4xx", INVOCATIONS, "Invocation4XXErrors", "Sum"),
+    MetricSpec("model_latency_p99", INVOCATIONS, "ModelLatency", "p99"),  # microseconds
+    MetricSpec("overhead_latency_p99", INVOCATIONS, "OverheadLatency", "p99"),
+    MetricSpec("gpu_memory", INSTANCES, "GPUMemoryUtilization", "Maximum"),  # percent summed over the GPUs
+    MetricSpec("gpu_utilization", INSTANCES, "GPUUtilization", "Maximum"),
+    MetricSpec("disk", INSTANCES, "DiskUtilization", "Maximum"),
+)
+
+
+def _limits(config: DeploymentConfig) -> dict[str, int]:
+    """The deployment's values that alarm thresholds, periods and descriptions name (``AlarmSpec`` strings)."""
+    gpus = config.instance.accelerator_count
+    return {
+        "gpus": gpus,
+        "gpus_full": 98 * gpus,  # percent, summed over the GPUs
+        "latency_ms": config.alarm_model_latency_p99_ms,
+        "latency_us": config.alarm_model_latency_p99_ms * 1000,
+        "silent_minutes": config.alarm_no_healthy_instances_minutes,
+    }
+
+
+@dataclass(frozen=True)
+class AlarmSpec:
+    """One alarm on a metric of ``METRICS``: it fires when the metric compares to ``threshold`` for ``minutes``
+    minutes in a row. A threshold or period given as a string is that value of ``_limits``; so are the
+    ``{fields}`` of the description. ``rollback`` alarms roll back an update that trips them."""
+
+    key: str
+    metric: str
+    threshold: float | str
+    minutes: int | str
+    description: str
+    comparison: cloudwatch.ComparisonOperator = AT_LEAST
+    missing_data: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING
+    rollback: bool = False
+    applies: Callable[[DeploymentConfig], bool] = lambda config: True
+
+
+ALARMS = (
+    AlarmSpec(
+        "5xx", "5xx", 1, 2, "The model server answered 5XX (or the handler failed) two minutes in a row", rollback=True
+    ),
+    AlarmSpec("4xx", "4xx", 10, 3, "Ten or more client errors a minute for three minutes"),
+    AlarmSpec(
+        "model_latency_p99",
+        "model_latency_p99",
+        "latency_us",
+        3,
+        "p99 model latency above {latency_ms} ms",
+        rollback=True,
+    ),
+    AlarmSpec("overhead_latency_p99", "overhead_latency_p99", 1_000_000, 3, "p99 SageMaker overhead above 1 s"),
+    AlarmSpec("gpu_memory", "gpu_memory", "gpus_full", 5, "GPU memory above 98% on all {gpus} accelerator(s)"),
+    AlarmSpec("gpu_utilization", "gpu_utilization", "gpus_full", 15, "GPUs saturated for 15 minutes: scale out"),
+    AlarmSpec("disk", "disk", 90, 5, "Instance storage above 90%"),
+    # SageMaker publishes no healthy-host count. Every running instance reports its CPUUtilization to
+    # /aws/sagemaker/Endpoints once a minute, so the per-variant SampleCount is the number of instances alive, and no
+    # datapoint at all means none is: missing data is breaching. (Invocations with missing data as breaching would
+    # also fire on an idle but healthy endpoint.) An instance whose container fails its /ping checks is replaced by
+    # SageMaker and stops reporting, so a replaced fleet shows as a gap. Only where instances must run; not a
+    # rollback alarm: a failing new fleet already fails the update, and an endpoint that is down must still accept
+    # the update that fixes it.
+    AlarmSpec(
+        "no_healthy_instances",
+        "instances_reporting",
+        1,
+        "silent_minutes",
+        "No instance of the endpoint has reported for {silent_minutes} minute(s): it serves nothing",
+        comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+        missing_data=cloudwatch.TreatMissingData.BREACHING,
+        applies=lambda config: config.minimum_instances > 0,
+    ),
+)
 
 
 class EndpointMonitoring(Construct):
@@ -33,7 +138,6 @@ class EndpointMonitoring(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         endpoint = config.deployment
-        gpus = config.instance.accelerator_count
         # Encrypted only with a customer-managed key: CloudWatch alarms cannot publish to a topic under the
         # AWS-managed SNS key, whose policy cannot grant them.
         self.topic = sns.Topic(
@@ -42,95 +146,33 @@ class EndpointMonitoring(Construct):
         if config.alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
 
-        def invocation_metric(name: str, statistic: str) -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace="AWS/SageMaker",
-                metric_name=name,
-                statistic=statistic,
-                period=Duration.minutes(1),
-                dimensions_map={"EndpointName": endpoint, "VariantName": VARIANT},
-            )
-
-        def instance_metric(name: str) -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace="/aws/sagemaker/Endpoints",
-                metric_name=name,
-                statistic="Maximum",
-                period=Duration.minutes(1),
-                dimensions_map={"EndpointName": endpoint, "VariantName": VARIANT},
-            )
-
-        self.metrics = {
-            # One CPUUtilization datapoint per instance and minute: the count says how many instances report.
-            "instances_reporting": cloudwatch.Metric(
-                namespace="/aws/sagemaker/Endpoints",
-                metric_name="CPUUtilization",
-                statistic="SampleCount",
-                period=Duration.minutes(1),
-                dimensions_map={"EndpointName": endpoint, "VariantName": VARIANT},
-            ),
-            "invocations": invocation_metric("Invocations", "Sum"),
-            "5xx": invocation_metric("Invocation5XXErrors", "Sum"),
-            "4xx": invocation_metric("Invocation4XXErrors", "Sum"),
-            "model_latency_p99": invocation_metric("ModelLatency", "p99"),  # microseconds
-            "overhead_latency_p99": invocation_metric("OverheadLatency", "p99"),
-            "gpu_memory": instance_metric("GPUMemoryUtilization"),  # percent summed over the GPUs
-            "gpu_utilization": instance_metric("GPUUtilization"),
-            "disk": instance_metric("DiskUtilization"),
-        }
-        latency_us = config.alarm_model_latency_p99_ms * 1000
-
-        def alarm(key: str, threshold: float, evaluation: int, description: str) -> cloudwatch.Alarm:
-            created = cloudwatch.Alarm(
-                self,
-                key.replace("_", "-"),
-                alarm_name=f"{endpoint}-{key.replace('_', '-')}",
-                metric=self.metrics[key],
-                threshold=threshold,
-                evaluation_periods=evaluation,
-                datapoints_to_alarm=evaluation,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                alarm_description=description,
-            )
-            created.add_alarm_action(actions.SnsAction(self.topic))
-            return created
-
+        self.metrics = {spec.key: spec.metric(endpoint) for spec in METRICS}
         self.alarms = {
-            "5xx": alarm("5xx", 1, 2, "The model server answered 5XX (or the handler failed) two minutes in a row"),
-            "4xx": alarm("4xx", 10, 3, "Ten or more client errors a minute for three minutes"),
-            "model_latency_p99": alarm(
-                "model_latency_p99", latency_us, 3, f"p99 model latency above {config.alarm_model_latency_p99_ms} ms"
-            ),
-            "overhead_latency_p99": alarm("overhead_latency_p99", 1_000_000, 3, "p99 SageMaker overhead above 1 s"),
-            "gpu_memory": alarm("gpu_memory", 98 * gpus, 5, f"GPU memory above 98% on all {gpus} accelerator(s)"),
-            "gpu_utilization": alarm("gpu_utilization", 98 * gpus, 15, "GPUs saturated for 15 minutes: scale out"),
-            "disk": alarm("disk", 90, 5, "Instance storage above 90%"),
+            spec.key: self._alarm(spec, endpoint, _limits(config)) for spec in ALARMS if spec.applies(config)
         }
-        if config.minimum_instances > 0:
-            # SageMaker publishes no healthy-host count. Every running instance reports its CPUUtilization to
-            # /aws/sagemaker/Endpoints once a minute, so the per-variant SampleCount is the number of instances
-            # alive, and no datapoint at all means none is: missing data is breaching. (Invocations with missing
-            # data as breaching would also fire on an idle but healthy endpoint.) An instance whose container fails
-            # its /ping checks is replaced by SageMaker and stops reporting, so a replaced fleet shows as a gap.
-            # Not a rollback alarm: a failing new fleet already fails the update, and an endpoint that is down
-            # must still accept the update that fixes it.
-            self.alarms["no_healthy_instances"] = created = cloudwatch.Alarm(
-                self,
-                "no-healthy-instances",
-                alarm_name=f"{endpoint}-no-healthy-instances",
-                metric=self.metrics["instances_reporting"],
-                threshold=1,
-                evaluation_periods=config.alarm_no_healthy_instances_minutes,
-                datapoints_to_alarm=config.alarm_no_healthy_instances_minutes,
-                comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
-                alarm_description=f"No instance of the endpoint has reported for "
-                f"{config.alarm_no_healthy_instances_minutes} minute(s): it serves nothing",
-            )
-            created.add_alarm_action(actions.SnsAction(self.topic))
-        self.rollback_alarms = [self.alarms[k] for k in ("5xx", "model_latency_p99")]
+        self.rollback_alarms = [self.alarms[spec.key] for spec in ALARMS if spec.rollback]
+        self._dashboard(endpoint, log_group_name)
 
+    def _alarm(self, spec: AlarmSpec, endpoint: str, limits: Mapping[str, int]) -> cloudwatch.Alarm:
+        name = spec.key.replace("_", "-")
+        minutes = limits[spec.minutes] if isinstance(spec.minutes, str) else spec.minutes
+        alarm = cloudwatch.Alarm(
+            self,
+            name,
+            alarm_name=f"{endpoint}-{name}",
+            metric=self.metrics[spec.metric],
+            threshold=limits[spec.threshold] if isinstance(spec.threshold, str) else spec.threshold,
+            evaluation_periods=minutes,
+            datapoints_to_alarm=minutes,
+            comparison_operator=spec.comparison,
+            treat_missing_data=spec.missing_data,
+            alarm_description=spec.description.format(**limits),
+        )
+        alarm.add_alarm_action(actions.SnsAction(self.topic))
+        return alarm
+
+    def _dashboard(self, endpoint: str, log_group_name: str) -> None:
+        """Traffic, latency, GPUs, disk, instances reporting, the alarms' states and the endpoint's log."""
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"lmi-deploy-{endpoint}")
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(

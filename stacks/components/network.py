@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from aws_cdk import Stack
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
 from lmi_deploy.config import DeploymentConfig
+from stacks.components.execution_role import ExecutionRole
+from stacks.components.nag import NAG_PARTITION
+
+# What SageMaker calls to place the instances in a VPC that takes no resource-level permissions.
+DESCRIBE_ACTIONS = [
+    "ec2:DescribeVpcs",
+    "ec2:DescribeDhcpOptions",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DeleteNetworkInterfacePermission",
+]
+INTERFACE_ACTIONS = ["ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface"]
 
 
 class EndpointNetwork(Construct):
@@ -39,3 +53,31 @@ class EndpointNetwork(Construct):
                 ],
             )
             self.security_group_ids = [self.security_group.attr_group_id]
+
+    def bind(self, role: ExecutionRole) -> None:
+        """What SageMaker needs to attach the instances to the subnets (its VPC documentation's list), each as narrow
+        as EC2 allows: interfaces only in these subnets, with these groups."""
+        stack = Stack.of(self)
+        subnets = [stack.format_arn(service="ec2", resource="subnet", resource_name=i) for i in self.subnet_ids]
+        groups = [
+            stack.format_arn(service="ec2", resource="security-group", resource_name=i) for i in self.security_group_ids
+        ]
+        interfaces = stack.format_arn(service="ec2", resource="network-interface", resource_name="*")
+        role.allow("DescribeNetwork", DESCRIBE_ACTIONS, ["*"])
+        role.allow("UseSubnetsAndGroups", ["ec2:CreateNetworkInterface"], [*subnets, *groups])
+        role.allow(
+            "ManageInterfacesInSubnets",
+            INTERFACE_ACTIONS,
+            [interfaces],
+            conditions={"ArnEquals": {"ec2:Subnet": subnets}},
+        )
+        role.acknowledge_wildcard(
+            "*",
+            "The ec2:Describe* calls SageMaker makes to place the instances in the VPC and "
+            "ec2:DeleteNetworkInterfacePermission have no resource-level permissions.",
+        )
+        role.acknowledge_wildcard(
+            f"arn:{NAG_PARTITION}:ec2:{stack.region}:{stack.account}:network-interface/*",
+            "SageMaker creates and deletes the instances' network interfaces, whose ids are not known before; "
+            "the statement is limited to interfaces in this deployment's subnets (ec2:Subnet condition).",
+        )
