@@ -355,11 +355,6 @@ HANDLER_OPTIONS: dict[str, bool | str] = {
 }
 
 
-def key_known_in(key: str, version: str) -> bool:
-    """Whether LMI ``version`` reads the serving.properties key (from the key catalog; see ``key_catalog``)."""
-    return key_catalog.reads(key, version)
-
-
 def all_versions() -> list[str]:
     """Every LMI/DJL version that has some container."""
     return sorted({v for e in Engine for v in versions(e)}, key=version_key)

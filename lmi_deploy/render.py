@@ -9,22 +9,20 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import re
 import shutil
 import tarfile
 import tempfile
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 import jinja2
 
-from lmi_deploy import containers, key_catalog, request_limits
+from lmi_deploy import containers, key_catalog, known_keys, request_limits
 from lmi_deploy.config import DeploymentConfig
 from lmi_deploy.containers import Engine
 from lmi_deploy.errors import ConfigError
+from lmi_deploy.known_keys import TEMPLATES_DIR, handler_keys
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 SERVING_PROPERTIES = "serving.properties"
 MODEL_PY = "model.py"
 
@@ -82,7 +80,7 @@ def serving_properties(config: DeploymentConfig) -> list[tuple[str, str]]:
     if config.engine is Engine.DEEPSPEED:
         if config.handler == "custom" or key_catalog.upstream_reads("option.max_tokens", version):  # not 0.19.0's
             entries.append(("option.max_tokens", sequence))
-    elif config.engine in (Engine.VLLM, Engine.LMI_DIST) and containers.key_known_in("option.max_model_len", version):
+    elif config.engine in (Engine.VLLM, Engine.LMI_DIST) and known_keys.reads("option.max_model_len", version):
         entries.append(("option.max_model_len", sequence))
     elif config.engine is Engine.TENSORRT_LLM:
         entries += tensorrt_llm_lengths(resolved.max_sequence_length, version)
@@ -91,36 +89,11 @@ def serving_properties(config: DeploymentConfig) -> list[tuple[str, str]]:
         if config.max_batch_size:
             entries.append(("batch_size", str(config.max_batch_size)))
     for key, value in entries:
-        if not (containers.key_known_in(key, version) or (config.handler == "custom" and key in handler_keys(version))):
+        if not (known_keys.reads(key, version) or (config.handler == "custom" and key in handler_keys(version))):
             raise ConfigError(f"internal: {key} is not read by LMI {version}")
         if value != value.strip() or any(c in value for c in "\n#\\"):
             raise ConfigError(f"{key}={value!r} cannot be written to serving.properties (whitespace, '#' or newline)")
     return entries
-
-
-_HANDLER_READ = re.compile(r'properties(?:\.get\(|\[)\s*"(\w+)"')
-_INCLUDE = re.compile(r'\{%\s*include\s+"([\w.]+)"')
-
-
-def _template_reads(name: str) -> set[str]:
-    """``option.*`` keys a handler template (with the templates it includes) reads from its properties."""
-    text = (TEMPLATES_DIR / name).read_text()
-    keys = {f"option.{key}" for key in _HANDLER_READ.findall(text)}
-    for included in _INCLUDE.findall(text):
-        keys |= _template_reads(included)
-    return keys
-
-
-@cache
-def handler_keys(version: str) -> frozenset[str]:
-    """``option.*`` keys lmi-deploy's own handlers read at this version (DJL hands every option to the handler):
-    those of each engine's custom template, where the engine ships at this version."""
-    return frozenset(
-        key
-        for engine, spec in containers.ENGINES.items()
-        if spec.custom_template and version in containers.versions(engine)
-        for key in _template_reads(spec.custom_template)
-    )
 
 
 def tensorrt_llm_lengths(sequence: int, version: str) -> list[tuple[str, str]]:
@@ -134,7 +107,7 @@ def tensorrt_llm_lengths(sequence: int, version: str) -> list[tuple[str, str]]:
     """
     output = sequence // 4
     limits = [("option.max_input_len", str(sequence - output))]
-    if containers.key_known_in("option.max_seq_len", version):
+    if known_keys.reads("option.max_seq_len", version):
         return [*limits, ("option.max_seq_len", str(sequence))]
     return [*limits, ("option.max_output_len", str(output))]
 

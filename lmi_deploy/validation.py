@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from lmi_deploy import containers, key_catalog
+from lmi_deploy import containers, key_catalog, known_keys
 from lmi_deploy.containers import ENGINES, Engine, version_key
 from lmi_deploy.instances import InstanceType
 from lmi_deploy.model_facts import DTYPE_BYTES, ModelFacts
@@ -567,7 +567,7 @@ def lint_serving_properties(
     findings: list[Finding] = []
     entries = parse_properties(text)
     values = {key: value for _, key, value in entries}
-    known_here = sorted(key_catalog.keys_read(version))
+    known_here = sorted(known_keys.keys_read(version))
 
     def error(number: int, rule: str, message: str) -> None:
         findings.append(Finding("error", rule, f"line {number}: {message}"))
@@ -585,8 +585,8 @@ def lint_serving_properties(
                 "'#' comments included, as the value; remove them",
             )
             continue
-        if not containers.key_known_in(key, version):
-            if reading := key_catalog.versions_reading(key):
+        if not known_keys.reads(key, version):
+            if reading := known_keys.versions_reading(key):
                 span = key_catalog.spans(reading)
                 warn(number, "unknown-key", f"{key} is not read by LMI {version} (read in {span}): it has no effect")
                 continue

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lmi_deploy import containers, key_catalog
+from lmi_deploy import containers, key_catalog, known_keys
 from scripts import update_catalog
 
 PY_MODEL = """
@@ -282,11 +282,11 @@ def test_catalog_values_and_overlay() -> None:
     assert key_catalog.allowed_values("option.quantize", "0.33.0") is None  # vLLM takes any string there
     assert key_catalog.accepts_extra_keys("0.36.0") == ["TensorRtLlmProperties", "VllmRbProperties"]
     # lmi-deploy's own handler options: read by lmi-deploy's handler, never upstream
-    assert key_catalog.where_read("option.kv_cache", "0.28.0") == [key_catalog.LMI_DEPLOY_HANDLER]
+    assert known_keys.where_read("option.kv_cache", "0.28.0") == [known_keys.LMI_DEPLOY_HANDLER]
     assert not key_catalog.upstream_reads("option.kv_cache", "0.28.0")
     assert key_catalog.spans(["0.19.0", "0.20.0", "0.21.0", "0.23.0"]) == "0.19.0-0.21.0, 0.23.0"
     with pytest.raises(KeyError, match=r"LMI 0\.37\.0 is not in the key catalog"):
-        key_catalog.reads("engine", "0.37.0")
+        known_keys.reads("engine", "0.37.0")
 
 
 @pytest.mark.parametrize(
@@ -305,9 +305,9 @@ def test_catalog_values_and_overlay() -> None:
 def test_unread_keys_are_typos_only_when_close_to_a_key_of_this_release(
     key: str, version: str, near: str | None, note: str
 ) -> None:
-    assert not key_catalog.reads(key, version)
-    assert key_catalog.near_miss(key, version) == near
-    assert note in key_catalog.unread_note(key, version)
+    assert not known_keys.reads(key, version)
+    assert known_keys.near_miss(key, version) == near
+    assert note in known_keys.unread_note(key, version)
 
 
 def test_value_problems_come_from_the_release_enums() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lmi_deploy import containers, validation
+from lmi_deploy import containers, known_keys, validation
 from lmi_deploy.config import load_config
 from lmi_deploy.containers import Engine
 from lmi_deploy.render import handler_keys, render, render_files, serving_properties
@@ -108,7 +108,7 @@ def test_render_matrix(
     expected_entry = containers.entry_point(engine, version) if handler == "builtin" else None
     assert properties.get("option.entryPoint") == expected_entry
     for key in properties:
-        assert containers.key_known_in(key, version) or (handler == "custom" and key in handler_keys(version)), key
+        assert known_keys.reads(key, version) or (handler == "custom" and key in handler_keys(version)), key
     assert (
         validation.lint_serving_properties(
             (code.directory / "serving.properties").read_text(),
