@@ -538,3 +538,16 @@ def test_defaults_have_no_isolation_async_capture_or_custom_image(seed) -> None:
         "AWS::SageMaker::EndpointConfig",
         "AWS::SageMaker::Endpoint",
     }
+
+
+def test_every_alarm_row_names_a_metric_and_values_the_deployment_has() -> None:
+    """The alarm table (stacks/components/alarm_specs.py) is read at synth: a row naming an unknown metric or value
+    would fail there, for some deployments only; this fails for all at once."""
+    from stacks.components.alarm_specs import ALARMS, METRICS, limits
+
+    values = limits(load_config({}, environment_defaults={"account": ACCOUNT, "region": "us-east-1"}))
+    assert len({spec.key for spec in ALARMS}) == len(ALARMS)
+    for spec in ALARMS:
+        assert (spec.metric or spec.key) in {metric.key for metric in METRICS}, spec.key
+        assert all(field in values for field in (spec.threshold, spec.minutes) if isinstance(field, str)), spec.key
+        assert "{" not in spec.description.format(**values), spec.key

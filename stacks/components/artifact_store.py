@@ -26,21 +26,7 @@ class ArtifactStore(Construct):
             self.key = _create_key(self, config)
         elif config.kms_key_arn:
             self.key = kms.Key.from_key_arn(self, "Key", config.kms_key_arn)
-        self.access_logs = s3.Bucket(
-            self,
-            "AccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        acknowledge(
-            self.access_logs,
-            "AwsSolutions-S1",
-            "This is the server access log bucket; logging it to itself would loop.",
-        )
+        self.access_logs = _access_log_bucket(self)
         # The name is fixed from deployment, account and region so that serving.properties, rendered at synth
         # time, can point at the weights (a CloudFormation token cannot be written into a file).
         self.bucket = s3.Bucket(
@@ -81,6 +67,26 @@ class ArtifactStore(Construct):
             ],
             removal_policy=RemovalPolicy.RETAIN,
         )
+
+
+def _access_log_bucket(scope: Construct) -> s3.Bucket:
+    """Where S3 writes the artifacts bucket's server access logs, kept a year."""
+    bucket = s3.Bucket(
+        scope,
+        "AccessLogs",
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        enforce_ssl=True,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+        lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
+        removal_policy=RemovalPolicy.RETAIN,
+    )
+    acknowledge(
+        bucket,
+        "AwsSolutions-S1",
+        "This is the server access log bucket; logging it to itself would loop.",
+    )
+    return bucket
 
 
 def _create_key(scope: Construct, config: DeploymentConfig) -> kms.Key:

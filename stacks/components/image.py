@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from aws_cdk import ArnFormat, Stack
+from aws_cdk import Stack
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
@@ -15,9 +15,19 @@ from constructs import Construct
 
 from lmi_deploy.config import DeploymentConfig
 from stacks.components.execution_role import ExecutionRole
-from stacks.components.nag import acknowledge
+from stacks.components.log_group import log_group_arn
+from stacks.components.nag import NAG_PARTITION, acknowledge_wildcard
 
 PULL_ACTIONS = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
+PUSH_ACTIONS = [
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage",
+    "ecr:DescribeImages",
+    "ecr:InitiateLayerUpload",
+    "ecr:UploadLayerPart",
+    "ecr:CompleteLayerUpload",
+    "ecr:PutImage",
+]
 
 
 class ImageSource(Protocol):
@@ -102,53 +112,13 @@ class MirroredImage(Construct):
         super().__init__(scope, construct_id)
         from cdk_ecr_deployment import DockerImageName, ECRDeployment  # only this option needs the package
 
-        stack = Stack.of(self)
-        source = stack.format_arn(
-            service="ecr", account=config.image_account, resource="repository", resource_name=config.image_repository
-        )
-        log_groups = stack.format_arn(
-            service="logs",
-            resource="log-group",
-            resource_name="/aws/lambda/*",
-            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-        )
         self.role = iam.Role(
             self,
             "CopyRole",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"lmi-deploy {config.deployment}: copy the LMI image into {config.repository_name}",
         )
-        self.policy = iam.Policy(
-            self,
-            "CopyPolicy",
-            roles=[self.role],
-            statements=[
-                iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
-                iam.PolicyStatement(
-                    sid="PullLmiImage",
-                    actions=PULL_ACTIONS,
-                    resources=[source],
-                ),
-                iam.PolicyStatement(
-                    sid="PushToDeploymentRepository",
-                    actions=[
-                        "ecr:BatchCheckLayerAvailability",
-                        "ecr:BatchGetImage",
-                        "ecr:DescribeImages",
-                        "ecr:InitiateLayerUpload",
-                        "ecr:UploadLayerPart",
-                        "ecr:CompleteLayerUpload",
-                        "ecr:PutImage",
-                    ],
-                    resources=[repository.repository_arn],
-                ),
-                iam.PolicyStatement(
-                    sid="FunctionLogs",
-                    actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-                    resources=[log_groups, f"{log_groups}:log-stream:*"],
-                ),
-            ],
-        )
+        self.policy = self._copy_policy(config, repository)
         self.deployment = ECRDeployment(
             self,
             "Copy",
@@ -159,29 +129,48 @@ class MirroredImage(Construct):
         )
         self.deployment.node.add_dependency(self.policy)
         # The construct's function also names the role in DependsOn, which its Role GetAtt already implies.
+        stack = Stack.of(self)
         for child in stack.node.find_all():
             if isinstance(child, lambda_.CfnFunction) and child.node.path.startswith(
                 f"{stack.node.path}/Custom::CDKECRDeployment"
             ):
-                child.add_metadata(
-                    "cfn-lint",
-                    {"config": {"ignore_checks": ["W3005"]}},
-                )
-        partition = "<AWS::Partition>"
-        acknowledge(
-            self.policy,
-            "AwsSolutions-IAM5[Resource::*]",
-            "ecr:GetAuthorizationToken has no resource-level permissions.",
+                child.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
+        self.image_uri = config.mirror_image_uri
+
+    def _copy_policy(self, config: DeploymentConfig, repository: ecr.IRepository) -> iam.Policy:
+        """The copy function's only permissions: pull the LMI image, push to the deployment's repository, log."""
+        stack = Stack.of(self)
+        source = stack.format_arn(
+            service="ecr", account=config.image_account, resource="repository", resource_name=config.image_repository
         )
-        acknowledge(
-            self.policy,
-            f"AwsSolutions-IAM5[Resource::arn:{partition}:logs:{stack.region}:{stack.account}:log-group:/aws/lambda/*]",
+        log_groups = log_group_arn(self, "/aws/lambda/*")
+        policy = iam.Policy(
+            self,
+            "CopyPolicy",
+            roles=[self.role],
+            statements=[
+                iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+                iam.PolicyStatement(sid="PullLmiImage", actions=PULL_ACTIONS, resources=[source]),
+                iam.PolicyStatement(
+                    sid="PushToDeploymentRepository", actions=PUSH_ACTIONS, resources=[repository.repository_arn]
+                ),
+                iam.PolicyStatement(
+                    sid="FunctionLogs",
+                    actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[log_groups, f"{log_groups}:log-stream:*"],
+                ),
+            ],
+        )
+        acknowledge_wildcard(policy, "*", "ecr:GetAuthorizationToken has no resource-level permissions.")
+        nag_log_groups = f"arn:{NAG_PARTITION}:logs:{stack.region}:{stack.account}:log-group:/aws/lambda/*"
+        acknowledge_wildcard(
+            policy,
+            nag_log_groups,
             "The copy function's name, and so its log group, is generated by the construct; Lambda writes there.",
         )
-        acknowledge(
-            self.policy,
-            f"AwsSolutions-IAM5[Resource::arn:{partition}:logs:{stack.region}:{stack.account}:log-group:/aws/lambda/*"
-            ":log-stream:*]",
+        acknowledge_wildcard(
+            policy,
+            f"{nag_log_groups}:log-stream:*",
             "Lambda writes one log stream per execution environment of the copy function.",
         )
-        self.image_uri = config.mirror_image_uri
+        return policy

@@ -34,24 +34,7 @@ class ModelEndpoint(Construct):
         notifications: AsyncNotifications | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
-        if model_data_url is not None:  # the code tarball; the container downloads the weights itself
-            container = sagemaker.CfnModel.ContainerDefinitionProperty(
-                image=image_uri,
-                model_data_url=model_data_url,
-                mode="SingleModel",
-                environment=environment or None,
-            )
-        else:  # SageMaker copies the staged prefix, uncompressed, to /opt/ml/model before the container starts
-            container = sagemaker.CfnModel.ContainerDefinitionProperty(
-                image=image_uri,
-                mode="SingleModel",
-                environment=environment,
-                model_data_source=sagemaker.CfnModel.ModelDataSourceProperty(
-                    s3_data_source=sagemaker.CfnModel.S3DataSourceProperty(
-                        s3_uri=config.weights_s3_uri, s3_data_type="S3Prefix", compression_type="None"
-                    )
-                ),
-            )
+        container = _container(config, image_uri, model_data_url, environment)
         self.model = sagemaker.CfnModel(
             self,
             "Model",
@@ -89,6 +72,27 @@ class ModelEndpoint(Construct):
             endpoint_name=config.deployment,
             deployment_config=_deployment_config(config, rollback_alarm_names or []),
         )
+
+
+def _container(
+    config: DeploymentConfig, image_uri: str, model_data_url: str | None, environment: dict[str, str]
+) -> sagemaker.CfnModel.ContainerDefinitionProperty:
+    """The LMI image on the code tarball (the container downloads the weights itself), or on the staged weights
+    prefix that SageMaker copies, uncompressed, to /opt/ml/model before the container starts."""
+    if model_data_url is not None:
+        return sagemaker.CfnModel.ContainerDefinitionProperty(
+            image=image_uri, model_data_url=model_data_url, mode="SingleModel", environment=environment or None
+        )
+    return sagemaker.CfnModel.ContainerDefinitionProperty(
+        image=image_uri,
+        mode="SingleModel",
+        environment=environment,
+        model_data_source=sagemaker.CfnModel.ModelDataSourceProperty(
+            s3_data_source=sagemaker.CfnModel.S3DataSourceProperty(
+                s3_uri=config.weights_s3_uri, s3_data_type="S3Prefix", compression_type="None"
+            )
+        ),
+    )
 
 
 def _deployment_config(

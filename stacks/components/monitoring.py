@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 
-from aws_cdk import ArnFormat, Duration, Stack
+from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_kms as kms
@@ -14,110 +13,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from lmi_deploy.config import DeploymentConfig
-
-VARIANT = "AllTraffic"
-INVOCATIONS = "AWS/SageMaker"  # per-request metrics SageMaker publishes
-INSTANCES = "/aws/sagemaker/Endpoints"  # per-instance metrics the instances' agent publishes
-AT_LEAST = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """One metric of the endpoint's variant, per minute."""
-
-    key: str
-    namespace: str
-    name: str
-    statistic: str
-
-    def metric(self, endpoint: str) -> cloudwatch.Metric:
-        return cloudwatch.Metric(
-            namespace=self.namespace,
-            metric_name=self.name,
-            statistic=self.statistic,
-            period=Duration.minutes(1),
-            dimensions_map={"EndpointName": endpoint, "VariantName": VARIANT},
-        )
-
-
-METRICS = (
-    # One CPUUtilization datapoint per instance and minute: the count says how many instances report.
-    MetricSpec("instances_reporting", INSTANCES, "CPUUtilization", "SampleCount"),
-    MetricSpec("invocations", INVOCATIONS, "Invocations", "Sum"),
-    MetricSpec("5xx", INVOCATIONS, "Invocation5XXErrors", "Sum"),
-    MetricSpec("4xx", INVOCATIONS, "Invocation4XXErrors", "Sum"),
-    MetricSpec("model_latency_p99", INVOCATIONS, "ModelLatency", "p99"),  # microseconds
-    MetricSpec("overhead_latency_p99", INVOCATIONS, "OverheadLatency", "p99"),
-    MetricSpec("gpu_memory", INSTANCES, "GPUMemoryUtilization", "Maximum"),  # percent summed over the GPUs
-    MetricSpec("gpu_utilization", INSTANCES, "GPUUtilization", "Maximum"),
-    MetricSpec("disk", INSTANCES, "DiskUtilization", "Maximum"),
-)
-
-
-def _limits(config: DeploymentConfig) -> dict[str, int]:
-    """The deployment's values that alarm thresholds, periods and descriptions name (``AlarmSpec`` strings)."""
-    gpus = config.instance.accelerator_count
-    return {
-        "gpus": gpus,
-        "gpus_full": 98 * gpus,  # percent, summed over the GPUs
-        "latency_ms": config.alarm_model_latency_p99_ms,
-        "latency_us": config.alarm_model_latency_p99_ms * 1000,
-        "silent_minutes": config.alarm_no_healthy_instances_minutes,
-    }
-
-
-@dataclass(frozen=True)
-class AlarmSpec:
-    """One alarm on a metric of ``METRICS``: it fires when the metric compares to ``threshold`` for ``minutes``
-    minutes in a row. A threshold or period given as a string is that value of ``_limits``; so are the
-    ``{fields}`` of the description. ``rollback`` alarms roll back an update that trips them."""
-
-    key: str
-    metric: str
-    threshold: float | str
-    minutes: int | str
-    description: str
-    comparison: cloudwatch.ComparisonOperator = AT_LEAST
-    missing_data: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING
-    rollback: bool = False
-    applies: Callable[[DeploymentConfig], bool] = lambda config: True
-
-
-ALARMS = (
-    AlarmSpec(
-        "5xx", "5xx", 1, 2, "The model server answered 5XX (or the handler failed) two minutes in a row", rollback=True
-    ),
-    AlarmSpec("4xx", "4xx", 10, 3, "Ten or more client errors a minute for three minutes"),
-    AlarmSpec(
-        "model_latency_p99",
-        "model_latency_p99",
-        "latency_us",
-        3,
-        "p99 model latency above {latency_ms} ms",
-        rollback=True,
-    ),
-    AlarmSpec("overhead_latency_p99", "overhead_latency_p99", 1_000_000, 3, "p99 SageMaker overhead above 1 s"),
-    AlarmSpec("gpu_memory", "gpu_memory", "gpus_full", 5, "GPU memory above 98% on all {gpus} accelerator(s)"),
-    AlarmSpec("gpu_utilization", "gpu_utilization", "gpus_full", 15, "GPUs saturated for 15 minutes: scale out"),
-    AlarmSpec("disk", "disk", 90, 5, "Instance storage above 90%"),
-    # SageMaker publishes no healthy-host count. Every running instance reports its CPUUtilization to
-    # /aws/sagemaker/Endpoints once a minute, so the per-variant SampleCount is the number of instances alive, and no
-    # datapoint at all means none is: missing data is breaching. (Invocations with missing data as breaching would
-    # also fire on an idle but healthy endpoint.) An instance whose container fails its /ping checks is replaced by
-    # SageMaker and stops reporting, so a replaced fleet shows as a gap. Only where instances must run; not a
-    # rollback alarm: a failing new fleet already fails the update, and an endpoint that is down must still accept
-    # the update that fixes it.
-    AlarmSpec(
-        "no_healthy_instances",
-        "instances_reporting",
-        1,
-        "silent_minutes",
-        "No instance of the endpoint has reported for {silent_minutes} minute(s): it serves nothing",
-        comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-        missing_data=cloudwatch.TreatMissingData.BREACHING,
-        applies=lambda config: config.minimum_instances > 0,
-    ),
-)
+from stacks.components.alarm_specs import ALARMS, METRICS, AlarmSpec, limits
 
 
 class EndpointMonitoring(Construct):
@@ -147,26 +43,24 @@ class EndpointMonitoring(Construct):
             self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
 
         self.metrics = {spec.key: spec.metric(endpoint) for spec in METRICS}
-        self.alarms = {
-            spec.key: self._alarm(spec, endpoint, _limits(config)) for spec in ALARMS if spec.applies(config)
-        }
+        self.alarms = {spec.key: self._alarm(spec, endpoint, limits(config)) for spec in ALARMS if spec.applies(config)}
         self.rollback_alarms = [self.alarms[spec.key] for spec in ALARMS if spec.rollback]
         self._dashboard(endpoint, log_group_name)
 
-    def _alarm(self, spec: AlarmSpec, endpoint: str, limits: Mapping[str, int]) -> cloudwatch.Alarm:
+    def _alarm(self, spec: AlarmSpec, endpoint: str, values: Mapping[str, int]) -> cloudwatch.Alarm:
         name = spec.key.replace("_", "-")
-        minutes = limits[spec.minutes] if isinstance(spec.minutes, str) else spec.minutes
+        minutes = values[spec.minutes] if isinstance(spec.minutes, str) else spec.minutes
         alarm = cloudwatch.Alarm(
             self,
             name,
             alarm_name=f"{endpoint}-{name}",
-            metric=self.metrics[spec.metric],
-            threshold=limits[spec.threshold] if isinstance(spec.threshold, str) else spec.threshold,
+            metric=self.metrics[spec.metric or spec.key],
+            threshold=values[spec.threshold] if isinstance(spec.threshold, str) else spec.threshold,
             evaluation_periods=minutes,
             datapoints_to_alarm=minutes,
             comparison_operator=spec.comparison,
             treat_missing_data=spec.missing_data,
-            alarm_description=spec.description.format(**limits),
+            alarm_description=spec.description.format(**values),
         )
         alarm.add_alarm_action(actions.SnsAction(self.topic))
         return alarm

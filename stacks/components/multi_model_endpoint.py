@@ -16,7 +16,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from lmi_deploy.config import DeploymentConfig
-from lmi_deploy.multi_model import MultiModelDeployment
+from lmi_deploy.multi_model import ModelSpec, MultiModelDeployment
 from lmi_deploy.render import container_environment
 from stacks.components.model_endpoint import _deployment_config
 from stacks.components.nag import acknowledge
@@ -111,43 +111,45 @@ class InferenceComponentEndpoint(Construct):
         self.models: dict[str, sagemaker.CfnModel] = {}
         self.components: dict[str, sagemaker.CfnInferenceComponent] = {}
         for model in multi.models:
-            part = construct_id(model.name)
-            cfn_model = sagemaker.CfnModel(
-                self,
-                f"Model{part}",
-                execution_role_arn=role_arn,
-                primary_container=container_definition(model.config, code_urls[model.name]),
-            )
-            resolved = model.config.resolved
-            component = sagemaker.CfnInferenceComponent(
-                self,
-                f"Component{part}",
-                endpoint_name=self.endpoint.attr_endpoint_name,
-                variant_name=VARIANT,
-                inference_component_name=multi.inference_component_name(model),
-                specification=sagemaker.CfnInferenceComponent.InferenceComponentSpecificationProperty(
-                    model_name=cfn_model.attr_model_name,
-                    compute_resource_requirements=(
-                        sagemaker.CfnInferenceComponent.InferenceComponentComputeResourceRequirementsProperty(
-                            number_of_accelerator_devices_required=model.accelerators,
-                            min_memory_required_in_mb=model.memory_mib,
-                        )
-                    ),
-                    startup_parameters=sagemaker.CfnInferenceComponent.InferenceComponentStartupParametersProperty(
-                        model_data_download_timeout_in_seconds=resolved.model_data_download_timeout,
-                        container_startup_health_check_timeout_in_seconds=(
-                            resolved.container_startup_health_check_timeout
-                        ),
-                    ),
-                ),
-                runtime_config=sagemaker.CfnInferenceComponent.InferenceComponentRuntimeConfigProperty(
-                    copy_count=model.copies
-                ),
-            )
-            _acknowledge_placement(cfn_model, None)
-            self.models[model.name] = cfn_model
-            self.components[model.name] = component
+            self._add_model(multi, model, role_arn, code_urls[model.name])
         _acknowledge_placement(next(iter(self.models.values())), self.endpoint_config)
+
+    def _add_model(self, multi: MultiModelDeployment, model: ModelSpec, role_arn: str, code_url: str | None) -> None:
+        """One model's Model and its inference component: accelerators, host memory, startup timeouts, copies."""
+        part = construct_id(model.name)
+        cfn_model = sagemaker.CfnModel(
+            self,
+            f"Model{part}",
+            execution_role_arn=role_arn,
+            primary_container=container_definition(model.config, code_url),
+        )
+        resolved = model.config.resolved
+        component = sagemaker.CfnInferenceComponent(
+            self,
+            f"Component{part}",
+            endpoint_name=self.endpoint.attr_endpoint_name,
+            variant_name=VARIANT,
+            inference_component_name=multi.inference_component_name(model),
+            specification=sagemaker.CfnInferenceComponent.InferenceComponentSpecificationProperty(
+                model_name=cfn_model.attr_model_name,
+                compute_resource_requirements=(
+                    sagemaker.CfnInferenceComponent.InferenceComponentComputeResourceRequirementsProperty(
+                        number_of_accelerator_devices_required=model.accelerators,
+                        min_memory_required_in_mb=model.memory_mib,
+                    )
+                ),
+                startup_parameters=sagemaker.CfnInferenceComponent.InferenceComponentStartupParametersProperty(
+                    model_data_download_timeout_in_seconds=resolved.model_data_download_timeout,
+                    container_startup_health_check_timeout_in_seconds=resolved.container_startup_health_check_timeout,
+                ),
+            ),
+            runtime_config=sagemaker.CfnInferenceComponent.InferenceComponentRuntimeConfigProperty(
+                copy_count=model.copies
+            ),
+        )
+        _acknowledge_placement(cfn_model, None)
+        self.models[model.name] = cfn_model
+        self.components[model.name] = component
 
 
 class MultiModelEndpointResources(Construct):
