@@ -105,7 +105,6 @@ class MultiModelEndpointStack(Stack):
                 code=self.code.get(model.name),
                 image=published_image(model.config),
                 name=model.name,
-                suffix=construct_id(model.name),
             )
         if multi.mode == "mme":
             BucketPrefix(multi.bucket_name, multi.mme_prefix).grant_read(

@@ -8,6 +8,7 @@ from stacks.components.bucket_prefix import grant_read_weights
 from stacks.components.code_artifact import CodeArtifact
 from stacks.components.execution_role import ExecutionRole
 from stacks.components.image import ImageSource
+from stacks.components.multi_model_endpoint import construct_id
 
 
 def grant_model(
@@ -17,11 +18,11 @@ def grant_model(
     code: CodeArtifact | None,
     image: ImageSource,
     name: str = "",
-    suffix: str = "",
 ) -> None:
     """Grant ``role`` one model's code (when it ships a tarball), weights and image. The first (or only) model's
-    statements carry plain ids; another model's carry ``suffix``, and ``name`` names it in the acknowledgement.
+    statements carry plain ids; another model's carry its ``name`` (``llama-3`` -> ``ReadWeightsLlama3``).
     A prefix or image the role already has is not granted twice."""
+    suffix = construct_id(name)
     if code is not None:
         code.bind(role, sid=f"ReadCode{suffix}" if suffix else "ReadCodeArtifact")
     grant_read_weights(role, config, suffix=suffix, whose=name)
