@@ -37,37 +37,7 @@ class EndpointAutoscaling(Construct):
                 scale_out_cooldown=Duration.seconds(config.autoscaling_scale_out_cooldown),
             )
         else:
-            # Async endpoints scale on their queue (SageMaker's recommendation): requests waiting per instance.
-            def backlog(name: str) -> cloudwatch.Metric:
-                return cloudwatch.Metric(
-                    namespace="AWS/SageMaker",
-                    metric_name=name,
-                    dimensions_map={"EndpointName": config.deployment},
-                    statistic="Average",
-                    period=Duration.minutes(1),
-                )
-
-            self.target.scale_to_track_metric(
-                "BacklogPerInstance",
-                target_value=config.autoscaling_target_backlog_per_instance,
-                custom_metric=backlog("ApproximateBacklogSizePerInstance"),
-                scale_in_cooldown=Duration.seconds(config.autoscaling_scale_in_cooldown),
-                scale_out_cooldown=Duration.seconds(config.autoscaling_scale_out_cooldown),
-            )
-            if config.minimum_instances == 0:
-                # At zero instances there is no backlog per instance to track: one instance as soon as a request
-                # waits (HasBacklogWithoutCapacity), as SageMaker's scale-to-zero guidance does.
-                self.target.scale_on_metric(
-                    "ScaleOutFromZero",
-                    metric=backlog("HasBacklogWithoutCapacity"),
-                    scaling_steps=[
-                        appscaling.ScalingInterval(upper=0, change=0),
-                        appscaling.ScalingInterval(lower=1, change=1),
-                    ],
-                    adjustment_type=appscaling.AdjustmentType.CHANGE_IN_CAPACITY,
-                    cooldown=Duration.seconds(config.autoscaling_scale_out_cooldown),
-                    evaluation_periods=1,
-                )
+            self._scale_on_backlog(config)
         for schedule in config.autoscaling_schedules:
             # the construct id becomes the scheduled action's name
             self.target.scale_on_schedule(
@@ -76,4 +46,38 @@ class EndpointAutoscaling(Construct):
                 min_capacity=schedule.min_instances,
                 max_capacity=schedule.max_instances,
                 time_zone=TimeZone.of(schedule.timezone),
+            )
+
+    def _scale_on_backlog(self, config: DeploymentConfig) -> None:
+        """Async endpoints scale on their queue (SageMaker's recommendation): requests waiting per instance."""
+
+        def backlog(name: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace="AWS/SageMaker",
+                metric_name=name,
+                dimensions_map={"EndpointName": config.deployment},
+                statistic="Average",
+                period=Duration.minutes(1),
+            )
+
+        self.target.scale_to_track_metric(
+            "BacklogPerInstance",
+            target_value=config.autoscaling_target_backlog_per_instance,
+            custom_metric=backlog("ApproximateBacklogSizePerInstance"),
+            scale_in_cooldown=Duration.seconds(config.autoscaling_scale_in_cooldown),
+            scale_out_cooldown=Duration.seconds(config.autoscaling_scale_out_cooldown),
+        )
+        if config.minimum_instances == 0:
+            # At zero instances there is no backlog per instance to track: one instance as soon as a request
+            # waits (HasBacklogWithoutCapacity), as SageMaker's scale-to-zero guidance does.
+            self.target.scale_on_metric(
+                "ScaleOutFromZero",
+                metric=backlog("HasBacklogWithoutCapacity"),
+                scaling_steps=[
+                    appscaling.ScalingInterval(upper=0, change=0),
+                    appscaling.ScalingInterval(lower=1, change=1),
+                ],
+                adjustment_type=appscaling.AdjustmentType.CHANGE_IN_CAPACITY,
+                cooldown=Duration.seconds(config.autoscaling_scale_out_cooldown),
+                evaluation_periods=1,
             )
