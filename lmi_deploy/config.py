@@ -142,8 +142,13 @@ class DeploymentConfig(BaseModel):
     )
     compile: bool | None = Field(
         None,
-        description="Accelerate custom handler, kv_cache=static: torch.compile the decode step (fuses small "
-        "kernels; compiles once per shape bucket at first use). Default false.",
+        description="Accelerate custom handler, kv_cache=static: torch.compile the decode step at load (fuses small "
+        "kernels; one compilation with dynamic shapes for every bucket, none on requests). Default true.",
+    )
+    fuse_projections: bool | None = Field(
+        None,
+        description="Accelerate custom handler, kv_cache=static: one matrix for the decoder's q|k|v and for its "
+        "gated-FFN input projections (fewer, wider matrix-vector products). Default true.",
     )
     fast_load: bool | None = Field(
         None,

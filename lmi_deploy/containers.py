@@ -350,7 +350,8 @@ def server_engines(version: str) -> tuple[str, ...]:
 HANDLER_OPTIONS: dict[str, bool | str] = {
     "kv_cache": "static",
     "cuda_graphs": True,
-    "compile": False,
+    "compile": True,
+    "fuse_projections": True,
     "fast_load": True,
 }
 

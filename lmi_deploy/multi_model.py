@@ -57,6 +57,7 @@ PER_MODEL_KEYS = (
     "kv_cache",
     "cuda_graphs",
     "compile",
+    "fuse_projections",
     "fast_load",
 )
 # Endpoint settings the multi-model stacks do not build (yet): refused rather than silently ignored. key -> the

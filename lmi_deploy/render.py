@@ -17,7 +17,7 @@ from pathlib import Path
 
 import jinja2
 
-from lmi_deploy import containers, key_catalog, known_keys, request_limits
+from lmi_deploy import containers, key_catalog, known_keys, request_limits, warm_shapes
 from lmi_deploy.config import DeploymentConfig
 from lmi_deploy.containers import Engine
 from lmi_deploy.errors import ConfigError
@@ -127,6 +127,10 @@ def handler_options(config: DeploymentConfig) -> dict[str, str]:
         value = getattr(config, name)
         value = default if value is None else value
         values[name] = str(value).lower() if isinstance(value, bool) else str(value)
+    resolved = config.resolved
+    values["warm_shapes"] = warm_shapes.property_value(
+        warm_shapes.warm_shapes(resolved.max_batch_size, resolved.max_sequence_length)
+    )
     return values
 
 

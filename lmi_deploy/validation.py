@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from lmi_deploy import containers, key_catalog, known_keys
+from lmi_deploy import containers, key_catalog, known_keys, warm_shapes
 from lmi_deploy.containers import ENGINES, Engine, version_key
 from lmi_deploy.instances import InstanceType
 from lmi_deploy.model_facts import DTYPE_BYTES, ModelFacts
@@ -123,8 +123,14 @@ def _round_up(seconds: float, step: int = 60) -> int:
     return int(math.ceil(seconds / step) * step)
 
 
-def needed_timeouts(facts: ModelFacts, engine: Engine, compiled: bool = False) -> tuple[int, int, str, str]:
-    """(download, startup) seconds a load of this size needs at the stated throughputs, and how each was derived."""
+def needed_timeouts(
+    facts: ModelFacts, engine: Engine, compiled: bool = False, handler_warm_up_s: float = 0.0
+) -> tuple[int, int, str, str]:
+    """(download, startup) seconds a load of this size needs at the stated throughputs, and how each was derived.
+
+    ``handler_warm_up_s``: what lmi-deploy's Accelerate handler spends at load compiling and capturing its decode
+    step for the warm shapes (``lmi_deploy.warm_shapes``).
+    """
     stored = facts.weight_bytes(facts.native_dtype or "fp32")
     download = stored / MIB / DOWNLOAD_MIB_S
     load = stored / MIB / LOAD_MIB_S
@@ -136,10 +142,24 @@ def needed_timeouts(facts: ModelFacts, engine: Engine, compiled: bool = False) -
     how_startup = (
         f"{size} loaded at {LOAD_MIB_S} MiB/s"
         + (f" + {compile_s:.0f} s {engine.value} compile" if compile_s else "")
+        + (f" + {handler_warm_up_s:.0f} s handler compile/capture of warm shapes" if handler_warm_up_s else "")
         + f", x{TIMEOUT_MARGIN} margin"
     )
-    download_s, startup_s = _round_up(download * TIMEOUT_MARGIN), _round_up((load + compile_s) * TIMEOUT_MARGIN)
+    startup = (load + compile_s + handler_warm_up_s) * TIMEOUT_MARGIN
+    download_s, startup_s = _round_up(download * TIMEOUT_MARGIN), _round_up(startup)
     return download_s, startup_s, how_download, how_startup
+
+
+def handler_warm_up(config: Any, batch: int, sequence: int) -> float:
+    """Seconds lmi-deploy's Accelerate handler compiles and captures at load (0 for every other handler)."""
+    if config.engine is not Engine.ACCELERATE or config.handler != "custom" or config.kv_cache == "dynamic":
+        return 0.0
+
+    def on(name: str) -> bool:
+        value = getattr(config, name, None)
+        return bool(containers.HANDLER_OPTIONS[name] if value is None else value)
+
+    return warm_shapes.startup_seconds(warm_shapes.warm_shapes(batch, sequence), on("compile"), on("cuda_graphs"))
 
 
 def _divides_heads(facts: ModelFacts, tp: int, engine: Engine) -> str | None:
@@ -228,8 +248,8 @@ def resolve_and_check(config: Any, facts: ModelFacts | None, facts_note: str) ->
             f"not use ({spec.engine.value}, handler={config.handler}): remove them, or use engine=Accelerate with "
             "handler=custom",
         )
-    elif config.kv_cache == "dynamic" and (config.cuda_graphs or config.compile):
-        name = "cuda_graphs" if config.cuda_graphs else "compile"
+    elif config.kv_cache == "dynamic" and (config.cuda_graphs or config.compile or config.fuse_projections):
+        name = next(n for n in ("cuda_graphs", "compile", "fuse_projections") if getattr(config, n))
         error(
             "handler-options",
             f"{name}=true speeds up the static-cache decode step, so it needs kv_cache=static: set kv_cache=static "
@@ -404,7 +424,9 @@ def resolve_and_check(config: Any, facts: ModelFacts | None, facts_note: str) ->
         return seconds
 
     need_download, need_startup, how_download, how_startup = (
-        needed_timeouts(facts, config.engine, compiled=config.partitioned) if facts else (None, None, "", "")
+        needed_timeouts(facts, config.engine, config.partitioned, handler_warm_up(config, batch, sequence))
+        if facts
+        else (None, None, "", "")
     )
     download = timeout("model_data_download_timeout", config.model_data_download_timeout, need_download, how_download)
     startup = timeout(

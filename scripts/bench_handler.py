@@ -1,21 +1,22 @@
-"""Benchmark the rendered Accelerate handler against plain ``generate`` on one GPU, in the same run.
+"""Benchmark the rendered Accelerate handler against Hugging Face's own paths on one GPU, in the same run.
 
 ``python scripts/bench_handler.py [--config FILE] [-c k=v ...] [--out docs/benchmarks]``
 
 Builds the deployment's model architecture (default google/flan-t5-xxl, 11 B parameters) with random weights
 directly on the GPU — nothing is downloaded — and a tokenizer trained on the spot; saves it as a safetensors
-checkpoint; then measures
+checkpoint; then measures, for batch 1/4/16 at 128 input / 64 new tokens, greedy:
 
-- cold load: ``from_pretrained(device_map="cuda")`` vs the handler's load (``option.fast_load``), each from the saved
-  checkpoint in the same process (the file is in the page cache: it was just written);
-- latency: plain ``generate`` (dynamic cache) vs the handler's ``handle()`` (JSON in, JSON out) for batch 1/4/16 at
-  128 input / 64 new tokens, greedy, plus the handler with CUDA graphs off; p50/p99 of each;
+- the handler (its rendered defaults, then each ``--variant``), each on a freshly loaded model: startup (load plus
+  everything ``fast_decoder`` does at load: self-check, projection fusion, compilation, warm shapes), the first
+  request of each batch size after startup, then p50/p99 of its ``handle()`` (JSON in, JSON out);
+- the peers, on one ``from_pretrained(device_map="cuda")`` model: plain ``generate`` (dynamic cache) and
+  ``generate(cache_implementation="static")``, which compiles itself on its first call (timed apart);
 - the bandwidth bound: the decoder's weights read once per new token at the copy bandwidth measured on this GPU;
-- agreement: the handler's greedy tokens against plain ``generate`` on the same weights.
+- agreement: every variant's and the static peer's greedy tokens against plain ``generate``.
 
-Prints a table and writes ``handler-<gpu>.json`` (per batch: generate_p50_ms, handler_p50_ms, handler_p99_ms,
-bound_ms, plus load_s, the GPU and library versions). ``--model-py`` runs a model.py rendered elsewhere (a machine
-without this project's dependencies); ``--layers N`` shrinks the model for a quick check.
+The handler runs first, so its compilation starts from empty in-process caches. Prints a table and writes
+``handler-<gpu>.json``. ``--model-py`` runs a model.py rendered elsewhere (a machine without this project's
+dependencies); ``--layers N`` shrinks the model for a quick check.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import logging
 import os
 import shutil
 import statistics
@@ -53,8 +55,8 @@ def percentile(values: list[float], fraction: float) -> float:
 def describe(fast: Any) -> str:
     if fast is None:
         return "generate()"
-    graphs, compiled = ("on" if flag else "off" for flag in (fast.graphs, fast.compiled_forward))
-    return f"static cache, cuda_graphs {graphs}, compile {compiled}"
+    graphs, compiled, fused = ("on" if flag else "off" for flag in (fast.graphs, fast.compiled_forward, fast.fused))
+    return f"static cache, cuda_graphs {graphs}, compile {compiled}, fused projections {fused}"
 
 
 def parse_pairs(text: str) -> list[tuple[str, str]]:
@@ -120,8 +122,8 @@ def build_checkpoint(folder: Path, model_config: dict[str, Any], layers: int | N
         torch.cuda.empty_cache()
 
 
-def prompts_of(tokenizer: Any, batch: int) -> list[str]:
-    """``batch`` different prompts of about INPUT_TOKENS tokens each (the longest sets the padded length)."""
+def prompts_of(tokenizer: Any, batch: int, length: int) -> list[str]:
+    """``batch`` different prompts of about ``length`` tokens each (the longest sets the padded length)."""
     import random
 
     from lmi_deploy.tiny_models import CORPUS
@@ -131,9 +133,9 @@ def prompts_of(tokenizer: Any, batch: int) -> list[str]:
     for row in range(batch):
         generator = random.Random(row)
         text = ""
-        while len(tokenizer(text)["input_ids"]) < INPUT_TOKENS:
+        while len(tokenizer(text)["input_ids"]) < length:
             text += " " + generator.choice(words)
-        ids = tokenizer(text)["input_ids"][:INPUT_TOKENS]
+        ids = tokenizer(text)["input_ids"][:length]
         prompts.append(tokenizer.decode(ids, skip_special_tokens=True))
     return prompts
 
@@ -150,6 +152,124 @@ def timed(torch: Any, device: str, function: Any, repeats: int) -> tuple[list[fl
     return times, result
 
 
+def free(torch: Any, device: str) -> None:
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    torch._dynamo.reset()  # the next variant compiles from scratch, as a new process would
+
+
+def compiled_graphs(torch: Any) -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"].get("unique_graphs", 0))
+
+
+def measure_variant(
+    handler: Any, properties: dict[str, str], overrides: dict[str, str], cases: dict[int, Any], args: Any
+) -> tuple[dict[str, Any], dict[int, Any]]:
+    """One handler variant on a freshly loaded model: startup, then per batch the first request and p50/p99."""
+    import torch
+    from djl_python import Input
+
+    device = args.device
+    started = time.perf_counter()
+    model, tokenizer, seq2seq = handler.load_model(properties)
+    synchronize(torch, device)
+    load_s = time.perf_counter() - started
+    graphs_before = compiled_graphs(torch)
+    fast = handler.fast_decoder(model, tokenizer, seq2seq, dict(properties, **overrides))
+    synchronize(torch, device)
+    startup_s = time.perf_counter() - started
+    summary = {
+        "decoder": describe(fast),
+        "load_s": round(load_s, 2),
+        "startup_s": round(startup_s, 1),
+        "compilations": compiled_graphs(torch) - graphs_before,
+        "warm_buckets": sorted(fast.warm) if fast is not None else [],
+    }
+    log(f"{overrides or 'defaults'}: {summary}")
+    handler._model = (model, tokenizer, seq2seq, fast)
+    rows: dict[int, Any] = {}
+    for batch, (prompts, encoded) in cases.items():
+        body = json.dumps({"inputs": prompts, "parameters": {"max_new_tokens": args.new_tokens}}).encode()
+
+        def call(body: bytes = body) -> Any:
+            return json.loads(handler.handle(Input.of(properties, body)).body())
+
+        first, _ = timed(torch, device, call, 1)
+        times, answer = timed(torch, device, call, args.repeats if not overrides else args.generate_repeats)
+        row = {
+            "p50_ms": round(statistics.median(times), 1),
+            "p99_ms": round(percentile(times, 0.99), 1),
+            "first_request_ms": round(first[0], 1),
+            "generated_tokens": answer["generated_tokens"],
+        }
+        row["first_vs_steady"] = round(row["first_request_ms"] / row["p50_ms"], 2)
+        if fast is not None:
+            key = fast.bucket(len(prompts), encoded["input_ids"].shape[1], args.new_tokens)
+            row["bucket"], row["bucket_compiled"] = list(key), bool(fast.shapes[key].compiled)
+            with torch.inference_mode():
+                ids = fast.generate_ids(encoded.to(model.device), fast.settings({"max_new_tokens": args.new_tokens}))
+            row["ids"] = ids.tolist()
+        rows[batch] = row
+        log(f"  batch {batch}: { {k: v for k, v in row.items() if k not in ('ids', 'generated_tokens')} }")
+    handler._model = None
+    del model, fast
+    free(torch, device)
+    return summary, rows
+
+
+def measure_peers(checkpoint: Path, cases: dict[int, Any], args: Any) -> tuple[float, int, dict[int, Any]]:
+    """Plain generate and generate(cache_implementation="static") on one from_pretrained model, per batch.
+
+    Returns the load time, the decoder's parameters (its embedding excluded) and a row per batch.
+    """
+    import torch
+    from transformers import AutoModelForSeq2SeqLM
+
+    device = args.device
+    started = time.perf_counter()
+    placement = {"device_map": "cuda"} if device == "cuda" else {}
+    model = AutoModelForSeq2SeqLM.from_pretrained(checkpoint, dtype=torch.bfloat16, **placement).eval()
+    synchronize(torch, device)
+    load_s = time.perf_counter() - started
+    log(f"from_pretrained: {load_s:.2f} s")
+    decoder_params = sum(p.numel() for n, p in model.decoder.named_parameters() if "embed_tokens" not in n)
+    pad = model.generation_config.pad_token_id
+    rows: dict[int, Any] = {}
+    for batch, (_, encoded) in cases.items():
+        encoded = encoded.to(model.device)
+
+        def plain(encoded: Any = encoded, **extra: Any) -> Any:
+            with torch.inference_mode():
+                return model.generate(**encoded, max_new_tokens=args.new_tokens, pad_token_id=pad, **extra)
+
+        plain()  # warm-up
+        generate_ms, plain_ids = timed(torch, device, plain, args.generate_repeats)
+        first, _ = timed(torch, device, lambda: plain(cache_implementation="static"), 1)
+        static_ms, static_ids = timed(
+            torch, device, lambda: plain(cache_implementation="static"), args.generate_repeats
+        )
+        rows[batch] = {
+            "generate_p50_ms": round(statistics.median(generate_ms), 1),
+            "static_peer_p50_ms": round(statistics.median(static_ms), 1),
+            "static_peer_first_call_s": round(first[0] / 1000, 1),
+            "static_peer_tokens_match": static_ids.tolist() == plain_ids.tolist(),
+            "steps": plain_ids.shape[1] - 1,
+            "ids": plain_ids[:, 1:].tolist(),
+        }
+        log(f"  batch {batch}: { {k: v for k, v in rows[batch].items() if k != 'ids'} }")
+    model = None
+    free(torch, device)
+    return load_s, decoder_params, rows
+
+
+def matching(mine: list[list[int]], reference: list[list[int]]) -> str:
+    same = sum(a == b for x, y in zip(mine, reference, strict=False) for a, b in zip(x, y, strict=False))
+    return f"{same}/{sum(len(x) for x in reference)}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="deployment file (engine accelerate, handler custom)")
@@ -158,8 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-config", type=Path, help="the model's config.json (default: the bundled one)")
     parser.add_argument("--layers", type=int, help="encoder and decoder layers (default: the model's)")
     parser.add_argument("--repeats", type=int, default=20, help="timed handler calls per batch size")
-    parser.add_argument("--generate-repeats", type=int, default=5, help="timed generate calls per batch size")
+    parser.add_argument("--generate-repeats", type=int, default=5, help="timed peer and variant calls per batch")
     parser.add_argument("--batches", default=",".join(map(str, BATCHES)))
+    parser.add_argument("--input-tokens", type=int, default=INPUT_TOKENS, help="prompt tokens per request")
+    parser.add_argument("--new-tokens", type=int, default=NEW_TOKENS, help="new tokens per request (greedy)")
     parser.add_argument("--work", type=Path, help="checkpoint folder (default: a temporary one, removed)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
     parser.add_argument(
@@ -167,13 +289,14 @@ def main(argv: list[str] | None = None) -> int:
         dest="variants",
         action="append",
         default=None,
-        help="handler options to measure beside the rendered defaults, e.g. 'compile=true' or "
-        "'cuda_graphs=false;compile=false' (repeatable; default: those two)",
+        help="handler options to measure after the rendered defaults, e.g. 'compile=false' or "
+        "'fuse_projections=false;compile=false' (repeatable; default: those two)",
     )
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: a smoke test only")
     args = parser.parse_args(argv)
     if args.variants is None:
-        args.variants = ["compile=true", "cuda_graphs=false;compile=false"]
+        args.variants = ["compile=false", "fuse_projections=false;compile=false"]
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
 
     import torch
 
@@ -191,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         "dtype": "bf16",
         "tensor_parallel_degree": "1",
         "deployment": "bench-handler",
+        "max_batch_size": "16",
+        "max_sequence_length": str(INPUT_TOKENS + NEW_TOKENS),
     }
     if args.config:
         context["config"] = args.config
@@ -214,132 +339,85 @@ def main(argv: list[str] | None = None) -> int:
     size = sum(f.stat().st_size for f in checkpoint.glob("*.safetensors"))
 
     import transformers
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    # cold load, same process, same file: from_pretrained first, then the handler's fast path
-    started = time.perf_counter()
-    placement = {"device_map": "cuda"} if device == "cuda" else {}
-    model = AutoModelForSeq2SeqLM.from_pretrained(checkpoint, dtype=torch.bfloat16, **placement).eval()
-    synchronize(torch, device)
-    from_pretrained_s = time.perf_counter() - started
-    log(f"from_pretrained: {from_pretrained_s:.2f} s")
-    del model
-    gc.collect()
-    if device == "cuda":
-        torch.cuda.empty_cache()
-
-    handler: Any = load_handler(model_py)  # the rendered module: its globals are set below
-    from djl_python import Input  # importable once a handler is loaded
-
+    handler: Any = load_handler(model_py)  # the rendered module
     properties = {"model_id": str(checkpoint), "dtype": "bf16", "model_dir": str(checkpoint)}
-    started = time.perf_counter()
-    model, tokenizer, seq2seq = handler.load_model(properties)
-    synchronize(torch, device)
-    load_s = time.perf_counter() - started
-    log(f"handler load (fast_load): {load_s:.2f} s")
-    decoder_params = sum(p.numel() for n, p in model.decoder.named_parameters() if "embed_tokens" not in n)
-    bytes_per_token = decoder_params * model.dtype.itemsize
-    bound_per_token_ms = bytes_per_token / bandwidth * 1000
-
-    variants = {}
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint, padding_side="right")
+    cases = {}
+    for batch in [int(b) for b in args.batches.split(",")]:
+        prompts = prompts_of(tokenizer, batch, args.input_tokens)
+        cases[batch] = prompts, tokenizer(prompts, return_tensors="pt", padding=True)
+    variants: dict[str, Any] = {}
+    handler_rows: dict[str, dict[int, Any]] = {}
     for name, overrides in [("handler", {}), *((v, dict(parse_pairs(v))) for v in args.variants if v)]:
-        started = time.perf_counter()
-        fast = handler.fast_decoder(model, tokenizer, seq2seq, dict(properties, **overrides))
-        log(f"{name}: {describe(fast)} after its self-check ({time.perf_counter() - started:.1f} s)")
-        variants[name] = fast
-    handler._model = (model, tokenizer, seq2seq, variants["handler"])
-    plain_tokenizer = AutoTokenizer.from_pretrained(checkpoint, padding_side="right")
+        variants[name], handler_rows[name] = measure_variant(handler, properties, overrides, cases, args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    partial = {
+        "handler_startup": variants,
+        "handler": {n: {str(b): r for b, r in rows.items()} for n, rows in handler_rows.items()},
+    }
+    (args.out / "handler-partial.json").write_text(json.dumps(partial, indent=1) + "\n")  # a run cut short keeps these
+    from_pretrained_s, decoder_params, peer_rows = measure_peers(checkpoint, cases, args)
+    bound_per_token_ms = decoder_params * 2 / bandwidth * 1000  # bf16 weights read once per token
 
     results: dict[str, Any] = {}
-
-    def write_report() -> Path:
-        report = {
-            "gpu": gpu,
-            "model": f"{config_path.stem.replace('--', '/')} architecture, random bf16 weights",
-            "layers": args.layers or model_config.get("num_layers"),
-            "new_tokens": NEW_TOKENS,
-            "decoder_parameters": decoder_params,
-            "copy_bandwidth_tb_s": round(bandwidth / 1e12, 2),
-            "bound_ms_per_token": round(bound_per_token_ms, 3),
-            "checkpoint_gb": round(size / 1e9, 2),
-            "load_s": round(load_s, 2),
-            "from_pretrained_load_s": round(from_pretrained_s, 2),
-            "batches": results,
-            "versions": {
-                "torch": torch.__version__,
-                "transformers": transformers.__version__,
-                "python": sys.version.split()[0],
-            },
-            "command": "python scripts/bench_handler.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        }
-        args.out.mkdir(parents=True, exist_ok=True)
-        path: Path = args.out / ("handler-" + gpu.lower().replace("nvidia ", "").split()[0] + ".json")
-        path.write_text(json.dumps(report, indent=2) + "\n")
-        return path
-
-    for batch in [int(b) for b in args.batches.split(",")]:
-        prompts = prompts_of(tokenizer, batch)
-        encoded = plain_tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
-
-        def plain(encoded: Any = encoded) -> Any:
-            with torch.inference_mode():
-                return model.generate(**encoded, max_new_tokens=NEW_TOKENS, pad_token_id=tokenizer.pad_token_id)
-
-        plain()  # warm-up
-        generate_ms, plain_ids = timed(torch, device, plain, args.generate_repeats)
-        body = json.dumps({"inputs": prompts, "parameters": {"max_new_tokens": NEW_TOKENS}}).encode()
-
-        def call(body: bytes = body) -> Any:
-            output = handler.handle(Input.of(properties, body))
-            return json.loads(output.body())
-
-        row: dict[str, Any] = {
-            "input_tokens": int(encoded["input_ids"].shape[1]),
-            "generate_p50_ms": round(statistics.median(generate_ms), 1),
-        }
-        for name, fast in variants.items():
-            handler._model = (model, tokenizer, seq2seq, fast)
-            started = time.perf_counter()
-            call()  # warm-up: captures (and compiles) this shape
-            warm_up_s = time.perf_counter() - started
-            times, answer = timed(torch, device, call, args.repeats if name == "handler" else args.generate_repeats)
+    for batch, peer in peer_rows.items():
+        row = {k: v for k, v in peer.items() if k != "ids"}
+        row["bound_ms"] = round(bound_per_token_ms * peer["steps"], 3)
+        for name, rows in handler_rows.items():
+            mine = rows[batch]
             prefix = "handler" if name == "handler" else name
-            row[f"{prefix}_p50_ms"] = round(statistics.median(times), 1)
-            row[f"{prefix}_p99_ms"] = round(percentile(times, 0.99), 1)
-            row[f"{prefix}_decoder"] = describe(fast)
-            row[f"{prefix}_first_call_s"] = round(warm_up_s, 1)
-            if fast is None:
-                continue
-            settings = fast.settings({"max_new_tokens": NEW_TOKENS})
-            with torch.inference_mode():
-                fast_ids = fast.generate_ids(encoded, settings).tolist()
-            reference = plain_ids[:, 1:].tolist()
-            pairs = zip(fast_ids, reference, strict=False)
-            same = sum(a == b for x, y in pairs for a, b in zip(x, y, strict=False))
-            row[f"{prefix}_tokens_match"] = fast_ids == reference
-            row[f"{prefix}_matching_tokens"] = f"{same}/{sum(len(x) for x in reference)}"
-            if name == "handler":
-                row["generated_tokens"] = answer["generated_tokens"]
-        steps = plain_ids.shape[1] - 1
-        row["bound_ms"] = round(bound_per_token_ms * steps, 1)
-        if "handler_p50_ms" in row:
-            row["handler_vs_bound"] = round(row["handler_p50_ms"] / row["bound_ms"], 2)
-            row["generate_vs_handler"] = round(row["generate_p50_ms"] / row["handler_p50_ms"], 2)
+            for key, value in mine.items():
+                if key != "ids":
+                    row[f"{prefix}_{key}"] = value
+            if "ids" in mine:
+                row[f"{prefix}_tokens_match"] = mine["ids"] == peer["ids"]
+                row[f"{prefix}_matching_tokens"] = matching(mine["ids"], peer["ids"])
+        handler_ms = row["handler_p50_ms"]
+        row["handler_vs_bound"] = round(handler_ms / row["bound_ms"], 2)
+        row["static_peer_vs_handler"] = round(row["static_peer_p50_ms"] / handler_ms, 2)
+        row["generate_vs_handler"] = round(row["generate_p50_ms"] / handler_ms, 2)
         results[str(batch)] = row
-        log(f"batch {batch}: {row}")
-        write_report()  # after every batch size: a run cut short still leaves its figures
-    handler._model = None
-    path = write_report()
-    header = ("batch", "generate p50", "handler p50", "p99", "bound", "x bound", "speed-up")
-    print(" ".join(f"{h:>13}" for h in header))
-    for name, row in results.items():
-        keys = ("generate_p50_ms", "handler_p50_ms", "handler_p99_ms", "bound_ms", "handler_vs_bound")
-        cells = [name, *(row.get(key, "-") for key in keys), row.get("generate_vs_handler", "-")]
-        print(" ".join(f"{cell:>13}" for cell in cells))
-    print(f"load: handler {load_s:.2f} s, from_pretrained {from_pretrained_s:.2f} s ({size / 1e9:.1f} GB); {path}")
+    report = {
+        "gpu": gpu,
+        "model": f"{config_path.stem.replace('--', '/')} architecture, random bf16 weights",
+        "layers": args.layers or model_config.get("num_layers"),
+        "input_tokens": args.input_tokens,
+        "new_tokens": args.new_tokens,
+        "decoder_parameters": decoder_params,
+        "copy_bandwidth_tb_s": round(bandwidth / 1e12, 2),
+        "bound_ms_per_token": round(bound_per_token_ms, 3),
+        "checkpoint_gb": round(size / 1e9, 2),
+        "from_pretrained_load_s": round(from_pretrained_s, 2),
+        "handler_startup": variants,
+        "batches": results,
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "python": sys.version.split()[0],
+        },
+        "command": "python scripts/bench_handler.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / ("handler-" + gpu.lower().replace("nvidia ", "").split()[0] + ".json")
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print_table(results, variants, path)
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def print_table(results: dict[str, Any], variants: dict[str, Any], path: Path) -> None:
+    header = ("batch", "generate", "HF static", "handler p50", "first req", "x bound", "vs static")
+    print(" ".join(f"{h:>12}" for h in header))
+    for name, row in results.items():
+        keys = ("generate_p50_ms", "static_peer_p50_ms", "handler_p50_ms", "handler_first_request_ms")
+        cells = [name, *(row[key] for key in keys), row["handler_vs_bound"], row["static_peer_vs_handler"]]
+        print(" ".join(f"{cell:>12}" for cell in cells))
+    for name, summary in variants.items():
+        print(f"{name}: startup {summary['startup_s']} s (load {summary['load_s']} s), {summary['decoder']}")
+    print(path)
 
 
 if __name__ == "__main__":

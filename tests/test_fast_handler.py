@@ -64,25 +64,33 @@ def test_fast_path_loads_directly_and_decodes_like_generate(
         line.split("=", 1) for line in (code.directory / "serving.properties").read_text().splitlines()[1:]
     )
     options = {k.removeprefix("option."): v for k, v in properties.items() if k.startswith("option.")}
-    assert {k: options[k] for k in ("kv_cache", "cuda_graphs", "compile", "fast_load")} == {
+    assert {k: options[k] for k in ("kv_cache", "cuda_graphs", "compile", "fuse_projections", "fast_load")} == {
         "kv_cache": "static",
         "cuda_graphs": "true",
-        "compile": "false",
+        "compile": "true",
+        "fuse_projections": "true",
         "fast_load": "true",
     }
+    # the tiny T5 knows no positions limit (2048 by default), the tiny Llama 256; batches up to 8 by default
+    long = "1536x512" if kind == "t5" else "192x64"
+    assert options["warm_shapes"] == ",".join(f"{r}x{n}" for n in ("128x64", long) for r in (1, 2, 4, 8))
     options["model_id"] = str(tiny_models[kind])
     with caplog.at_level(logging.INFO):
         model, tokenizer, seq2seq = handler.load_model(options)
+        # direct load: every weight is a view into the one buffer its shard was read into
+        storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        assert len(storages) == len(list(tiny_models[kind].glob("*.safetensors"))) == 1
         fast = handler.fast_decoder(model, tokenizer, seq2seq, options)
-    # direct load: every weight is a view into the one buffer its shard was read into
-    storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    assert len(storages) == len(list(tiny_models[kind].glob("*.safetensors"))) == 1
     reference = type(model).from_pretrained(tiny_models[kind])
-    assert all(
+    assert all(  # fused projections keep the checkpoint's names and values
         torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values(), strict=True)
     )
-    assert fast is not None and not fast.graphs, caplog.text  # no GPU: static cache, eager steps
-    assert "agrees with generate()" in caplog.text
+    assert fast is not None and not fast.graphs, caplog.text  # no GPU: static cache, eager steps, no compile
+    assert "fused projections on): agrees with generate()" in caplog.text
+    # the decoder's q|k|v (and Llama's gate|up) are one matrix each; the cross-attention's are not
+    fused = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, handler._FusedLinear)}
+    assert fused == ({"q"} if kind == "t5" else {"q_proj", "gate_proj"})
+    assert not fast.warm  # nothing to compile or capture on the CPU: buckets are made on first use
 
     # greedy: token for token what generate() gives, across batch buckets, padding and lengths
     for prompts, new in ((PROMPTS, 20), (PROMPTS[:1], 3), (PROMPTS * 2, 33)):
@@ -92,6 +100,7 @@ def test_fast_path_loads_directly_and_decodes_like_generate(
             ids = fast.generate_ids(encoded, settings).tolist()
         mine = [row[: row.index(tokenizer.eos_token_id) + 1] if tokenizer.eos_token_id in row else row for row in ids]
         assert mine == plain_generate(model, tokenizer, seq2seq, prompts, max_new_tokens=new)
+
 
     # through the handler: the same answer with and without the fast path; sampling is served by it too
     plain = handler.generate(model, tokenizer, seq2seq, PROMPTS, {"max_new_tokens": 12})
@@ -182,13 +191,16 @@ def test_bench_handler_runs_end_to_end_on_the_cpu(tmp_path: Path, capsys: pytest
     }
     (tmp_path / "config.json").write_text(json.dumps(tiny))
     argv = ["--device", "cpu", "--model-config", str(tmp_path / "config.json"), "--batches", "2", "--repeats", "2"]
-    argv += ["--generate-repeats", "1", "--variant", "cuda_graphs=false", "--out", str(tmp_path / "out")]
+    argv += ["--input-tokens", "16", "--new-tokens", "8"]
+    argv += ["--generate-repeats", "1", "--variant", "fuse_projections=false", "--out", str(tmp_path / "out")]
     assert bench_handler.main(argv) == 0
     report = json.loads((tmp_path / "out" / "handler-cpu.json").read_text())
     row = report["batches"]["2"]
-    assert row["handler_tokens_match"] and row["cuda_graphs=false_tokens_match"]
-    assert row["handler_decoder"] == "static cache, cuda_graphs off, compile off"
-    for key in ("generate_p50_ms", "handler_p50_ms", "handler_p99_ms", "bound_ms"):
+    assert row["handler_tokens_match"] and row["fuse_projections=false_tokens_match"] and row["static_peer_tokens_match"]
+    startup = report["handler_startup"]
+    assert startup["handler"]["decoder"] == "static cache, cuda_graphs off, compile off, fused projections on"
+    assert startup["fuse_projections=false"]["decoder"].endswith("fused projections off")
+    for key in ("generate_p50_ms", "static_peer_p50_ms", "handler_p50_ms", "handler_first_request_ms", "bound_ms"):
         assert row[key] > 0
-    assert report["load_s"] > 0 and report["versions"]["torch"]
-    assert "speed-up" in capsys.readouterr().out
+    assert startup["handler"]["startup_s"] >= startup["handler"]["load_s"] > 0 and report["versions"]["torch"]
+    assert "vs static" in capsys.readouterr().out

@@ -78,6 +78,8 @@ def load_handler(model_py: str | Path, release: versions.Release | None = None) 
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import handler {model_py}")
     module = importlib.util.module_from_spec(spec)
+    # registered, as the server's import registers it: torch.compile looks the handler's globals up by module name
+    sys.modules[name] = module
     slots = [(package, "Input"), (package, "Output"), (package.inputs, "Input"), (package.outputs, "Output")]
     with _IMPORTING:
         saved = [getattr(owner, attribute) for owner, attribute in slots]
