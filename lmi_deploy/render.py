@@ -189,6 +189,7 @@ def render_files(config: DeploymentConfig) -> dict[str, str]:
     if template:
         parameters = containers.generation_parameters(config.engine, config.resolved_model_type)
         sequence = config.resolved.max_sequence_length
+        options = handler_options(config)
         files[MODEL_PY] = _render_template(
             template,
             config,
@@ -196,7 +197,8 @@ def render_files(config: DeploymentConfig) -> dict[str, str]:
             model_type=config.resolved_model_type,
             tensor_parallel_degree=config.resolved.tensor_parallel_degree,
             dtype=config.resolved.dtype,
-            handler_options=handler_options(config),
+            handler_options={k: v for k, v in options.items() if k != "warm_shapes"},
+            warm_shapes=[shape for shape in options.get("warm_shapes", "").split(",") if shape],
             hub_token_secret_env=HUB_TOKEN_SECRET_ENV if config.endpoint_reads_hub_token else None,
             region=config.region,
             stream_refusal=config.streaming_refusal,

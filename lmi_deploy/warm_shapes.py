@@ -5,8 +5,8 @@ powers of two). With ``compile`` it compiles its decode step once, at load, with
 bucket named here as CUDA graphs, so the first request of those shapes runs at steady-state speed. The set follows
 the deployment's limits: every power-of-two batch up to ``max_batch_size``, each with a short request (128 prompt /
 64 new tokens, or less where the limits are lower) and the longest one (``max_sequence_length`` split three quarters
-prompt, one quarter new tokens, the TensorRT-LLM split this project renders too). Other shapes are captured on their
-first request (about a second, no compilation).
+prompt, one quarter new tokens, the TensorRT-LLM split this project renders too). After load nothing compiles: another
+shape is served by a larger warm bucket (at most 4x its cells) or by its own bucket, uncompiled.
 """
 
 from __future__ import annotations

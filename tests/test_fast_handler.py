@@ -101,7 +101,6 @@ def test_fast_path_loads_directly_and_decodes_like_generate(
         mine = [row[: row.index(tokenizer.eos_token_id) + 1] if tokenizer.eos_token_id in row else row for row in ids]
         assert mine == plain_generate(model, tokenizer, seq2seq, prompts, max_new_tokens=new)
 
-
     # through the handler: the same answer with and without the fast path; sampling is served by it too
     plain = handler.generate(model, tokenizer, seq2seq, PROMPTS, {"max_new_tokens": 12})
     assert handler.generate(model, tokenizer, seq2seq, PROMPTS, {"max_new_tokens": 12}, fast) == plain
@@ -118,6 +117,8 @@ def test_fast_path_loads_directly_and_decodes_like_generate(
 def test_fast_path_switches_itself_off_when_it_disagrees(
     tiny_models: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import torch
+
     _, handler = rendered(tiny_models, "t5", tmp_path)
     options = {"model_id": str(tiny_models["t5"]), "dtype": "fp32"}
     model, tokenizer, seq2seq = handler.load_model(options)
@@ -126,7 +127,54 @@ def test_fast_path_switches_itself_off_when_it_disagrees(
     with caplog.at_level(logging.WARNING):
         assert handler.fast_decoder(model, tokenizer, seq2seq, options) is None
     assert "disagrees with generate()" in caplog.text and "kv_cache=static is off" in caplog.text
+    assert "fused projections on) disagrees" in caplog.text and "fused projections off) disagrees" in caplog.text
+    # generate() serves with the checkpoint's own layers again
+    assert not [m for m in model.modules() if isinstance(m, handler._SlicedLinear)]
+    assert type(model.decoder.block[0].layer[0].SelfAttention.q) is torch.nn.Linear
     assert handler.fast_decoder(model, tokenizer, seq2seq, dict(options, kv_cache="dynamic")) is None
+
+
+def test_compile_happens_at_load_and_never_on_a_request(
+    tiny_models: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """option.compile on the CPU (dynamo without inductor): compiled at load, warm buckets ready; after load a request
+    is served by a warm bucket or uncompiled, never compiled, token for token."""
+    import torch
+    from torch._dynamo.utils import counters
+
+    _, handler = rendered(tiny_models, "t5", tmp_path)
+    options = {"model_id": str(tiny_models["t5"]), "dtype": "fp32", "warm_shapes": "1x20x10,4x20x10,bad"}
+    model, tokenizer, seq2seq = handler.load_model(options)
+    monkeypatch.setattr(handler, "COMPILE_BACKEND", "eager")  # dynamo's guards and stance, no code generation
+    monkeypatch.setattr(handler, "COMPILE_DEVICES", ("cuda", "cpu"))
+    torch._dynamo.reset()
+    with caplog.at_level(logging.INFO):
+        fast = handler.fast_decoder(model, tokenizer, seq2seq, options)
+    assert fast is not None and fast.compiled_forward is not None and fast.loaded, caplog.text
+    assert "compile on, fused projections on): agrees with generate()" in caplog.text
+    assert "'bad' is not ROWSxPROMPTxNEW" in caplog.text
+    assert fast.warm == {(2, 32, 32), (4, 32, 32)}  # batch 1 shares batch 2's bucket: no size-1 specialisation
+    assert all(fast.shapes[key].compiled for key in fast.warm)
+
+    compiled_at_load = counters["stats"]["unique_graphs"]
+    for prompts in (PROMPTS[:1], PROMPTS):  # the warm buckets
+        mine = handler.generate(model, tokenizer, seq2seq, prompts, {"max_new_tokens": 10}, fast)
+        assert mine == handler.generate(model, tokenizer, seq2seq, prompts, {"max_new_tokens": 10})
+    assert counters["stats"]["unique_graphs"] == compiled_at_load and set(fast.shapes) >= fast.warm
+
+    # a shape a warm bucket holds (batch 3 of short prompts in (4, 32, 32)): served by it, padded, compiled
+    before = set(fast.shapes)
+    short = ["x", "y z", "a b c"]
+    mine = handler.generate(model, tokenizer, seq2seq, short, {"max_new_tokens": 7}, fast)
+    assert mine == handler.generate(model, tokenizer, seq2seq, short, {"max_new_tokens": 7})
+    assert set(fast.shapes) == before
+    # one no warm bucket holds: its own bucket, uncompiled
+    with caplog.at_level(logging.INFO):
+        mine = handler.generate(model, tokenizer, seq2seq, PROMPTS * 3, {"max_new_tokens": 40}, fast)
+    assert mine == handler.generate(model, tokenizer, seq2seq, PROMPTS * 3, {"max_new_tokens": 40})
+    assert "bucket (16, 32, 64) is not among the warm shapes; its step runs uncompiled" in caplog.text
+    assert not fast.shapes[(16, 32, 64)].compiled and counters["stats"]["unique_graphs"] == compiled_at_load
+    torch._dynamo.reset()
 
 
 def test_direct_load_converts_dtypes_and_rejects_truncated_shards(tiny_models: dict[str, Path], tmp_path: Path) -> None:
@@ -169,8 +217,23 @@ def test_handler_options_are_validated() -> None:
         )
     with pytest.raises(ConfigError, match="compile=true speeds up the static-cache decode step"):
         load_config({**base, "kv_cache": "dynamic", "compile": "true"})
+    with pytest.raises(ConfigError, match="fuse_projections=true speeds up the static-cache decode step"):
+        load_config({**base, "kv_cache": "dynamic", "fuse_projections": "true"})
     with pytest.raises(ConfigError, match="kv_cache"):
         load_config({**base, "kv_cache": "paged"})
+
+    # the startup timeout covers the handler's compilation and the warm shapes' captures (lmi_deploy.warm_shapes)
+    g6e = {**base, "instance_type": "ml.g6e.xlarge"}
+    notes = {
+        extra: next(n for n in load_config({**g6e, **dict([extra])}).resolved.notes if "startup" in n)
+        for extra in (("compile", "true"), ("compile", "false"), ("kv_cache", "dynamic"))
+    }
+    assert "+ 270 s handler compile/capture of warm shapes" in notes[("compile", "true")]  # 150 + 6 buckets x 20
+    assert "+ 8 s handler compile/capture" in notes[("compile", "false")]  # 8 buckets (batch 1 too) x 1
+    assert "handler compile" not in notes[("kv_cache", "dynamic")]
+    assert load_config(g6e).resolved.container_startup_health_check_timeout == 660
+    with pytest.raises(ConfigError, match=r"container_startup_health_check_timeout=400 is shorter than the 660 s"):
+        load_config({**g6e, "container_startup_health_check_timeout": "400"})
 
 
 def test_bench_handler_runs_end_to_end_on_the_cpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -196,7 +259,9 @@ def test_bench_handler_runs_end_to_end_on_the_cpu(tmp_path: Path, capsys: pytest
     assert bench_handler.main(argv) == 0
     report = json.loads((tmp_path / "out" / "handler-cpu.json").read_text())
     row = report["batches"]["2"]
-    assert row["handler_tokens_match"] and row["fuse_projections=false_tokens_match"] and row["static_peer_tokens_match"]
+    assert (
+        row["handler_tokens_match"] and row["fuse_projections=false_tokens_match"] and row["static_peer_tokens_match"]
+    )
     startup = report["handler_startup"]
     assert startup["handler"]["decoder"] == "static cache, cuda_graphs off, compile off, fused projections on"
     assert startup["fuse_projections=false"]["decoder"].endswith("fused projections off")
