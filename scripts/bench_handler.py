@@ -265,6 +265,11 @@ def measure_peers(checkpoint: Path, cases: dict[int, Any], args: Any) -> tuple[f
     return load_s, decoder_params, rows
 
 
+def until_end(rows: list[list[int]], eos: int) -> list[list[int]]:
+    """Each row up to and including its first end-of-sequence token (what follows is batch padding)."""
+    return [row[: row.index(eos) + 1] if eos in row else row for row in rows]
+
+
 def matching(mine: list[list[int]], reference: list[list[int]]) -> str:
     same = sum(a == b for x, y in zip(mine, reference, strict=False) for a, b in zip(x, y, strict=False))
     return f"{same}/{sum(len(x) for x in reference)}"
@@ -362,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     bound_per_token_ms = decoder_params * 2 / bandwidth * 1000  # bf16 weights read once per token
 
     results: dict[str, Any] = {}
+    eos = tokenizer.eos_token_id
     for batch, peer in peer_rows.items():
         row = {k: v for k, v in peer.items() if k != "ids"}
         row["bound_ms"] = round(bound_per_token_ms * peer["steps"], 3)
@@ -372,8 +378,9 @@ def main(argv: list[str] | None = None) -> int:
                 if key != "ids":
                     row[f"{prefix}_{key}"] = value
             if "ids" in mine:
-                row[f"{prefix}_tokens_match"] = mine["ids"] == peer["ids"]
-                row[f"{prefix}_matching_tokens"] = matching(mine["ids"], peer["ids"])
+                ids, reference = until_end(mine["ids"], eos), until_end(peer["ids"], eos)
+                row[f"{prefix}_tokens_match"] = ids == reference
+                row[f"{prefix}_matching_tokens"] = matching(ids, reference)
         handler_ms = row["handler_p50_ms"]
         row["handler_vs_bound"] = round(handler_ms / row["bound_ms"], 2)
         row["static_peer_vs_handler"] = round(row["static_peer_p50_ms"] / handler_ms, 2)
