@@ -196,8 +196,10 @@ def test_a_client_that_leaves_stops_its_generation(t5_endpoint, stream: bool) ->
     waited = time.monotonic()
     while steps[0] < 3 and time.monotonic() - waited < 10:  # generating (slowly, on a busy machine)
         time.sleep(0.02)
-    time.sleep(0.2)
+    before = steps[0]
+    time.sleep(0.3)
     at_close = steps[0]
+    assert at_close > before  # still generating when the client leaves (not cancelled early, not finished)
     connection.close()
     closed = time.monotonic()
     final, stopped = settle(steps)
