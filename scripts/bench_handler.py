@@ -275,7 +275,54 @@ def matching(mine: list[list[int]], reference: list[list[int]]) -> str:
     return f"{same}/{sum(len(x) for x in reference)}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def deployment_context(args: argparse.Namespace) -> dict[str, str]:
+    """The deployment whose handler is rendered: flan-t5-xxl with limits that fit the measured requests."""
+    context = {
+        "engine": "accelerate",
+        "handler": "custom",
+        "model_id": "google/flan-t5-xxl",
+        "instance_type": "ml.g6e.xlarge",
+        "dtype": "bf16",
+        "tensor_parallel_degree": "1",
+        "deployment": "bench-handler",
+        "max_batch_size": "16",
+        "max_sequence_length": str(INPUT_TOKENS + NEW_TOKENS),
+    }
+    if args.config:
+        context["config"] = args.config
+    for pair in args.context:
+        key, _, value = pair.partition("=")
+        context[key] = value
+    return context
+
+
+def combine(
+    peer_rows: dict[int, Any], handler_rows: dict[str, dict[int, Any]], bound_per_token_ms: float, eos: int
+) -> dict[str, Any]:
+    """One row per batch: the peers, every handler variant (prefixed by its name), the bound and the ratios."""
+    results: dict[str, Any] = {}
+    for batch, peer in peer_rows.items():
+        row = {k: v for k, v in peer.items() if k != "ids"}
+        row["bound_ms"] = round(bound_per_token_ms * peer["steps"], 3)
+        for name, rows in handler_rows.items():
+            mine = rows[batch]
+            prefix = "handler" if name == "handler" else name
+            for key, value in mine.items():
+                if key != "ids":
+                    row[f"{prefix}_{key}"] = value
+            if "ids" in mine:
+                ids, reference = until_end(mine["ids"], eos), until_end(peer["ids"], eos)
+                row[f"{prefix}_tokens_match"] = ids == reference
+                row[f"{prefix}_matching_tokens"] = matching(ids, reference)
+        handler_ms = row["handler_p50_ms"]
+        row["handler_vs_bound"] = round(handler_ms / row["bound_ms"], 2)
+        row["static_peer_vs_handler"] = round(row["static_peer_p50_ms"] / handler_ms, 2)
+        row["generate_vs_handler"] = round(row["generate_p50_ms"] / handler_ms, 2)
+        results[str(batch)] = row
+    return results
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="deployment file (engine accelerate, handler custom)")
     parser.add_argument("-c", dest="context", action="append", default=[], metavar="KEY=VALUE")
@@ -301,6 +348,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.variants is None:
         args.variants = ["compile=false", "fuse_projections=false;compile=false"]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
 
     import torch
@@ -311,22 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from lmi_deploy.runtime import load_handler
 
-    context = {
-        "engine": "accelerate",
-        "handler": "custom",
-        "model_id": "google/flan-t5-xxl",
-        "instance_type": "ml.g6e.xlarge",
-        "dtype": "bf16",
-        "tensor_parallel_degree": "1",
-        "deployment": "bench-handler",
-        "max_batch_size": "16",
-        "max_sequence_length": str(INPUT_TOKENS + NEW_TOKENS),
-    }
-    if args.config:
-        context["config"] = args.config
-    for pair in args.context:
-        key, _, value = pair.partition("=")
-        context[key] = value
+    context = deployment_context(args)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-handler-"))
     work.mkdir(parents=True, exist_ok=True)
     model_py = args.model_py or render_model_py(context, work / "code")
@@ -343,7 +380,6 @@ def main(argv: list[str] | None = None) -> int:
         build_checkpoint(checkpoint, model_config, args.layers, device)
     size = sum(f.stat().st_size for f in checkpoint.glob("*.safetensors"))
 
-    import transformers
     from transformers import AutoTokenizer
 
     handler: Any = load_handler(model_py)  # the rendered module
@@ -366,32 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     from_pretrained_s, decoder_params, peer_rows = measure_peers(checkpoint, cases, args)
     bound_per_token_ms = decoder_params * 2 / bandwidth * 1000  # bf16 weights read once per token
 
-    results: dict[str, Any] = {}
-    eos = tokenizer.eos_token_id
-    for batch, peer in peer_rows.items():
-        row = {k: v for k, v in peer.items() if k != "ids"}
-        row["bound_ms"] = round(bound_per_token_ms * peer["steps"], 3)
-        for name, rows in handler_rows.items():
-            mine = rows[batch]
-            prefix = "handler" if name == "handler" else name
-            for key, value in mine.items():
-                if key != "ids":
-                    row[f"{prefix}_{key}"] = value
-            if "ids" in mine:
-                ids, reference = until_end(mine["ids"], eos), until_end(peer["ids"], eos)
-                row[f"{prefix}_tokens_match"] = ids == reference
-                row[f"{prefix}_matching_tokens"] = matching(ids, reference)
-        handler_ms = row["handler_p50_ms"]
-        row["handler_vs_bound"] = round(handler_ms / row["bound_ms"], 2)
-        row["static_peer_vs_handler"] = round(row["static_peer_p50_ms"] / handler_ms, 2)
-        row["generate_vs_handler"] = round(row["generate_p50_ms"] / handler_ms, 2)
-        results[str(batch)] = row
-    report = {
-        "gpu": gpu,
-        "model": f"{config_path.stem.replace('--', '/')} architecture, random bf16 weights",
-        "layers": args.layers or model_config.get("num_layers"),
-        "input_tokens": args.input_tokens,
-        "new_tokens": args.new_tokens,
+    results = combine(peer_rows, handler_rows, bound_per_token_ms, tokenizer.eos_token_id)
+    measured = {
         "decoder_parameters": decoder_params,
         "copy_bandwidth_tb_s": round(bandwidth / 1e12, 2),
         "bound_ms_per_token": round(bound_per_token_ms, 3),
@@ -399,6 +411,33 @@ def main(argv: list[str] | None = None) -> int:
         "from_pretrained_load_s": round(from_pretrained_s, 2),
         "handler_startup": variants,
         "batches": results,
+    }
+    path = write_report(args, argv, gpu, config_path, model_config, measured)
+    print_table(results, variants, path)
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def write_report(
+    args: argparse.Namespace,
+    argv: list[str] | None,
+    gpu: str,
+    config_path: Path,
+    model_config: dict[str, Any],
+    measured: dict[str, Any],
+) -> Path:
+    """``handler-<gpu>.json`` under ``--out``: what was measured, on what, with which command."""
+    import torch
+    import transformers
+
+    report = {
+        "gpu": gpu,
+        "model": f"{config_path.stem.replace('--', '/')} architecture, random bf16 weights",
+        "layers": args.layers or model_config.get("num_layers"),
+        "input_tokens": args.input_tokens,
+        "new_tokens": args.new_tokens,
+        **measured,
         "versions": {
             "torch": torch.__version__,
             "transformers": transformers.__version__,
@@ -407,12 +446,9 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python scripts/bench_handler.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / ("handler-" + gpu.lower().replace("nvidia ", "").split()[0] + ".json")
+    path: Path = args.out / ("handler-" + gpu.lower().replace("nvidia ", "").split()[0] + ".json")
     path.write_text(json.dumps(report, indent=2) + "\n")
-    print_table(results, variants, path)
-    if not args.work:
-        shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return path
 
 
 def print_table(results: dict[str, Any], variants: dict[str, Any], path: Path) -> None:
