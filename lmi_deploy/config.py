@@ -26,26 +26,17 @@ from pydantic import (
     model_validator,
 )
 
-from lmi_deploy import containers, instances, model_facts, request_limits, validation
+from lmi_deploy import containers, instances, model_facts, request_limits
 from lmi_deploy.containers import ENGINES, Engine
-from lmi_deploy.errors import ConfigError
+from lmi_deploy.errors import UNREADABLE_INPUT, ConfigError
+from lmi_deploy.rules import settings as setting_rules
+from lmi_deploy.rules.check import check_deployment
+from lmi_deploy.rules.derive import Resolved
 from lmi_deploy.runtime.versions import STREAM_CONTENT, Release
 
 Dtype = Literal["fp32", "fp16", "bf16", "int8", "auto"]
 Timeout = Annotated[int, Field(ge=60, le=3600)]
 
-# Architecture by model name, until model facts are read from config.json: (name fragment, HF model_type).
-_MODEL_TYPE_HINTS: tuple[tuple[str, str], ...] = (
-    ("t5", "t5"),
-    ("ul2", "t5"),
-    ("gpt-j", "gptj"),
-    ("gptj", "gptj"),
-    ("gpt-neox", "gpt_neox"),
-    ("pythia", "gpt_neox"),
-    ("bloom", "bloom"),
-    ("opt-", "opt"),
-    ("gpt2", "gpt2"),
-)
 _DEPLOYMENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 _MAX_DEPLOYMENT_NAME = 32  # keeps "<deployment>-<account>-<region>" within S3's 63-character bucket names
 
@@ -271,7 +262,7 @@ class DeploymentConfig(BaseModel):
     )
     region: str = Field("us-east-1", description="AWS region (its image must exist there).")
 
-    _resolved: validation.Resolved = PrivateAttr()
+    _resolved: Resolved = PrivateAttr()
     _facts: model_facts.ModelFacts | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
@@ -343,26 +334,11 @@ class DeploymentConfig(BaseModel):
 
     @model_validator(mode="after")
     def _cross_field_rules(self, info: ValidationInfo) -> DeploymentConfig:
-        known_versions = containers.versions(self.engine)
-        if self.lmi_version not in known_versions:
-            raise ValueError(
-                f"lmi_version={self.lmi_version!r} has no {self.engine.value} container; "
-                f"versions that ship it: {', '.join(known_versions)}"
-            )
-        known_regions = containers.regions(self.engine, self.lmi_version)
-        if self.region not in known_regions:
-            raise ValueError(
-                f"region={self.region!r} has no {self.engine.value} {self.lmi_version} image; "
-                f"regions that do: {', '.join(known_regions)}"
-            )
-        if instances.get(self.instance_type) is None:
-            close = difflib.get_close_matches(self.instance_type, list(instances.catalog()), n=3)
-            hint = f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(instances.catalog())}"
-            raise ValueError(f"instance_type={self.instance_type!r} is not a known accelerator instance; {hint}")
+        """Every rule of the registry (lmi_deploy/rules/) on the parsed fields; errors become one line each."""
         context = info.context or {}
         facts, note = context.get("facts"), context.get("facts_note", "model facts were not looked up")
         self._facts = facts
-        self._resolved = validation.resolve_and_check(self, facts, note)
+        self._resolved = check_deployment(self, facts, note)
         if self._resolved.errors:
             raise ValueError("\n".join(str(e) for e in self._resolved.errors))
         return self
@@ -393,7 +369,7 @@ class DeploymentConfig(BaseModel):
         return min([self.autoscaling_floor, *(s.min_instances for s in self.autoscaling_schedules)])
 
     @property
-    def resolved(self) -> validation.Resolved:
+    def resolved(self) -> Resolved:
         """The values actually deployed (``auto`` derived), with notes, warnings and the memory estimate."""
         return self._resolved
 
@@ -404,15 +380,9 @@ class DeploymentConfig(BaseModel):
     @property
     def resolved_model_type(self) -> str:
         """HF model_type: from config.json, else the model_type setting, else the model's name; "" if unknown."""
-        if self._facts is not None:
+        if self._facts is not None and self._facts.model_type:
             return self._facts.model_type
-        if self.model_type:
-            return self.model_type
-        name = self.model_id.rstrip("/").rsplit("/", 1)[-1].lower()
-        for fragment, model_type in _MODEL_TYPE_HINTS:
-            if fragment in name:
-                return model_type
-        return ""
+        return self.model_type or model_facts.model_type_from_name(self.model_id)
 
     @property
     def artifacts_stack_name(self) -> str:
@@ -589,16 +559,20 @@ def read_deployment_file(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(file.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"deployment file {file} does not exist; see deployments/ for examples") from None
+        raise ConfigError(
+            f"{UNREADABLE_INPUT} deployment file {file} does not exist; see deployments/ for examples"
+        ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ConfigError(f"deployment file {file} is not valid YAML{where}: {problem}") from None
+        raise ConfigError(f"{UNREADABLE_INPUT} deployment file {file} is not valid YAML{where}: {problem}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"deployment file {file} must hold a mapping of settings, not a {type(data).__name__}")
+        raise ConfigError(
+            f"{UNREADABLE_INPUT} deployment file {file} must hold a mapping of settings, not a {type(data).__name__}"
+        )
     return data
 
 
@@ -662,15 +636,15 @@ def _describe(error: Any, from_file: set[str], file_source: str) -> str:
     if len(error["loc"]) > 1 and isinstance(error["loc"][1], int):  # an item of a list setting
         key += f"[{error['loc'][1]}]" + "".join(f".{part}" for part in error["loc"][2:])
     if error["type"] == "extra_forbidden" and key.lower().replace("-", "_") in _TOKEN_KEYS:
-        return (
-            f"setting {key!r}{where} would put a Hub token in the config: store it in Secrets Manager and set "
+        return setting_rules.TOKEN_IN_CONFIG + (
+            f" setting {key!r}{where} would put a Hub token in the config: store it in Secrets Manager and set "
             "hf_token_secret to the secret's name (the value is not shown here)"
         )
     if error["type"] == "extra_forbidden":
         known = [f.alias or name for name, f in DeploymentConfig.model_fields.items()]
         close = difflib.get_close_matches(key, known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else f"; known settings: {', '.join(known)}"
-        return f"unknown setting {key!r}{where}{hint}"
+        return f"{setting_rules.UNKNOWN_SETTING} unknown setting {key!r}{where}{hint}"
     if not key:  # a cross-field rule: its message already names the keys and values
         return message
-    return f"invalid {key}={error['input']!r}{where}: {message}"
+    return f"{setting_rules.INVALID_VALUE} invalid {key}={error['input']!r}{where}: {message}"

@@ -99,6 +99,8 @@ ENGINES: dict[Engine, EngineSpec] = {
         rolling_batch="lmi-dist",
         dtypes=("fp16", "bf16"),
         model_types=None,
+        # T5 too: 0.23's rolling_batch=auto picks lmi-dist for T5 under MPI; DJL tests flan-t5-xxl on it
+        encoder_decoder=True,
     ),
     Engine.VLLM: EngineSpec(
         engine=Engine.VLLM,

@@ -19,9 +19,11 @@ from typing import Any
 
 from lmi_deploy import render
 from lmi_deploy.config import DeploymentConfig
-from lmi_deploy.containers import PARTITIONABLE, Engine, version_key
+from lmi_deploy.containers import PARTITIONABLE, Engine
 from lmi_deploy.errors import ConfigError
 from lmi_deploy.model_facts import DTYPE_BYTES
+from lmi_deploy.rules.delivery import partition_problems
+from lmi_deploy.rules.registry import tagged
 
 SUPPORTED = PARTITIONABLE
 TRT_LLM_PARTITION = "/opt/djl/partition/trt_llm_partition.py"
@@ -41,15 +43,10 @@ MAX_RUNTIME_S = 4 * 3600
 
 
 def check_supported(config: DeploymentConfig) -> None:
-    if config.engine not in SUPPORTED:
-        raise ConfigError(
-            f"ahead-of-time partitioning is offered for {', '.join(e.value for e in SUPPORTED)}; {config.engine.value} "
-            "builds its engine when the container starts (the startup timeout includes it)"
-        )
-    if config.engine is Engine.TENSORRT_LLM and version_key(config.lmi_version) < (0, 26, 0):
-        raise ConfigError(
-            "TensorRT-LLM ahead-of-time compilation (trt_llm_partition.py) needs lmi_version 0.26.0 or later"
-        )
+    """The registry's partition rules (LMI901, LMI902), also for a deployment that does not set partitioned yet."""
+    problems = partition_problems(config.engine, config.lmi_version)
+    if problems:
+        raise ConfigError("\n".join(tagged(rule_id, message) for rule_id, message in problems))
 
 
 def partition_files(config: DeploymentConfig) -> dict[str, str]:

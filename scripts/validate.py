@@ -24,7 +24,11 @@ from lmi_deploy import containers, instances, model_facts
 from lmi_deploy.cli import add_config_arguments, context_from_args, environment_defaults
 from lmi_deploy.errors import ConfigError
 from lmi_deploy.multi_model import MultiModelDeployment, load_deployment, report_lines
-from lmi_deploy.validation import Finding, lint_serving_properties
+from lmi_deploy.rules.check import check_serving_properties
+from lmi_deploy.rules.properties_view import from_properties, parse_properties
+from lmi_deploy.rules.registry import Finding
+
+_TAGGED = re.compile(r"^(LMI\d{3}) (.*)$")
 
 
 def container_version(container: str) -> str:
@@ -39,42 +43,66 @@ def container_version(container: str) -> str:
     return match.group(1)
 
 
+def model_facts_for(args: argparse.Namespace, text: str) -> tuple[model_facts.ModelFacts | None, str]:
+    """--model-config, else what the file's model id finds (a local folder, bundled, the Hub, an estimate)."""
+    if args.model_config:
+        return model_facts.read_folder_or_file(Path(args.model_config)), args.model_config
+    model_id = next((v for _, k, v in parse_properties(text) if k in ("option.model_id", "option.s3url")), "")
+    if not model_id:
+        return None, "the file names no model"
+    if model_id.startswith("s3://"):
+        estimate = model_facts.from_model_id(model_id)
+        note = f"{estimate.parameters_from}" if estimate else "the weights are in S3"
+        return estimate, f"no config.json for {model_id} ({note}); give --model-config"
+    return model_facts.find(model_id, "main", None)
+
+
 def lint(args: argparse.Namespace) -> tuple[list[Finding], list[str]]:
     version = container_version(args.container)
-    skipped: list[Finding] = []
-    instance = None
-    if args.instance_type:
-        instance = instances.get(args.instance_type)
-        if instance is None:
-            raise ConfigError(f"--instance-type {args.instance_type!r} is not a known accelerator instance")
-    else:
-        skipped.append(
-            Finding("warning", "skipped", "tensor_parallel_degree vs accelerators not checked: give --instance-type")
-        )
-    facts = model_facts.read_folder_or_file(Path(args.model_config)) if args.model_config else None
-    if facts is None:
-        skipped.append(Finding("warning", "skipped", "attention-head divisibility not checked: give --model-config"))
+    if args.instance_type and instances.get(args.instance_type) is None:
+        raise ConfigError(f"--instance-type {args.instance_type!r} is not a known accelerator instance")
     path = Path(args.serving_properties)
     try:
         text = path.read_text()
     except OSError as error:
         raise ConfigError(f"cannot read {path}: {error.strerror}") from None
-    findings = lint_serving_properties(text, version, instance, facts, args.startup_timeout)
-    return findings + skipped, [f"{path}: LMI {version}"]
+    facts, facts_note = model_facts_for(args, text)
+    notes, findings = check_serving_properties(
+        from_properties(
+            text,
+            version,
+            container_tag=args.container,
+            instance_type=args.instance_type,
+            facts=facts,
+            facts_note=facts_note,
+            startup_timeout=args.startup_timeout,
+            has_model_py=(path.parent / "model.py").exists(),
+        )
+    )
+    return findings, [f"{path}: {notes[0]}", *notes[1:]]
+
+
+def findings_of(error: ConfigError) -> list[Finding]:
+    """A ConfigError's lines as findings, each with the rule id it starts with."""
+    findings = []
+    for line in str(error).splitlines():
+        match = _TAGGED.match(line)
+        findings.append(Finding("error", match.group(1), match.group(2)) if match else Finding("error", "input", line))
+    return findings
 
 
 def validate_config(args: argparse.Namespace) -> tuple[list[Finding], list[str]]:
     try:
         config = load_deployment(context_from_args(args), environment_defaults=environment_defaults(os.environ))
     except ConfigError as error:
-        return [Finding("error", "config", line) for line in str(error).splitlines()], []
+        return findings_of(error), []
     if isinstance(config, MultiModelDeployment):
         warnings = [
             Finding(w.level, w.rule, f"{m.name}: {w.message}")
             for m in config.models
             for w in m.config.resolved.warnings
         ]
-        warnings += [Finding("warning", "multi-model", warning) for warning in config.warnings]
+        warnings += [Finding("warning", *warning.split(" ", 1)) for warning in config.warnings]
         return warnings, [line for line in report_lines(config) if "warning:" not in line]
     notes = [f"{config.deployment}: {config.engine.value} {config.lmi_version} on {config.instance_type}"]
     return list(config.resolved.warnings), notes + config.resolved.notes
@@ -87,7 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--serving-properties", metavar="FILE", help="lint this file instead of a deployment config")
     parser.add_argument("--container", help="LMI version or image tag the file is for (with --serving-properties)")
     parser.add_argument("--instance-type", help="instance type, for the tensor-parallel checks")
-    parser.add_argument("--model-config", help="the model's config.json, for the attention-head checks")
+    parser.add_argument(
+        "--model-config", help="the model's config.json (or folder), for the head, memory and timeout checks"
+    )
     parser.add_argument("--startup-timeout", type=int, help="ContainerStartupHealthCheckTimeoutInSeconds in use")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(argv)
@@ -101,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             findings, notes = validate_config(args)
     except ConfigError as error:
-        findings, notes = [Finding("error", "input", str(error))], []
+        findings, notes = findings_of(error), []
     errors = [f for f in findings if f.level == "error"]
     if args.json:
         print(
@@ -119,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for note in notes:
             print(note)
         for finding in findings:
-            print(f"{finding.level}: {finding.message}", file=sys.stderr if finding.level == "error" else sys.stdout)
+            print(f"{finding.level}: {finding}", file=sys.stderr if finding.level == "error" else sys.stdout)
         if not errors:
             print("ok" + (f" ({len(findings)} warning(s))" if findings else ""))
     return 2 if errors else 0

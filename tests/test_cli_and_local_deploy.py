@@ -49,7 +49,7 @@ def test_cdk_synth_with_invalid_value_fails_fast_with_one_line(tmp_path: Path) -
     assert result.returncode != 0
     ours = [line for line in result.stderr.splitlines() if line.startswith("lmi-deploy:")]
     assert ours == [
-        "lmi-deploy: tensor_parallel_degree=8 does not fit ml.g5.12xlarge, which has 4 GPUs; use one of 1, 2, 4, "
+        "lmi-deploy: LMI302 tensor_parallel_degree=8 does not fit ml.g5.12xlarge, which has 4 GPUs; use one of 1, 2, 4, "
         "or a larger instance"
     ]
     assert "Traceback" not in result.stderr

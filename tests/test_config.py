@@ -112,7 +112,7 @@ BAD_INPUTS = [
         {
             "engine": "neuronx",
             "instance_type": "ml.inf2.48xlarge",
-            "tensor_parallel_degree": "5",
+            "tensor_parallel_degree": "32",
             "dtype": "bf16",
             **LLAMA,
         },
@@ -379,5 +379,6 @@ def test_every_version_that_lacks_an_engine_is_refused_with_the_versions_that_sh
             with pytest.raises(ConfigError) as raised:
                 load_config({"engine": engine.value, "lmi_version": version, "model_id": "meta-llama/Llama-2-7b-hf"})
             assert str(raised.value) == (
-                f"lmi_version={version!r} has no {engine.value} container; versions that ship it: {', '.join(shipped)}"
+                f"LMI005 lmi_version={version!r} has no {engine.value} container; versions that ship it: "
+                f"{', '.join(shipped)}"
             )

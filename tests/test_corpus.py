@@ -20,42 +20,20 @@ BARE_KEY = (
     "unknown-key: a key without the option. prefix is read too (PyModel.load switches on model_loading_timeout; "
     "DJL's TRT-LLM tests set model_loading_timeout=1800 for the engine build)"
 )
-TNX_HEADS = "tp-heads: Transformers-NeuronX pads attention heads, so TP need not divide them (published and tested)"
-NO_MEMORY_RULE = "memory: the serving.properties path has no weights-vs-accelerator-memory check"
-NO_DTYPE_GPU_RULE = "dtype-vs-gpu: the serving.properties path does not check bf16 against the GPU architecture"
-NO_HARDWARE_RULE = "engine-vs-hardware: the serving.properties path does not check image/engine vs the accelerator"
 
 KNOWN_MISSES: dict[str, str] = {
     # published configurations that are refused
-    "djl-it-0.22.1-tnx-gpt-j-6b": "tp-accelerators: demands TP divide the NeuronCores (TP 8 of 12 ran in DJL's CI)",
     "djl-it-0.27.0-trtllm-flan-t5-xxl-prebuilt": BARE_KEY,
     "djl-it-0.29.0-trtllm-internlm-7b": BARE_KEY,
     "djl-it-0.32.0-trtllm-llama-2-7b-chat": BARE_KEY,
     "djl-it-0.33.0-trtllm-async-baichuan2-13b": BARE_KEY,
-    "demo-llama-2-7b-inf2-tp12": TNX_HEADS,
-    "demo-llama-2-70b-inf2-tp24": TNX_HEADS,
-    "demo-env-llama-2-70b-inf2-speculative": TNX_HEADS + "; rolling_batch_size is read by no release (near-miss)",
-    "demo-env-mpt-30b-lmi-dist": "model facts: MPT's n_heads/d_model/n_layers are not aliased, and a missing field "
-    "fails validation instead of disabling the rules that need it",
+    "demo-env-llama-2-70b-inf2-speculative": "rolling_batch_size is read by no release (a near-miss, as written it "
+    "does nothing; the config works without it)",
     # known-broken configurations that pass
-    "issue-1509-mpi-deepspeed-rolling-batch": "rolling-batch-vs-engine: rolling_batch=deepspeed under engine=MPI",
     "issue-1106-task-question-answering-llama": "task-vs-model: option.task is not checked against the architecture",
-    "memory-llama-2-70b-fp16-g5-12xlarge-tp4": NO_MEMORY_RULE,
-    "memory-falcon-40b-on-g5-2xlarge": NO_MEMORY_RULE,
-    "memory-mixtral-fp16-g5-12xlarge-vllm": NO_MEMORY_RULE,
-    "gpu-reserved-memory-larger-than-gpu": NO_MEMORY_RULE + " (gpu.reserved_memory_mb vs the GPU)",
-    "bf16-on-t4-vllm": NO_DTYPE_GPU_RULE,
-    "bf16-on-v100-deepspeed": NO_DTYPE_GPU_RULE,
-    "ft-t5-fp16": "dtype-vs-engine: FasterTransformer T5 in fp16 is not refused on the serving.properties path",
-    "ft-t5-int8": "dtype-vs-engine: FasterTransformer T5 in int8 is not refused on the serving.properties path",
     "vllm-quantize-bitsandbytes-0.28": "value-vs-version: quantize values are not checked per engine and release",
-    "lmi-dist-on-inferentia": NO_HARDWARE_RULE,
-    "vllm-gpu-container-on-inferentia": NO_HARDWARE_RULE,
-    "trtllm-rolling-batch-in-deepspeed-container": "rolling-batch-vs-engine: trtllm needs the tensorrtllm image",
-    "lmi-dist-removed-0.33": "rolling-batch-vs-engine: lmi-dist becomes vllm from 0.33, which refuses engine=MPI",
     "streaming-with-dynamic-batch-0.31": "rolling-batch-vs-engine: batch_size > 1 with streaming and no rolling batch",
     "vllm-pipeline-parallel-rolling-batch-0.36": "value-vs-engine: vLLM rolling batch refuses pipeline_parallel_degree",
-    "vllm-under-mpi-engine-0.36": "rolling-batch-vs-engine: vLLM needs engine=Python",
 }
 
 CASES = load_cases()

@@ -51,7 +51,7 @@ def test_three_7b_models_in_bf16_do_not_fit_one_g5_2xlarge_together() -> None:
     ic = dict(instance_type="ml.g5.2xlarge", engine="vllm", lmi_version="0.33.0", dtype="bf16")
     message = refused(**ic)
     # each fits alone (validated as a single deployment); the second one has no GPU left
-    assert message.startswith("models[1] (mistral) does not fit ml.g5.2xlarge x1: its copy 1 of 1 needs 1 GPU")
+    assert message.startswith("LMI919 models[1] (mistral) does not fit ml.g5.2xlarge x1: its copy 1 of 1 needs 1 GPU")
     assert "the copies need 3 GPUs and 86.4 GiB in all, 1 x ml.g5.2xlarge give 1 GPU and 28.8 GiB usable" in message
     assert "\n" not in message
     # the same three fit a g5.12xlarge: one GPU each
@@ -62,7 +62,9 @@ def test_three_7b_models_in_bf16_do_not_fit_one_g5_2xlarge_together() -> None:
     )
     # as a multi-model endpoint they share the GPU: GPU memory is summed over the models
     message = refused("mme", instance_type="ml.g5.2xlarge", engine="accelerate", dtype="bf16", max_batch_size="1")
-    assert message.startswith("models[1] (mistral) does not fit ml.g5.2xlarge beside llama-2: a multi-model endpoint")
+    assert message.startswith(
+        "LMI918 models[1] (mistral) does not fit ml.g5.2xlarge beside llama-2: a multi-model endpoint"
+    )
     assert "all 3 need 48.5 GiB per GPU, 24.0 GiB usable (16.1 GiB taken before mistral)" in message
 
 
@@ -73,7 +75,9 @@ def test_host_memory_and_max_copies_are_checked_over_copies() -> None:
     ]
     ic = dict(instance_type="ml.g5.12xlarge", engine="vllm", lmi_version="0.33.0")
     message = refused(models=models, **ic)
-    assert message.startswith("models[1] (mistral) does not fit ml.g5.12xlarge x1: its copy 1 of 1 needs 1 GPU and")
+    assert message.startswith(
+        "LMI919 models[1] (mistral) does not fit ml.g5.12xlarge x1: its copy 1 of 1 needs 1 GPU and"
+    )
     assert "97.7 GiB of host memory" in message and "195.3 GiB in all" in message
     assert "raise instance_count" in message
     assert multi(models=models, instance_count="2", **ic).endpoint.instance_count == 2  # one per instance
@@ -92,12 +96,12 @@ def test_every_model_is_validated_as_a_single_deployment() -> None:
     ]
     message = refused("mme", models=models, engine="accelerate", instance_type="ml.g5.12xlarge")
     assert message == (
-        "models[1] (flan): dtype='fp16' with T5 models gives garbage output (fp16 activations overflow into NaN): "
+        "LMI402 models[1] (flan): dtype='fp16' with T5 models gives garbage output (fp16 activations overflow into NaN): "
         "use dtype=bf16 or dtype=fp32"
     )
     # a bad endpoint setting is one problem, not one per model
     message = refused("mme", models=[*models[:1], {**models[1], "dtype": "bf16"}], instance_type="ml.g5.2xlargee")
-    assert message.count("\n") == 0 and message.startswith("instance_type='ml.g5.2xlargee' is not a known")
+    assert message.count("\n") == 0 and message.startswith("LMI007 instance_type='ml.g5.2xlargee' is not a known")
     # the entry wins over the top level, a -c value over both
     both = load_multi_model(
         {"max_batch_size": "2"},
@@ -568,7 +572,7 @@ def test_validate_and_render_scripts_take_a_multi_model_file(
     assert "chat-llms-ic: 3 models as inference components on ml.g5.12xlarge" in out and out.rstrip().endswith("ok")
     assert validate.main(["--config", str(MME_EXAMPLE), "-c", "instance_type=ml.g5.xlarge", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["ok"] and [w["rule"] for w in report["warnings"]] == ["multi-model"]
+    assert report["ok"] and [w["rule"] for w in report["warnings"]] == ["LMI920"]
     assert validate.main(["--config", str(IC_EXAMPLE), "-c", "instance_type=ml.g5.2xlarge"]) == 2
     assert "models[1] (mistral-7b) does not fit ml.g5.2xlarge x1" in capsys.readouterr().err
     assert render.main(["--config", str(MME_EXAMPLE), "--out", str(tmp_path)]) == 0

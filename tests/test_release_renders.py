@@ -34,7 +34,7 @@ def test_before_0_22_1_the_handler_is_rendered_without_streaming(tiny_models: di
     settings["kv_cache"] = "dynamic"  # generate() only: no static-cache self-check at load (seconds)
     config = load_config({**settings, "lmi_version": "0.21.0", "tensor_parallel_degree": "1", "dtype": "fp32"})
     assert not config.streaming
-    assert any(w.rule == "streaming" and "no Output.add_stream_content" in w.message for w in config.resolved.warnings)
+    assert any(w.rule == "LMI906" and "no Output.add_stream_content" in w.message for w in config.resolved.warnings)
     code = render(config, tmp_path / "code").directory
     server = ModelServer(code, tiny_models["llama"]).start()  # the version comes from the rendered header
     assert server.release.version == "0.21.0" and server.wait_ready(120), server.failure

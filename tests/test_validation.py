@@ -70,11 +70,39 @@ def test_model_id_as_local_folder_and_model_config_next_to_the_deployment(tmp_pa
 
 def test_malformed_model_config_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{not json")
-    with pytest.raises(ConfigError, match=r"config.json is not valid JSON"):
+    with pytest.raises(ConfigError, match=r"^LMI004 .*config.json is not valid JSON"):
         load_config({"model_config": str(tmp_path / "config.json"), "model_id": "x/y"})
+
+
+def test_model_facts_bend_across_families_and_missing_numbers_skip_only_their_rules(tmp_path: Path) -> None:
+    mpt = {
+        "model_type": "mpt",
+        "d_model": 4096,
+        "n_heads": 32,
+        "n_layers": 32,
+        "vocab_size": 50432,
+        "max_seq_len": 2048,
+        "expansion_ratio": 4,
+        "attn_config": {"alibi": True},
+    }
+    falcon = {
+        "model_type": "falcon",
+        "hidden_size": 4544,
+        "n_head": 71,
+        "n_layer": 32,
+        "vocab_size": 65024,
+        "multi_query": True,
+    }
+    facts = model_facts.from_config(mpt, source="mpt")
+    assert (facts.attention_heads, facts.kv_heads, facts.layers, facts.max_positions) == (32, 32, 32, 2048)
+    assert facts.parameters == pytest.approx(6.7e9, rel=0.05) and facts.missing == ()
+    facts = model_facts.from_config(falcon, source="falcon")
+    assert (facts.attention_heads, facts.kv_heads, facts.layers) == (71, 1, 32)
+    # a config.json without the numbers: validated, and the rules that need them are named as skipped
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
-    with pytest.raises(ConfigError, match=r"lacks a field lmi-deploy needs"):
-        load_config({"model_config": str(tmp_path / "config.json"), "model_id": "x/y"})
+    config = load_config({"model_config": str(tmp_path / "config.json"), "model_id": "acme/yy", "engine": "vllm"})
+    skipped = [w.message for w in config.resolved.warnings if w.rule == "LMI010"]
+    assert len(skipped) == 1 and "LMI303" in skipped[0] and "LMI502" in skipped[0], skipped
 
 
 def test_unknown_model_is_validated_with_a_warning(tmp_path: Path) -> None:
@@ -82,7 +110,7 @@ def test_unknown_model_is_validated_with_a_warning(tmp_path: Path) -> None:
         {"engine": "vllm", "model_id": "acme/unknown-model", "tensor_parallel_degree": "2", "dtype": "bf16"}
     )
     assert config.facts is None
-    assert [w.rule for w in config.resolved.warnings] == ["model-facts"]
+    assert [w.rule for w in config.resolved.warnings] == ["LMI010"]
     assert "set model_config" in config.resolved.warnings[0].message
     assert config.resolved.model_data_download_timeout == 600  # the floor, not a guess
 
@@ -117,7 +145,12 @@ LINT_CASES = [
         "error",
         "option.rolling_batch=scheduler: LMI 0.33.0 accepts auto, disable, lmi-dist, tnx, trtllm, vllm",
     ),
-    ("option.tensor_parallel_degree=max\n", "0.23.0", "error", "'max' is read only from LMI 0.24.0"),
+    (
+        "option.tensor_parallel_degree=max\n",
+        "0.23.0",
+        "error",
+        "tensor_parallel_degree=max is read only from LMI 0.24.0",
+    ),
     ("option.tensor_parallel_degree=4 \n", "0.28.0", "error", "trailing spaces and inline '#' comments"),
     ("option.dtype=fp16 # half\n", "0.28.0", "error", "trailing spaces and inline '#' comments"),
     ("option.trust_remote_code=yes\n", "0.28.0", "error", "option.trust_remote_code=yes: expected true or false"),
@@ -141,7 +174,7 @@ LINT_CASES = [
         "warning",
         "option.max_tokens is not read by LMI 0.30.0 (read in 0.19.0-0.27.0, 0.33.0, 0.35.0-0.38.0)",
     ),
-    ("option.my_own_flag=1\n", "0.28.0", "warning", "option.my_own_flag is not a key lmi-deploy knows"),
+    ("option.my_own_flag=1\n", "0.28.0", "warning", "option.my_own_flag is read by no LMI release"),
     ("engine=Python\n", "0.28.0", "warning", "option.model_loading_timeout is not set"),
 ]
 
@@ -178,8 +211,8 @@ def test_lint_with_instance_and_model_config(tmp_path: Path, capsys: pytest.Capt
     ]
     assert validate.main([*args, "--instance-type", "ml.g5.12xlarge"]) == 2
     out = capsys.readouterr()
-    assert "option.tensor_parallel_degree=8 does not fit ml.g5.12xlarge, which has 4 GPUs" in out.err
-    assert "attention-head divisibility not checked: give --model-config" in out.out  # skipped, said so
+    assert "LMI302 tensor_parallel_degree=8 does not fit ml.g5.12xlarge, which has 4 GPUs" in out.err
+    assert "LMI303" in out.out and "give --model-config" in out.out  # skipped, said so
     assert validate.main([*args, "--instance-type", "ml.p4d.24xlarge", "--model-config", str(folder)]) == 2
     assert "does not divide its 12 attention heads" in capsys.readouterr().err
     path.write_text("engine=Python\noption.tensor_parallel_degree=4\noption.model_loading_timeout=600\n")
@@ -202,3 +235,168 @@ def test_validate_a_deployment_and_bad_inputs(capsys: pytest.CaptureFixture[str]
     assert "is not an LMI version or image tag" in capsys.readouterr().err
     assert validate.main(["--serving-properties", "nope.properties", "--container", "0.28.0"]) == 2
     assert "cannot read nope.properties" in capsys.readouterr().err
+
+
+LLAMA_2_70B = {
+    "model_type": "llama",
+    "hidden_size": 8192,
+    "intermediate_size": 28672,
+    "num_attention_heads": 64,
+    "num_key_value_heads": 8,
+    "num_hidden_layers": 80,
+    "vocab_size": 32000,
+    "max_position_embeddings": 4096,
+    "torch_dtype": "float16",
+}
+BUNDLED = Path(model_facts.BUNDLED)
+FILE_CASES = [  # (serving.properties, container, instance, config.json, the error expected or None: it must pass)
+    (
+        "engine=Python\noption.rolling_batch=vllm\noption.tensor_parallel_degree=4\noption.dtype=fp16\n",
+        "0.28.0",
+        "ml.g5.12xlarge",
+        LLAMA_2_70B,
+        "LMI502",  # 140 GB of fp16 weights on 96 GB
+    ),
+    (
+        "engine=Python\noption.dtype=bf16\noption.tensor_parallel_degree=4\n",
+        "0.27.0",
+        "ml.g4dn.12xlarge",
+        "meta-llama--Llama-2-7b-hf.json",
+        "LMI404",
+    ),
+    (
+        "engine=FasterTransformer\noption.tensor_parallel_degree=4\noption.dtype=fp16\n",
+        "0.21.0",
+        "ml.g5.12xlarge",
+        "google--flan-t5-xxl.json",
+        "LMI402",
+    ),
+    (
+        "engine=FasterTransformer\noption.tensor_parallel_degree=4\noption.dtype=int8\n",
+        "0.23.0",
+        "ml.g5.12xlarge",
+        "google--flan-t5-xxl.json",
+        "LMI403",
+    ),
+    (
+        "engine=MPI\noption.rolling_batch=lmi-dist\noption.tensor_parallel_degree=2\n",
+        "0.26.0",
+        "ml.inf2.24xlarge",
+        "meta-llama--Llama-2-7b-hf.json",
+        "LMI202",
+    ),
+    (
+        "engine=Python\noption.entryPoint=djl_python.transformers-neuronx\noption.tensor_parallel_degree=2\n",
+        "0.25.0-neuronx-sdk2.15.0",
+        "ml.inf2.xlarge",
+        "meta-llama--Llama-2-7b-hf.json",
+        "LMI704",
+    ),
+    (
+        "engine=Python\ngpu.reserved_memory_mb=30000\noption.dtype=fp16\n",
+        "0.28.0",
+        "ml.g5.2xlarge",
+        "TinyLlama--TinyLlama-1.1B-Chat-v1.0.json",
+        "LMI203",
+    ),
+    (
+        "engine=MPI\noption.rolling_batch=deepspeed\noption.tensor_parallel_degree=4\n",
+        "0.26.0",
+        "ml.g5.12xlarge",
+        "meta-llama--Llama-2-7b-hf.json",
+        "LMI709",
+    ),
+    (
+        "engine=Python\noption.rolling_batch=vllm\noption.tensor_parallel_degree=3\n",
+        "0.28.0",
+        "ml.g5.48xlarge",
+        "meta-llama--Llama-2-7b-hf.json",
+        "LMI302",
+    ),
+    # published working configs: Transformers-NeuronX pads heads (64 heads at TP 24; 32 at TP 12)
+    (
+        "engine=Python\noption.entryPoint=djl_python.transformers_neuronx\noption.tensor_parallel_degree=24\n"
+        "option.n_positions=2048\noption.rolling_batch=auto\noption.dtype=fp16\n",
+        "0.25.0-neuronx-sdk2.15.0",
+        "ml.inf2.48xlarge",
+        LLAMA_2_70B,
+        None,
+    ),
+    (
+        "engine=Python\noption.tensor_parallel_degree=12\noption.n_positions=4096\noption.dtype=fp16\n"
+        "option.rolling_batch=auto\n",
+        "0.26.0-neuronx-sdk2.16.0",
+        "ml.inf2.24xlarge",
+        "meta-llama--Llama-2-7b-hf.json",
+        None,
+    ),
+    (
+        "engine=Python\noption.rolling_batch=vllm\noption.dtype=fp16\n",
+        "0.28.0",
+        "ml.g5.2xlarge",
+        "meta-llama--Llama-2-7b-hf.json",
+        None,
+    ),
+    (
+        "engine=DeepSpeed\noption.rolling_batch=deepspeed\noption.tensor_parallel_degree=2\n",
+        "0.26.0",
+        "ml.g5.12xlarge",
+        "EleutherAI--gpt-j-6b.json",
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "container", "instance", "model", "expected"), FILE_CASES)
+def test_an_existing_file_runs_every_rule_that_applies(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    text: str,
+    container: str,
+    instance: str,
+    model: str | dict,
+    expected: str | None,
+) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(model) if isinstance(model, dict) else (BUNDLED / model).read_text())
+    path = tmp_path / "serving.properties"
+    path.write_text(f"option.model_id=s3://bucket/model/\noption.model_loading_timeout=3000\n{text}")
+    args = ["--serving-properties", str(path), "--container", container, "--instance-type", instance]
+    code = validate.main([*args, "--model-config", str(config), "--startup-timeout", "3600", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert [e["rule"] for e in report["errors"]] == ([expected] if expected else []), report
+    assert code == (2 if expected else 0)
+
+
+def test_an_existing_file_without_config_json_uses_the_estimate_and_names_what_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "serving.properties"
+    path.write_text(
+        "engine=Python\noption.model_id=s3://bucket/Llama-2-70b-hf/\noption.rolling_batch=vllm\n"
+        "option.tensor_parallel_degree=4\noption.model_loading_timeout=1800\n"
+    )
+    args = ["--serving-properties", str(path), "--container", "0.28.0", "--json"]
+    assert validate.main([*args, "--instance-type", "ml.g5.12xlarge"]) == 2
+    report = json.loads(capsys.readouterr().out)
+    assert [e["rule"] for e in report["errors"]] == ["LMI502"]
+    assert "estimate from the model id" in report["errors"][0]["message"]
+    assert validate.main(args) == 0  # no instance: the rules that need one are named, not passed silently
+    report = json.loads(capsys.readouterr().out)
+    skipped = [w["message"] for w in report["warnings"] if w["rule"] == "LMI010"]
+    assert any("LMI302" in m and "--instance-type" in m for m in skipped), skipped
+
+
+def test_auto_values_never_pretend_offline(capsys: pytest.CaptureFixture[str]) -> None:
+    args = [
+        "-c",
+        "model_id=meta-llama/Llama-3.1-70B-Instruct",
+        "-c",
+        "engine=vllm",
+        "-c",
+        "instance_type=ml.g5.12xlarge",
+    ]
+    assert validate.main(args) == 2
+    out = capsys.readouterr()
+    assert "tensor_parallel_degree=auto -> 1" not in out.out and not out.out.strip().endswith("ok")
+    assert "LMI304" in out.err and "140 GB of weights on 96 GiB" in out.err and "estimate" in out.err

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from lmi_deploy.request_limits import REALTIME_REQUEST_TIMEOUT_S
+from lmi_deploy.rules.properties_view import parse_properties
 from lmi_deploy.runtime import api_for, load_handler
 from lmi_deploy.runtime.djl_python.outputs import encode_chunk
 from lmi_deploy.runtime.http_guard import client_gone, make_http_server
@@ -42,7 +43,6 @@ from lmi_deploy.runtime.versions import (
     Release,
     release_of,
 )
-from lmi_deploy.validation import parse_properties
 
 LOG = logging.getLogger("lmi_deploy.serve")
 CUSTOM_ATTRIBUTES = "x-amzn-sagemaker-custom-attributes"

@@ -1,0 +1,307 @@
+"""The values a deployment actually uses, derived in one explicit, ordered pipeline of small steps.
+
+``auto`` (and, for an existing serving.properties, an unset key) becomes a value with its reason as a note. The steps
+decide nothing about right and wrong: they record what they found (e.g. that no tensor-parallel degree fits) and the
+rules in the registry turn that into findings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lmi_deploy import containers, warm_shapes
+from lmi_deploy.containers import Engine
+from lmi_deploy.model_facts import DTYPE_BYTES
+from lmi_deploy.rules import estimates
+from lmi_deploy.rules.estimates import LoadTimes, MemoryEstimate
+from lmi_deploy.rules.registry import Finding
+from lmi_deploy.rules.view import View
+
+DTYPE_ALIASES = {"float32": "fp32", "float16": "fp16", "f16": "fp16", "bfloat16": "bf16", "f32": "fp32"}
+
+
+@dataclass
+class Derived:
+    """What the pipeline derived; None where the view lacks what it takes."""
+
+    dtype: str | None = None
+    tensor_parallel_degree: int | None = None
+    tp_search: list[str] = field(default_factory=list)  # why each smaller degree was passed over
+    tp_auto_failed: bool = False  # tensor_parallel_degree=auto found no degree that fits
+    max_sequence_length: int = estimates.DEFAULT_SEQUENCE_LENGTH
+    max_batch_size: int = estimates.DEFAULT_BATCH
+    memory: MemoryEstimate | None = None
+    load: LoadTimes | None = None
+    download_timeout: int | None = None
+    startup_timeout: int | None = None
+    model_loading_timeout: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Resolved:
+    """The values a deployment actually uses, after ``auto`` is derived, with its notes and findings."""
+
+    tensor_parallel_degree: int
+    tensor_parallel_property: str  # what serving.properties says: the degree, or "max"
+    dtype: str
+    max_sequence_length: int
+    max_batch_size: int
+    model_data_download_timeout: int
+    container_startup_health_check_timeout: int
+    model_loading_timeout: int
+    notes: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    memory: MemoryEstimate | None = None
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "warning"]
+
+
+def bf16_supported(view: View) -> bool:
+    spec, instance = view.spec, view.instance
+    if spec is None or instance is None or "bf16" not in spec.dtypes or instance.accelerator in estimates.NO_BF16:
+        return False
+    return not (spec.neuron and not view.at_least("0.24.0"))
+
+
+def _engine_default_dtype(view: View) -> tuple[str, str]:
+    """What an unset (or ``auto``) option.dtype means to the engine that reads it."""
+    native = view.facts.native_dtype if view.facts else None
+    engine = view.engine
+    if engine in (Engine.VLLM, Engine.LMI_DIST, Engine.TENSORRT_LLM) or view.dtype == "auto":
+        dtype = native if native in ("bf16", "fp16") else "fp16"
+        return dtype, f"the model's own dtype ({native or 'unknown'})" if native in ("bf16", "fp16") else "fp16"
+    if engine is Engine.DEEPSPEED:
+        return ("bf16", "the GPU supports bf16") if bf16_supported(view) else ("fp16", "no bf16 on this GPU")
+    if engine is Engine.NEURONX:
+        return ("fp16", "the handler's default") if view.at_least("0.24.0") else ("fp32", "the handler's default")
+    return "fp32", "the handler's default"
+
+
+def derive_dtype(view: View, derived: Derived) -> None:
+    spec = view.spec
+    if view.source == "deployment" and view.dtype == "auto" and spec is not None and view.instance is not None:
+        if bf16_supported(view):
+            dtype, why = "bf16", f"{view.instance.accelerator} and {spec.engine.value} support bf16"
+        elif view.is_t5:
+            dtype, why = "fp32", "T5 overflows in fp16 and bf16 is unavailable here"
+        else:
+            no_bf16 = view.instance.accelerator in estimates.NO_BF16
+            dtype, why = "fp16", f"no bf16 on {view.instance.accelerator}" if no_bf16 else "no bf16"
+        derived.notes.append(f"dtype=auto -> {dtype} ({why})")
+    elif view.dtype is None or view.dtype == "auto":
+        dtype, why = _engine_default_dtype(view)
+        derived.notes.append(f"option.dtype={view.dtype or 'unset'} -> {dtype} ({why})")
+    else:
+        dtype = DTYPE_ALIASES.get(view.dtype, view.dtype)
+    if (
+        dtype == "bf16"
+        and view.dtype in (None, "auto")
+        and view.instance
+        and view.instance.accelerator in estimates.NO_BF16
+    ):
+        dtype = "fp16"  # engines fall back to fp16 where the GPU has no bf16 (an explicit bf16 is refused: LMI404)
+    derived.dtype = dtype
+
+
+def derive_sequence_and_batch(view: View, derived: Derived) -> None:
+    if view.max_sequence_length:
+        derived.max_sequence_length = view.max_sequence_length
+    else:
+        known = view.facts.max_positions if view.facts and view.facts.max_positions else None
+        derived.max_sequence_length = min(
+            known or estimates.DEFAULT_SEQUENCE_LENGTH, estimates.MAX_DEFAULT_SEQUENCE_LENGTH
+        )
+    derived.max_batch_size = int(view.max_batch_size or estimates.DEFAULT_BATCH)
+
+
+def divides_heads(view: View, tp: int) -> str | None:
+    """Which heads TP ``tp`` fails to split evenly, or None. Transformers-NeuronX pads heads to the degree."""
+    facts = view.facts
+    if view.engine is Engine.NEURONX or facts is None or facts.attention_heads is None or facts.kv_heads is None:
+        return None
+    if facts.attention_heads % tp:
+        return f"its {facts.attention_heads} attention heads"
+    if facts.kv_heads % tp and not (view.rolling and tp % facts.kv_heads == 0):
+        return f"its {facts.kv_heads} key/value heads"
+    return None
+
+
+def memory_at(view: View, derived: Derived, tp: int) -> MemoryEstimate | None:
+    facts, instance, dtype = view.facts, view.instance, derived.dtype
+    if facts is None or facts.parameters is None or instance is None or dtype not in DTYPE_BYTES:
+        return None
+    assert dtype is not None
+    reserved = (view.reserved_memory_mb or 0) / 1024
+    reserved = reserved if reserved < instance.memory_per_accelerator_gib else 0.0  # LMI203 refuses the rest
+    # An existing file's batch is what requests bring, not a promise: count one full sequence (a lower bound).
+    rolling = view.rolling or view.source == "serving.properties"
+    load = estimates.Load(
+        dtype, tp, derived.max_batch_size, derived.max_sequence_length, rolling, view.bytes_per_parameter, reserved
+    )
+    return estimates.estimate_memory(facts, instance, load)
+
+
+def _search_tensor_parallel(view: View, derived: Derived) -> None:
+    """tensor_parallel_degree=auto: the smallest degree that divides the heads and fits in memory."""
+    assert view.instance is not None
+    noun = view.instance.accelerator_noun
+    for candidate in view.instance.valid_tensor_parallel_degrees():
+        heads = divides_heads(view, candidate)
+        if heads:
+            derived.tp_search.append(f"TP{candidate} does not divide {heads}")
+            continue
+        estimate = memory_at(view, derived, candidate)
+        if estimate is not None and not estimate.fits:
+            derived.tp_search.append(f"TP{candidate} needs {estimate.total_gib:.1f} GiB per {noun[:-1]}")
+            continue
+        derived.tensor_parallel_degree = candidate
+        if view.facts is None or view.facts.parameters is None:
+            derived.notes.append(f"tensor_parallel_degree=auto -> {candidate} (the model's size is unknown)")
+        else:
+            why = "; ".join(derived.tp_search) or "the smallest that fits"
+            derived.notes.append(f"tensor_parallel_degree=auto -> {candidate} ({why})")
+        return
+    derived.tp_auto_failed = True
+    derived.tensor_parallel_degree = view.instance.valid_tensor_parallel_degrees()[-1]
+
+
+def derive_tensor_parallel(view: View, derived: Derived) -> None:
+    raw, instance = view.tensor_parallel, view.instance
+    if isinstance(raw, int):
+        derived.tensor_parallel_degree = raw
+    elif instance is None:
+        return
+    elif raw == "auto":
+        _search_tensor_parallel(view, derived)
+    elif raw == "max":
+        derived.tensor_parallel_degree = instance.accelerator_count
+    else:  # unset in a serving.properties: the LMI containers use every accelerator
+        derived.tensor_parallel_degree = instance.accelerator_count
+        derived.notes.append(
+            f"option.tensor_parallel_degree unset -> {instance.accelerator_count} "
+            f"(every {instance.accelerator_noun[:-1]})"
+        )
+
+
+def tp_fits_instance(view: View, tp: int | None) -> bool:
+    """Whether the instance has ``tp`` accelerators per copy. GPUs split into whole copies; Transformers-NeuronX
+    takes any number of NeuronCores up to the instance's (TP 8 of 12 runs in DJL's own tests)."""
+    if tp is None or view.instance is None:
+        return False
+    count = view.instance.accelerator_count
+    return tp <= count and (count % tp == 0 or view.engine is Engine.NEURONX)
+
+
+def derive_memory(view: View, derived: Derived) -> None:
+    tp = derived.tensor_parallel_degree
+    if derived.tp_auto_failed or tp is None or not tp_fits_instance(view, tp):
+        return
+    derived.memory = memory_at(view, derived, tp)
+    facts, instance = view.facts, view.instance
+    if derived.memory is not None and facts is not None and facts.parameters and instance is not None:
+        derived.notes.append(
+            f"{facts.parameters / 1e9:.2f}B parameters ({facts.parameters_from}); "
+            + derived.memory.describe(tp, instance.accelerator_noun)
+        )
+
+
+def _timeout(name: str, value: int | str | None, needed: int | None, how: str, derived: Derived) -> int | None:
+    if value != "auto":
+        return value if isinstance(value, int) else None
+    seconds = max(estimates.TIMEOUT_FLOOR_S, needed or 0)
+    if seconds <= estimates.SAGEMAKER_TIMEOUT_MAX_S:
+        derived.notes.append(f"{name}=auto -> {seconds} s" + (f" ({how})" if needed else " (floor)"))
+    return seconds
+
+
+def handler_warm_up(view: View, derived: Derived) -> float:
+    """Seconds lmi-deploy's Accelerate handler compiles and captures at load (0 for every other handler)."""
+    config = view.config
+    if config is None or config.engine is not Engine.ACCELERATE or config.handler != "custom":
+        return 0.0
+    if config.kv_cache == "dynamic":
+        return 0.0
+
+    def on(name: str) -> bool:
+        value = getattr(config, name, None)
+        return bool(containers.HANDLER_OPTIONS[name] if value is None else value)
+
+    shapes = warm_shapes.warm_shapes(derived.max_batch_size, derived.max_sequence_length)
+    return float(warm_shapes.startup_seconds(shapes, on("compile"), on("cuda_graphs")))
+
+
+def derive_timeouts(view: View, derived: Derived) -> None:
+    facts = view.facts
+    if facts is not None and facts.parameters is not None:
+        warm_up = handler_warm_up(view, derived)
+        derived.load = estimates.load_times(facts, view.engine, view.partitioned, warm_up)
+    load = derived.load
+    derived.download_timeout = _timeout(
+        "model_data_download_timeout",
+        view.download_timeout,
+        load.download_s if load else None,
+        load.how_download if load else "",
+        derived,
+    )
+    derived.startup_timeout = _timeout(
+        "container_startup_health_check_timeout",
+        view.startup_timeout,
+        load.startup_s if load else None,
+        load.how_startup if load else "",
+        derived,
+    )
+    if view.source == "deployment":
+        startup = derived.startup_timeout
+        derived.model_loading_timeout = view.model_loading_timeout or (
+            min(startup, estimates.SAGEMAKER_TIMEOUT_MAX_S) if startup else None
+        )
+    else:
+        derived.model_loading_timeout = view.model_loading_timeout
+
+
+def note_operations(view: View, derived: Derived) -> None:
+    """What the endpoint does with the KMS key and the Hub token's secret, where that is not the obvious."""
+    config = view.config
+    if config is None:
+        return
+    if config.kms_key is not None and view.instance is not None and not view.instance.supports_volume_size:
+        derived.notes.append(
+            f"kms_key: {config.instance_type} has NVMe instance storage only, which the instance encrypts in "
+            "hardware; SageMaker refuses KmsKeyId there, so the endpoint config has none (bucket, logs, topics and "
+            "outputs use the key)"
+        )
+    if config.hf_token_secret is not None and not config.endpoint_reads_hub_token:
+        why = (
+            "the isolated container cannot reach Secrets Manager"
+            if config.network_isolation
+            else "the built-in handler loads the staged weights and reads a token only from HF_TOKEN"
+        )
+        derived.notes.append(
+            f"hf_token_secret: used by scripts/stage_model.py; the endpoint gets no access to it ({why})"
+        )
+
+
+Step = Callable[[View, Derived], None]
+PIPELINE: tuple[Step, ...] = (
+    derive_dtype,
+    derive_sequence_and_batch,
+    derive_tensor_parallel,
+    derive_memory,
+    derive_timeouts,
+    note_operations,
+)
+
+
+def derive(view: View) -> Derived:
+    derived = Derived()
+    for step in PIPELINE:
+        step(view, derived)
+    return derived

@@ -1,0 +1,118 @@
+"""Tensor parallelism: the degree vs the release, the instance's accelerators and the model's attention heads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from lmi_deploy import containers
+from lmi_deploy.containers import Engine
+from lmi_deploy.model_facts import DTYPE_BYTES
+from lmi_deploy.rules.derive import Derived, divides_heads, tp_fits_instance
+from lmi_deploy.rules.registry import Example, rule
+from lmi_deploy.rules.view import View
+
+
+@rule(
+    "LMI301",
+    title="tensor_parallel_degree=max before 0.24.0",
+    why="Releases before 0.24.0 parse the degree with Integer.parseInt; 'max' fails the model load.",
+    fix="Give the number of GPUs.",
+    example=Example(
+        settings={
+            "engine": "deepspeed",
+            "lmi_version": "0.23.0",
+            "model_id": "EleutherAI/gpt-j-6b",
+            "tensor_parallel_degree": "max",
+        }
+    ),
+)
+def tp_max_supported(view: View, derived: Derived) -> Iterator[str]:
+    if view.tensor_parallel == "max" and not containers.accepts_tp_max(view.version):
+        count = f"={view.instance.accelerator_count}" if view.instance else " to the number of GPUs"
+        yield (
+            f"tensor_parallel_degree=max is read only from LMI 0.24.0 (earlier versions parse an integer): set "
+            f"tensor_parallel_degree{count} on {view.version}"
+        )
+
+
+@rule(
+    "LMI302",
+    title="tensor_parallel_degree does not fit the instance's accelerators",
+    why="Each model copy needs that many accelerators, and the instance must split evenly into copies.",
+    fix="Use a degree that divides the instance's accelerator count, or a larger instance.",
+    example=Example(settings={"engine": "vllm", "model_id": "meta-llama/Llama-2-7b-hf", "tensor_parallel_degree": "8"}),
+    needs=("instance",),
+)
+def tp_fits_accelerators(view: View, derived: Derived) -> Iterator[str]:
+    assert view.instance is not None
+    tp = derived.tensor_parallel_degree
+    if tp is not None and not derived.tp_auto_failed and not tp_fits_instance(view, tp):
+        valid = ", ".join(str(d) for d in view.instance.valid_tensor_parallel_degrees())
+        valid = f"at most {view.instance.accelerator_count}" if view.engine is Engine.NEURONX else f"one of {valid}"
+        yield (
+            f"tensor_parallel_degree={tp} does not fit {view.instance.name}, which has "
+            f"{view.instance.accelerator_count} {view.instance.accelerator_noun}; use {valid}, or a larger "
+            "instance"
+        )
+
+
+@rule(
+    "LMI303",
+    title="tensor_parallel_degree does not divide the attention heads",
+    why="Each rank must hold whole heads (and whole key/value heads, which rolling-batch engines may replicate); "
+    "otherwise the engine refuses the model at load. Transformers-NeuronX pads heads, so the rule skips it.",
+    fix="Use a degree that divides the heads (the message lists those that fit the instance).",
+    example=Example(
+        properties="engine=Python\noption.model_id=s3://bucket/tiny/\noption.rolling_batch=vllm\n"
+        "option.tensor_parallel_degree=8\noption.model_loading_timeout=1200\n",
+        container="0.28.0",
+        instance_type="ml.p4d.24xlarge",
+        model_config={
+            "model_type": "llama",
+            "hidden_size": 768,
+            "num_attention_heads": 12,
+            "num_hidden_layers": 2,
+            "intermediate_size": 2048,
+            "vocab_size": 32000,
+        },
+    ),
+    needs=("instance", "heads"),
+)
+def tp_divides_heads(view: View, derived: Derived) -> Iterator[str]:
+    assert view.instance is not None
+    tp = derived.tensor_parallel_degree
+    if tp is None or derived.tp_auto_failed or not tp_fits_instance(view, tp):
+        return
+    heads = divides_heads(view, tp)
+    if heads:
+        fitting = [str(d) for d in view.instance.valid_tensor_parallel_degrees() if not divides_heads(view, d)]
+        yield (
+            f"tensor_parallel_degree={tp} does not divide {heads} of {view.model_id}: each rank must hold whole "
+            f"heads; use one of {', '.join(fitting) or 'none on this instance'}"
+        )
+
+
+@rule(
+    "LMI304",
+    title="No tensor_parallel_degree on the instance fits the model",
+    why="tensor_parallel_degree=auto tries every degree the instance offers; when none holds the weights and the KV "
+    "cache the model cannot load there.",
+    fix="Choose a larger instance, or a smaller dtype, batch or sequence length.",
+    example=Example(
+        settings={"engine": "vllm", "model_id": "meta-llama/Llama-3.1-70B-Instruct", "instance_type": "ml.g5.12xlarge"}
+    ),
+    needs=("instance", "parameters"),
+)
+def tp_auto_fits(view: View, derived: Derived) -> Iterator[str]:
+    instance, facts, dtype = view.instance, view.facts, derived.dtype
+    assert instance is not None and facts is not None
+    if not derived.tp_auto_failed:
+        return
+    estimate = " (the size is an estimate from the model id)" if facts.estimated else ""
+    total = instance.accelerator_count * instance.memory_per_accelerator_gib
+    weights = f"{facts.weight_bytes(dtype) / 1e9:.0f} GB of weights" if dtype in DTYPE_BYTES and dtype else "weights"
+    yield (
+        f"no tensor_parallel_degree on {instance.name} fits {view.model_id} in {dtype}{estimate}: {weights} on "
+        f"{total:.0f} GiB of {instance.accelerator_noun}; {'; '.join(derived.tp_search)}; choose a larger instance or "
+        "a smaller dtype/batch/sequence length"
+    )

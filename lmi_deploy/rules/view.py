@@ -1,0 +1,130 @@
+"""The one view every rule runs on, whatever the source: a typed deployment config, or an existing
+serving.properties read with its container tag, instance type and the model's config.json.
+
+Fields a source cannot give are None; rules that need them are skipped with a warning naming the missing fact
+(``needs`` in the registry). Reading a serving.properties into this view lives in ``properties_view``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+from lmi_deploy import containers, instances
+from lmi_deploy.containers import ENGINES, Engine, version_key
+from lmi_deploy.instances import InstanceType
+from lmi_deploy.model_facts import ModelFacts
+
+if TYPE_CHECKING:
+    from lmi_deploy.rules.registry import Fact
+
+Source = Literal["deployment", "serving.properties"]
+TensorParallel = int | Literal["auto", "max"] | None
+
+
+class Entry(NamedTuple):
+    """One serving.properties line as java.util.Properties reads it."""
+
+    line: int
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class View:
+    source: Source
+    version: str
+    engine: Engine | None  # lmi-deploy's name for the serving backend; None: cannot tell
+    server_engine: str | None  # engine= (None: unset, the server infers it)
+    entry_point: str | None  # option.entryPoint (None: the server's default, or a model.py)
+    rolling_batch: str | None  # option.rolling_batch as written (None: unset)
+    instance_type: str | None
+    instance: InstanceType | None
+    model_id: str
+    model_type: str  # HF model_type, "" when unknown
+    facts: ModelFacts | None
+    facts_note: str
+    dtype: str | None  # as asked: a dtype, "auto" (derived) or None (unset: the engine's default)
+    tensor_parallel: TensorParallel
+    max_sequence_length: int | None
+    max_batch_size: int | None
+    handler: Literal["custom", "builtin"] | None  # None: cannot tell (a serving.properties may ship a model.py)
+    partitioned: bool
+    weights_delivery: str
+    download_timeout: int | Literal["auto"] | None
+    startup_timeout: int | Literal["auto"] | None
+    model_loading_timeout: int | None
+    reserved_memory_mb: int | None  # gpu.reserved_memory_mb
+    volume_size_gb: int | None
+    properties: tuple[Entry, ...] = ()
+    config: Any = None  # the DeploymentConfig (deployment source only)
+    rolling: bool = False  # a rolling batch pages the KV cache (vLLM, lmi-dist, TensorRT-LLM, scheduler, ...)
+    bytes_per_parameter: float | None = None  # quantized weights (option.quantize, AWQ/GPTQ checkpoints); None: dtype
+    image_tag: str = ""  # the container's tag when given (``0.26.0-deepspeed0.12.6-cu121``); "" for a bare version
+
+    @property
+    def spec(self) -> containers.EngineSpec | None:
+        return ENGINES[self.engine] if self.engine is not None else None
+
+    @property
+    def is_t5(self) -> bool:
+        return self.model_type in ("t5", "mt5", "umt5") or (self.facts is not None and self.facts.is_encoder_decoder)
+
+    @property
+    def values(self) -> dict[str, str]:
+        return {entry.key: entry.value for entry in self.properties}
+
+    def at_least(self, version: str) -> bool:
+        return version_key(self.version) >= version_key(version)
+
+    def known(self, fact: Fact) -> bool:
+        """Whether the view holds what a rule needs."""
+        facts = self.facts
+        known: dict[str, bool] = {
+            "instance": self.instance is not None,
+            "engine": self.engine is not None,
+            "heads": facts is not None and facts.attention_heads is not None and facts.kv_heads is not None,
+            "parameters": facts is not None and facts.parameters is not None,
+            "kv": facts is not None and facts.kv_cache_bytes_per_token("fp16") is not None,
+            "positions": facts is not None and facts.max_positions is not None,
+            "config": self.config is not None,
+            "properties": self.source == "serving.properties",
+            "startup_timeout": isinstance(self.startup_timeout, int),
+        }
+        return known[fact]
+
+
+def from_config(config: Any, facts: ModelFacts | None, facts_note: str) -> View:
+    """The view of a typed deployment (``DeploymentConfig``, whose fields are each already valid)."""
+    engine: Engine = config.engine
+    version: str = config.lmi_version
+    known_version = version in containers.versions(engine)
+    entry_point = containers.entry_point(engine, version) if config.handler == "builtin" else None
+    return View(
+        source="deployment",
+        version=version,
+        engine=engine,
+        server_engine=containers.server_engine(engine, version) if known_version else None,
+        entry_point=entry_point,
+        rolling_batch=ENGINES[engine].rolling_batch,
+        instance_type=config.instance_type,
+        instance=instances.get(config.instance_type),
+        model_id=config.model_id,
+        model_type=config.resolved_model_type,
+        facts=facts,
+        facts_note=facts_note,
+        dtype=config.dtype,
+        tensor_parallel=config.tensor_parallel_degree,
+        max_sequence_length=config.max_sequence_length,
+        max_batch_size=config.max_batch_size,
+        handler=config.handler,
+        partitioned=config.partitioned,
+        weights_delivery=config.weights_delivery,
+        download_timeout=config.model_data_download_timeout,
+        startup_timeout=config.container_startup_health_check_timeout,
+        model_loading_timeout=config.model_loading_timeout,
+        reserved_memory_mb=None,
+        volume_size_gb=config.volume_size_gb,
+        config=config,
+        rolling=ENGINES[engine].rolling_batch is not None,
+    )
