@@ -236,14 +236,16 @@ def _json(value: Any, headers: Mapping[str, str] = _JSON) -> Request:
 
 
 def handler_cases(prompt: str) -> list[Case]:
-    """Requests for the rendered Accelerate handler: single, batched, streaming, empty body, a model failure."""
+    """Requests for the rendered Accelerate handler: single, batched, streaming, empty body, a refused parameter."""
     generate = {"max_new_tokens": 4}
     return [
         Case("single", (_json({"inputs": [prompt, prompt[:12]], "parameters": generate}),)),
         Case("batched", tuple(_json({"inputs": prompt[: 8 + i], "parameters": generate}) for i in range(3))),
         Case("stream", (_json({"inputs": prompt, "parameters": generate, "stream": True}),)),
         Case("empty-body", (Request(b"", _JSON),)),
-        Case("handler-error", (_json({"inputs": prompt, "parameters": {"num_beams": 0}}),)),
+        # the handler bounds its parameters (a 400 before any work), so this no longer reaches generate(); handler
+        # exceptions are the probe's "handler-error" case
+        Case("bad-parameter", (_json({"inputs": prompt, "parameters": {"num_beams": 0}}),)),
     ]
 
 
