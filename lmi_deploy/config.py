@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     PrivateAttr,
     ValidationError,
     ValidationInfo,
@@ -41,6 +42,11 @@ _DEPLOYMENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 _MAX_DEPLOYMENT_NAME = 32  # keeps "<deployment>-<account>-<region>" within S3's 63-character bucket names
 
 
+def _shown(default: str) -> dict[str, JsonValue]:
+    """The default as docs/settings.md shows it, where the literal default stands for a derived one."""
+    return {"shown_default": default}
+
+
 class ScalingSchedule(BaseModel):
     """One scheduled action of Application Auto Scaling: from ``schedule`` on, scale between these bounds."""
 
@@ -48,8 +54,8 @@ class ScalingSchedule(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", description="Names the scheduled action.")
     schedule: str = Field(description="cron(m h dom mon dow year), rate(n unit) or at(yyyy-mm-ddThh:mm:ss).")
-    min_instances: int = Field(ge=0, le=100)
-    max_instances: int = Field(ge=1, le=100)
+    min_instances: int = Field(ge=0, le=100, description="Autoscaling floor from then on (0 only for async).")
+    max_instances: int = Field(ge=1, le=100, description="Autoscaling ceiling from then on.")
     timezone: str = Field("UTC", description="IANA time zone the schedule is read in.")
 
 
@@ -86,181 +92,358 @@ class DeploymentConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, populate_by_name=True)
 
     deployment: str = Field(
-        "", description="Name of the deployment: stack names, rendered folder, bucket. Default: slug of model_id."
+        "",
+        description="Names the stacks (`<deployment>-artifacts`, `<deployment>-endpoint`), the endpoint, the rendered "
+        "folder and the bucket. 2-32 of `a-z0-9-`.",
+        json_schema_extra=_shown("slug of `model_id` (`flan-t5-xxl`)"),
     )
-    model_id: str = Field("google/flan-t5-xxl", min_length=1, description="Hugging Face Hub id, or s3:// prefix.")
-    model_revision: str = Field("main", min_length=1, description="Hub revision; part of the weights' S3 prefix.")
-    model_type: str = Field("", description="HF model_type (t5, gpt2, ...). Default: inferred from model_id.")
+    model_id: str = Field(
+        "google/flan-t5-xxl",
+        min_length=1,
+        description="Hugging Face Hub id (weights staged at `models/<model_id>/<model_revision>/` in the artifacts "
+        "bucket), an `s3://` prefix used as is, or a local model folder (read for model facts).",
+    )
+    model_revision: str = Field(
+        "main",
+        min_length=1,
+        description="Hub revision; part of the weights prefix. Pin a commit for reproducible deploys.",
+    )
+    model_type: str = Field(
+        "",
+        description="HF `model_type` (t5, gpt2, ...); only needed when neither `config.json` nor the model's name "
+        "tells and the engine serves a fixed list.",
+        json_schema_extra=_shown("from `config.json`, else the model's name"),
+    )
     model_config_path: str | None = Field(
         None,
         alias="model_config",
-        description="config.json (or model folder) to read model facts from. Default: local folder, bundled, Hub.",
+        description="The model's `config.json` (or folder), for the head/memory/timeout checks. Relative to the "
+        "deployment file when given in one. Found otherwise in: a local `model_id` folder, the configs bundled for "
+        "the examples (`lmi_deploy/model_configs/`), the Hub (cache, then network when reachable). Without one, those "
+        "checks are skipped with a warning.",
+        json_schema_extra=_shown("found automatically"),
     )
-    engine: Engine = Field(Engine.FASTER_TRANSFORMER, description="LMI engine; names are case-insensitive.")
+    engine: Engine = Field(
+        Engine.FASTER_TRANSFORMER,
+        description="Case-insensitive: `FasterTransformer` (0.21.0-0.24.0), `DeepSpeed` (0.19.0-0.27.0), `Accelerate` "
+        "(Hugging Face Accelerate on the Python engine, every GPU container 0.19.0-0.38.0), `lmi-dist` (rolling batch, "
+        "0.23.0-0.32.0), `vLLM` (rolling batch, 0.23.0 onward), `TensorRT-LLM` (0.25.0-0.33.0, no 0.31.0), `NeuronX` "
+        "(Transformers-NeuronX on inf2/trn1, 0.22.1-0.29.0). Versions and image tags come from sagemaker-core's "
+        "image config.",
+    )
     lmi_version: str = Field(
-        "", description="LMI/DJL container version. Default: 0.21.0 for FasterTransformer, else the newest."
+        "",
+        description="LMI/DJL container version; one that doesn't ship the engine is refused with the versions that "
+        "do. 0.19.0 is refused: its server downloads no weights from S3 and reads no `OPTION_*` variables. Before "
+        "0.22.1 the Accelerate handler is rendered without streaming (djl_python has no `add_stream_content` yet; a "
+        "warning says so).",
+        json_schema_extra=_shown("`0.21.0` for FasterTransformer (the seed), else the newest that ships the engine"),
     )
     handler: Literal["custom", "builtin"] = Field(
         "custom",
-        description="custom: rendered model.py; builtin: the engine's no-code entryPoint. Default: custom where the "
-        "engine offers it (FasterTransformer, DeepSpeed, Accelerate), else builtin.",
+        description="`custom`: a rendered `model.py` (FasterTransformer, DeepSpeed, Accelerate): loads once, "
+        '`{"inputs": str or [str], "parameters": {...}}` -> `{"outputs": [...]}`, 400 with a JSON error for malformed '
+        "or out-of-range requests ([operations](operations.md#requests-the-handler-refuses)). `builtin`: the engine's "
+        "no-code handler (`djl_python.fastertransformer`, `djl_python.deepspeed`, `djl_python.huggingface`, "
+        "`djl_python.transformers-neuronx` before 0.24 / `transformers_neuronx` after; rolling-batch engines are "
+        "served by the server's own choice).",
+        json_schema_extra=_shown("`custom` where offered, else `builtin`"),
     )
     tensor_parallel_degree: Annotated[int, Field(ge=1)] | Literal["auto", "max"] = Field(
-        4, description="Accelerators per model copy. Default: 4 for FasterTransformer (the seed), else auto."
+        4,
+        description="Accelerators (GPUs, or NeuronCores on inf2/trn1) per model copy; must divide the instance's count "
+        "and the model's attention and KV heads. `auto`: the smallest that divides and fits in memory. `max`: all of "
+        "them (0.24.0 onward).",
+        json_schema_extra=_shown("`4` for FasterTransformer (the seed), else `auto`"),
     )
     dtype: Dtype = Field(
-        "fp32", description="Weights/compute precision. Default: fp32 for FasterTransformer (the seed), else auto."
+        "fp32",
+        description="`fp32`, `bf16`, `fp16`, `int8` (per engine). `auto`: bf16 where the GPU (Ampere or newer) and "
+        "engine support it, else fp16 (fp32 for T5). T5 models never take fp16 (activations overflow into NaN); "
+        "V100/T4 have no bf16; NeuronX bf16 from 0.24.0.",
+        json_schema_extra=_shown("`fp32` for FasterTransformer (the seed), else `auto`"),
     )
-    max_sequence_length: int | None = Field(None, ge=16, description="Input + output tokens per sequence.")
-    max_batch_size: int | None = Field(None, ge=1, le=1024, description="Sequences served at once.")
+    max_sequence_length: int | None = Field(
+        None,
+        ge=16,
+        description="Input + output tokens per sequence: sizes the KV-cache estimate; rendered as `option.max_tokens` "
+        "(DeepSpeed), `option.max_model_len` (vLLM/lmi-dist, 0.26.0 onward), `option.max_input_len`/`max_output_len` "
+        "3:1 (TensorRT-LLM to 0.32; from 0.33.0 `max_input_len` and the total as `max_seq_len`, the build flag 0.33 "
+        "passes on - it has no `max_output_len`), `option.n_positions` (NeuronX). With `max_batch_size` it also "
+        "derives `option.warm_shapes` (Accelerate `handler=custom`): the request shapes compiled and captured at "
+        "load - every power-of-two batch up to `max_batch_size`, each with a short request (128 prompt / 64 new "
+        "tokens) and the longest (`max_sequence_length` split 3/4 prompt, 1/4 new); other shapes: see `compile`.",
+        json_schema_extra=_shown("the model's positions, at most 4096 (2048 when unknown)"),
+    )
+    max_batch_size: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="Sequences at once: the KV-cache estimate of static-batch engines; "
+        "`option.max_rolling_batch_size` (rolling batch) or `batch_size` (NeuronX) when set.",
+        json_schema_extra=_shown("8 for the estimate; unset in the files"),
+    )
     weights_delivery: Literal["container", "sagemaker"] = Field(
         "container",
-        description="container: the LMI container downloads the staged prefix (s5cmd); sagemaker: SageMaker places "
-        "it under /opt/ml/model before start (ModelDataSource S3Prefix), settings go in environment variables.",
+        description="`container`: the LMI container downloads the staged prefix (s5cmd). `sagemaker`: SageMaker "
+        "places it under `/opt/ml/model` (`ModelDataSource` S3Prefix), settings as `OPTION_*` environment variables; "
+        "LMI 0.27.0+ and `handler=builtin`.",
     )
     partitioned: bool = Field(
         False,
-        description="Load the ahead-of-time partitioned checkpoint (scripts/partition_model.py) from "
-        "<weights prefix>/partitioned/tp<N>/ instead of converting at startup. FasterTransformer and DeepSpeed.",
+        description="Load `<prefix>/partitioned/tp<N>/` made by `scripts/partition_model.py` (FasterTransformer, "
+        "DeepSpeed, TensorRT-LLM; DeepSpeed adds `option.checkpoint=ds_inference_config.json`).",
     )
     kv_cache: Literal["static", "dynamic"] | None = Field(
         None,
-        description="Accelerate custom handler: static = a static KV cache decode loop (checked against generate() "
-        "at load), dynamic = plain generate(). Default static.",
+        description="`option.kv_cache` of our Accelerate `model.py` (`handler=custom` only). `static`: our decode "
+        "loop with a static KV cache per shape bucket (batch, prompt and new tokens rounded up to powers of two); at "
+        "load it must match `generate()` token for token on two prompts, else the handler serves with `generate()` "
+        "and logs why. Greedy and sampled (temperature/top-k/top-p) requests with `max_new_tokens` use it; beams, "
+        "penalties, constraints and streaming go to `generate()`. `dynamic`: always `generate()`. Memory: one cache "
+        "per bucket in use (at most 8), e.g. 0.1 GB for flan-t5-xxl at batch 4.",
+        json_schema_extra=_shown("`static`"),
     )
     cuda_graphs: bool | None = Field(
-        None, description="Accelerate custom handler, kv_cache=static: replay one CUDA graph per token. Default true."
+        None,
+        description="With `kv_cache=static` on a GPU: capture each bucket's prompt pass (encoder and first step) and "
+        "decode step as CUDA graphs (about 1 s the first time a bucket is used) and replay them; a graph that cannot "
+        "be captured runs eagerly, logged. Off on the CPU and when the model is split over several GPUs.",
+        json_schema_extra=_shown("`true`"),
     )
     compile: bool | None = Field(
         None,
-        description="Accelerate custom handler, kv_cache=static: torch.compile the decode step at load (fuses small "
-        "kernels; one compilation with dynamic shapes for every bucket, none on requests). Default true.",
+        description="With `kv_cache=static` on a GPU: `torch.compile` the decode step (fuses norms, GELU, softmax; "
+        "1.5x faster at batch 4 on flan-t5-xxl) once, at load, with dynamic shapes, then capture the warm shapes' "
+        "buckets; nothing compiles on a request: a request outside the warm buckets is served by a larger warm "
+        "bucket (at most 4x its cells, padded) or else by its own bucket with the step uncompiled, logged (a new "
+        "bucket would cost seconds of kernel specialisation and tuning even without recompiling). Costs ~2-4 min of "
+        "startup on flan-t5-xxl, which the derived startup timeout includes. Batches start at 2 when on (batch 1 "
+        "shares that bucket). Falls back to graphs without compile if it disagrees with `generate()`.",
+        json_schema_extra=_shown("`true`"),
     )
     fuse_projections: bool | None = Field(
         None,
-        description="Accelerate custom handler, kv_cache=static: one matrix for the decoder's q|k|v and for its "
-        "gated-FFN input projections (fewer, wider matrix-vector products). Default true.",
+        description="With `kv_cache=static`: one matrix for the decoder's q|k|v (self-attention) and for its "
+        "gated-FFN inputs (T5's wi_0|wi_1, Llama's gate|up), made at load: 0.3-0.4 ms a token faster on "
+        "flan-t5-xxl, +6.4 GB of GPU memory there (skipped when it would take more than half of what is free). "
+        "Checked with the rest against `generate()`; undone if it disagrees.",
+        json_schema_extra=_shown("`true`"),
     )
     fast_load: bool | None = Field(
         None,
-        description="Accelerate custom handler: read safetensors shards straight into the GPU when the model fits "
-        "one. Default true.",
+        description="Accelerate `handler=custom`: read the `.safetensors` shards straight into the GPU (one pass per "
+        "shard through pinned buffers, shards in parallel, weights as views of the shard buffers) when the model "
+        "fits one GPU with a fifth to spare; else `from_pretrained` with `device_map=auto`. Needs local safetensors "
+        "(the staged weights), not a Hub id or `.bin`.",
+        json_schema_extra=_shown("`true`"),
     )
-    instance_type: str = Field("ml.g5.12xlarge", description="SageMaker instance type.")
-    instance_count: int = Field(1, ge=1, le=100, description="Instances behind the endpoint.")
+    instance_type: str = Field(
+        "ml.g5.12xlarge",
+        description="GPU types g4dn, g5, g6, g6e, p3, p3dn, p4d, p4de, p5, p5e, p5en; Neuron types inf2, trn1 "
+        "(NeuronX only). Its hourly price: [the README's cost table](../README.md#what-it-costs).",
+    )
+    instance_count: int = Field(
+        1, ge=1, le=100, description="Instances behind the endpoint (1-100). Cost scales linearly."
+    )
     model_data_download_timeout: Timeout | Literal["auto"] = Field(
-        "auto", description="ModelDataDownloadTimeoutInSeconds; auto derives it from the weights' size."
+        "auto",
+        description="`ModelDataDownloadTimeoutInSeconds`, 60-3600. `auto`: the stored weights at 100 MiB/s x 1.25, at "
+        "least 600 (the seed's value). An explicit value shorter than that is refused.",
     )
     container_startup_health_check_timeout: Timeout | Literal["auto"] = Field(
-        "auto", description="ContainerStartupHealthCheckTimeoutInSeconds; auto derives it from size and compile time."
+        "auto",
+        description="`ContainerStartupHealthCheckTimeoutInSeconds`, 60-3600. `auto`: load at 200 MiB/s plus compile "
+        "time (TensorRT-LLM 120 s and NeuronX 180 s per billion parameters, at least 600/900 s; our Accelerate handler "
+        "150 s + 20 s per warm bucket with `compile`, 1 s per bucket without) x 1.25, at least 600. Beyond 3600 is "
+        "refused: compile or partition ahead of time.",
     )
     model_loading_timeout: Timeout | None = Field(
-        None, description="option.model_loading_timeout (s). Default: the startup timeout."
+        None,
+        description="`option.model_loading_timeout` (always written: the container's own default differs by layer, "
+        "240/1200/1800 s). Must not exceed the startup timeout.",
+        json_schema_extra=_shown("= startup timeout"),
     )
-    volume_size_gb: int | None = Field(None, ge=1, le=512, description="VolumeSizeInGB, on families with EBS only.")
+    volume_size_gb: int | None = Field(
+        None,
+        ge=1,
+        le=512,
+        description="`VolumeSizeInGB`, 1-512. Refused on families with instance storage (any with a `d`, and g5, g6, "
+        "g6e, p5, trn1); must hold the weights + 10% + 10 GB.",
+    )
     autoscaling_max_instances: int | None = Field(
-        None, ge=1, le=100, description="Scale between instance_count and this (target tracking); unset: fixed size."
+        None,
+        ge=1,
+        le=100,
+        description="Scale between `instance_count` and this on invocations per instance; must be >= "
+        "`instance_count`. Each added instance costs its hourly price while it runs.",
+        json_schema_extra=_shown("unset (fixed size)"),
     )
     autoscaling_min_instances: int | None = Field(
         None,
         ge=0,
         le=100,
-        description="Floor of autoscaling. Default: instance_count. 0 (scale to zero) only for async endpoints.",
+        description="Floor of autoscaling (<= `instance_count`); `0` (scale to zero) only with "
+        "`inference_mode=async`. Needs `autoscaling_max_instances`.",
+        json_schema_extra=_shown("`instance_count`"),
     )
     autoscaling_schedules: tuple[ScalingSchedule, ...] = Field(
         (),
-        description="Scheduled actions that change the autoscaling bounds (e.g. fewer instances at night).",
+        description="Scheduled actions that move the autoscaling bounds: a list of `{name, schedule, min_instances, "
+        "max_instances, timezone}` (`schedule`: `cron(m h dom mon dow year)`, `rate(n unit)` or "
+        "`at(yyyy-mm-ddThh:mm:ss)`; `timezone` IANA, default `UTC`). Needs autoscaling; each `max_instances` <= "
+        "`autoscaling_max_instances`. With `-c`, give the list as JSON. Scheduled actions cost nothing; the "
+        "instances they keep do.",
     )
     autoscaling_target_invocations: int = Field(
-        4, ge=1, description="Target SageMakerVariantInvocationsPerInstance (per minute) for autoscaling."
+        4, ge=1, description="Target invocations per instance per minute (`SageMakerVariantInvocationsPerInstance`)."
     )
     autoscaling_scale_in_cooldown: int = Field(600, ge=0, le=3600, description="Seconds between scale-ins.")
     autoscaling_scale_out_cooldown: int = Field(120, ge=0, le=3600, description="Seconds between scale-outs.")
     image: Literal["lmi", "custom", "mirror"] = Field(
         "lmi",
-        description="lmi: the AWS-published LMI image; custom: built from dockerfile_dir FROM it (a CDK image asset); "
-        "mirror: copied into the artifacts stack's ECR repository.",
+        description="`lmi`: the AWS-published LMI image. `custom`: `dockerfile_dir` built FROM it by `cdk deploy` "
+        "(Docker needed there, not for synth or tests); the role pulls only from CDK's asset repository. `mirror`: "
+        "the LMI image copied into the artifacts stack's repository `lmi-deploy/<deployment>` (same tag) by a Lambda "
+        "custom resource (cdk-ecr-deployment); the role pulls only from there. ECR storage about $0.10/GB-month (an "
+        "LMI image is over 10 GB: ~$1-2 a month); the copy's Lambda runs for minutes per deploy.",
     )
     dockerfile_dir: str | None = Field(
         None,
-        description="image=custom: a folder whose Dockerfile starts FROM ${BASE_IMAGE} (the LMI image, passed as a "
-        "build argument). Relative to the deployment file when given in one.",
+        description="`image=custom`: a folder whose `Dockerfile` declares `ARG BASE_IMAGE` and starts "
+        "`FROM ${BASE_IMAGE}` (lmi-deploy passes the validated LMI image); relative to the deployment file when given "
+        "in one. Example: `images/custom-lmi/`.",
     )
     vpc_subnet_ids: tuple[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")], ...] = Field(
-        (), max_length=16, description="Private subnets the endpoint's instances attach to (Model VpcConfig)."
+        (),
+        max_length=16,
+        description="Subnets the instances attach to (Model `VpcConfig`, 1-16; a list, or comma-separated with `-c`). "
+        "Use private subnets with VPC endpoints (S3 gateway; ECR api/dkr, CloudWatch logs/monitoring, Secrets Manager "
+        "interface endpoints, about $7.30 a month each per AZ) or a NAT gateway (about $33 a month + $0.045/GB).",
+        json_schema_extra=_shown("none (no VPC)"),
     )
     vpc_security_group_ids: tuple[Annotated[str, Field(pattern=r"^sg-[0-9a-f]{8,17}$")], ...] = Field(
-        (), max_length=5, description="Security groups of the endpoint. Default with subnets: one created here."
+        (),
+        max_length=5,
+        description="Security groups (1-5). Unset with subnets: one is created with no inbound rule and HTTPS out "
+        "only; it needs `vpc_id`. Given without subnets: refused.",
+        json_schema_extra=_shown("created"),
     )
     vpc_id: str | None = Field(
         None,
         pattern=r"^vpc-[0-9a-f]{8,17}$",
-        description="The subnets' VPC, for the security group lmi-deploy creates when none is given.",
+        description="The subnets' VPC, only to create that security group.",
     )
     network_isolation: bool = Field(
-        False, description="EnableNetworkIsolation: the container makes no network calls and gets no credentials."
+        False,
+        description="`EnableNetworkIsolation`: the container gets no network and no AWS credentials. Needs "
+        "`weights_delivery=sagemaker` (the container cannot download the weights itself). Costs nothing.",
     )
     kms_key: str | None = Field(
         None,
-        description="Customer-managed KMS key for the bucket, volumes, logs, topics and outputs: 'create' (a new key "
-        "with rotation, in the artifacts stack) or an existing key's ARN. Default: AWS-managed encryption.",
+        description="`create`: a customer-managed key with yearly rotation in the artifacts stack (retained, alias "
+        "`alias/lmi-deploy/<deployment>`); or an existing key's ARN (same region). Encrypts the bucket (SSE-KMS, "
+        "bucket key), the endpoint's volume (`KmsKeyId`, except on NVMe-only types: g5, g6, g6e, p4d, p5, ...), log "
+        "group, alarm topic, async outputs/topics and data capture. About $1 a key-month plus $0.03 per 10,000 "
+        "requests.",
+        json_schema_extra=_shown("unset (AWS-managed keys)"),
     )
     hf_token_secret: str | None = Field(
         None,
-        description="Secrets Manager secret (name or ARN) holding the Hugging Face Hub token: staging reads it, and a "
-        "custom handler fetches it at start. Never the token itself.",
+        description="Secrets Manager secret (name or ARN, same region) holding the Hub token, as text or JSON "
+        '`{"token": ...}`: the default of `stage_model.py --token-secret`, and with `handler=custom` the rendered '
+        "`model.py` reads it at start (the role may read that one secret; the Model's environment holds only its id). "
+        "A token itself is refused. About $0.40 a secret-month.",
     )
     inference_mode: Literal["realtime", "async"] = Field(
         "realtime",
-        description="realtime: InvokeEndpoint answers in the call; async: InvokeEndpointAsync queues the request "
-        "(input in S3) and SageMaker writes the response to async_output_s3_path (AsyncInferenceConfig).",
+        description="`async`: `AsyncInferenceConfig` - callers put the request in `s3://<bucket>/async-input/` and "
+        "call `InvokeEndpointAsync`; SageMaker queues it and writes the response to `async_output_s3_path`. Permits "
+        "scaling to zero. Same instance price; you pay for instances while they run.",
     )
     async_output_s3_path: str | None = Field(
-        None, description="async: where responses go (failures under failures/). Default: <bucket>/async-output/."
+        None,
+        description="async: responses; failures under `failures/` below it. The role may write there only.",
+        json_schema_extra=_shown("`s3://<bucket>/async-output/`"),
     )
     async_notifications: bool = Field(
-        False, description="async: create encrypted SNS topics that SageMaker notifies of each success and error."
+        False,
+        description="async: create a success and an error SNS topic (encrypted: `kms_key`, else the AWS-managed SNS "
+        "key) that SageMaker notifies; the role may publish to those two only. $0.50 per million notifications.",
     )
     async_max_concurrent_invocations: int | None = Field(
-        None, ge=1, le=1000, description="async: requests SageMaker sends each instance at once. Default: SageMaker's."
+        None,
+        ge=1,
+        le=1000,
+        description="async: requests each instance gets at once (1-1000).",
+        json_schema_extra=_shown("SageMaker's"),
     )
     autoscaling_target_backlog_per_instance: int = Field(
-        5, ge=1, description="async autoscaling: target ApproximateBacklogSizePerInstance (queued requests)."
+        5,
+        ge=1,
+        description="async autoscaling: target `ApproximateBacklogSizePerInstance` (replaces the invocations target).",
     )
     request_timeout: int | None = Field(
         None,
         ge=1,
         le=3600,
-        description="Seconds one request may generate before the handler stops it (504). Default: SageMaker's "
-        "invocation timeout, 60 (realtime) or 3600 (async).",
+        description="Seconds one request may generate: rendered as `option.request_timeout`; our Accelerate handler "
+        "stops generating at it and answers 504 (the local server too, and `/ping` fails while a worker overruns it). "
+        "1-3600; above 60 refused for real-time endpoints (SageMaker has already answered the caller with an error "
+        "by then).",
+        json_schema_extra=_shown("`60` (realtime: SageMaker's invocation timeout), `3600` (async)"),
     )
-    data_capture: bool = Field(False, description="Capture requests and responses to <bucket>/data-capture/.")
+    data_capture: bool = Field(
+        False,
+        description="Capture requests and responses (JSON) to `s3://<bucket>/data-capture/` (`DataCaptureConfig`, "
+        "encrypted with `kms_key` when set); the role may write there only. Costs the S3 storage and requests of the "
+        "captured data.",
+    )
     data_capture_sampling_percent: int | None = Field(
-        None, ge=1, le=100, description="Share of requests captured. Default with data_capture: 100."
+        None,
+        ge=1,
+        le=100,
+        description="Share of requests captured (1-100); refused without `data_capture`.",
+        json_schema_extra=_shown("`100` with `data_capture`"),
     )
     alarm_email: str | None = Field(
-        None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="E-mail subscribed to the alarm topic."
+        None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="An e-mail subscribed to the alarm topic."
     )
     alarm_model_latency_p99_ms: int = Field(
-        30_000, ge=1, description="p99 ModelLatency (ms) above which the latency alarm fires (and updates roll back)."
+        30_000,
+        ge=1,
+        description="p99 model latency (ms) that fires the latency alarm (and rolls an update back).",
     )
     alarm_no_healthy_instances_minutes: int = Field(
         5,
         ge=1,
         le=60,
-        description="Minutes in a row without any instance of the endpoint reporting its metrics before the "
-        "no-healthy-instances alarm fires.",
+        description="Minutes in a row with no instance reporting metrics before the no-healthy-instances alarm fires "
+        "(1-60).",
     )
     update_strategy: Literal["all-at-once", "canary", "linear"] = Field(
-        "all-at-once", description="Blue/green traffic shifting of an update; rolls back on the error/latency alarms."
+        "all-at-once",
+        description="Blue/green traffic shifting: `all-at-once`, `canary`, `linear`; auto-rollback on the 5XX and "
+        "latency alarms. During an update you pay for both fleets.",
     )
-    update_step_percent: int = Field(10, ge=1, le=50, description="Canary size / linear step, % of capacity.")
-    update_wait_seconds: int = Field(600, ge=0, le=3600, description="Baking time between traffic shifts.")
-    account: str = Field("000000000000", description="AWS account the stacks are for (12 digits).")
+    update_step_percent: int = Field(10, ge=1, le=50, description="Canary size or linear step (% of capacity, 1-50).")
+    update_wait_seconds: int = Field(600, ge=0, le=3600, description="Baking time between traffic shifts (seconds).")
+    account: str = Field(
+        "000000000000",
+        description="The stacks' account (12 digits); part of the bucket name. Offline synth without credentials uses "
+        "`000000000000`.",
+        json_schema_extra=_shown("your credentials' account"),
+    )
     bootstrap_version_rule: bool = Field(
-        True, description="Check the CDK bootstrap version on deploy; the local emulator turns it off."
+        True,
+        description="CDK's check of the bootstrap version on deploy; `scripts/deploy_local.py` turns it off for "
+        "the emulator.",
     )
-    region: str = Field("us-east-1", description="AWS region (its image must exist there).")
+    region: str = Field(
+        "us-east-1",
+        description="The stacks' region; the engine's image must exist there.",
+        json_schema_extra=_shown("your credentials' region, else `us-east-1`"),
+    )
 
     _resolved: Resolved = PrivateAttr()
     _facts: model_facts.ModelFacts | None = PrivateAttr(default=None)

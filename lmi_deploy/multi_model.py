@@ -96,16 +96,63 @@ class ComponentSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     accelerators: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
-        "auto", description="Accelerators per copy (NumberOfAcceleratorDevicesRequired). auto: the model's TP degree."
+        "auto",
+        description="Inference components: GPUs per copy (`NumberOfAcceleratorDevicesRequired`); a multiple of the TP "
+        "degree (more runs several replicas per copy), at most the instance's. `auto`: the model's TP degree.",
+        json_schema_extra={"shown_default": "the model's tensor parallel degree"},
     )
     memory_mib: Annotated[int, Field(ge=128)] | Literal["auto"] = Field(
         "auto",
-        description="Host memory per copy, MiB (MinMemoryRequiredInMb). auto: the copy's share of the instance's "
-        "memory in proportion to its accelerators.",
+        description="Inference components: host memory reserved per copy (`MinMemoryRequiredInMb`), MiB.",
+        json_schema_extra={
+            "shown_default": "the copy's share of 90% of the instance's memory, in proportion to its GPUs"
+        },
     )
-    copies: int = Field(1, ge=1, le=100, description="Copies at creation (RuntimeConfig.CopyCount).")
-    min_copies: int | None = Field(None, ge=0, le=100, description="Autoscaling floor; 0 scales to zero. = copies.")
-    max_copies: int | None = Field(None, ge=1, le=100, description="Autoscaling ceiling. Default: copies.")
+    copies: int = Field(1, ge=1, le=100, description="Inference components: copies at creation (`CopyCount`).")
+    min_copies: int | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="Inference components: autoscaling floor; a value other than `max_copies` turns on target "
+        "tracking of `SageMakerInferenceComponentInvocationsPerCopy` (`autoscaling_target_invocations` per copy per "
+        "minute, default 4; the cooldowns as for instances). `0` scales to zero: a step policy adds a copy when an "
+        "alarm sees `NoCapacityInvocationFailures` (the first requests fail for the minutes a copy takes to start), "
+        "and managed instance scaling may then go down to 0 instances.",
+        json_schema_extra={"shown_default": "`copies`"},
+    )
+    max_copies: int | None = Field(
+        None,
+        ge=1,
+        le=100,
+        description="Inference components: autoscaling ceiling (see `min_copies`).",
+        json_schema_extra={"shown_default": "`copies`"},
+    )
+
+
+# The keys of a multi-model file that are no setting of one model: key -> (default as shown, what it does).
+FILE_KEYS: dict[str, tuple[str, str]] = {
+    "multi_model": ("none (required with `models`)", "`inference_components` or `mme`."),
+    "models": (
+        "none",
+        "The models: each a `name` and any per-model setting (`PER_MODEL_KEYS`): `model_id`, `model_revision`, "
+        "`model_type`, `model_config` (relative to the file), `engine`, `lmi_version`, `handler`, "
+        "`tensor_parallel_degree`, `dtype`, `max_sequence_length`, `max_batch_size`, `weights_delivery` (`sagemaker` "
+        "with inference components only), `partitioned`, the three timeouts, and the Accelerate handler options "
+        "(`kv_cache`, `cuda_graphs`, `compile`, `fuse_projections`, `fast_load`); with inference components also "
+        "the settings below. Endpoint settings (instances, scaling, alarms, updates, volume, account, region) go at "
+        "the top only.",
+    ),
+    "name": (
+        "required",
+        "A model's name: 1-30 of `a-z0-9-`; names its archive (MME) or inference component "
+        "(`<deployment>-<name>`), and routes requests to it.",
+    ),
+    "autoscaling_max_instances": (
+        "`instance_count`",
+        "At the top of the file. Inference components: managed instance scaling's `MaxInstanceCount` (the minimum "
+        "is `instance_count`, or 0 when a model may scale to zero). MME: the variant's autoscaling as for one model.",
+    ),
+}
 
 
 @dataclass(frozen=True)
