@@ -2,6 +2,7 @@
 
 docs/settings.md comes from the descriptions of the config's fields (``Field(description=...)`` in
 :mod:`lmi_deploy.config` and :mod:`lmi_deploy.multi_model`): a setting is documented where it is defined, once.
+docs/rules.md comes from the rule registry (:mod:`lmi_deploy.rules.docs`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic_core import PydanticUndefined
 
 from lmi_deploy.config import DeploymentConfig, ScalingSchedule
 from lmi_deploy.multi_model import FILE_KEYS, ComponentSettings
+from lmi_deploy.rules import docs as rules_docs
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND = "python -m lmi_deploy.docs"
@@ -96,7 +98,7 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 _EXAMPLE_ERROR = (
-    "lmi-deploy: tensor_parallel_degree=8 does not fit ml.g5.12xlarge, which has 4 GPUs; "
+    "lmi-deploy: LMI302 tensor_parallel_degree=8 does not fit ml.g5.12xlarge, which has 4 GPUs; "
     "use one of 1, 2, 4, or a larger instance"
 )
 _EXAMPLE_REPORT = (
@@ -212,7 +214,7 @@ def settings_page() -> str:
 
 
 # Every generated page: its path under the repository and what writes it.
-PAGES: dict[str, Callable[[], str]] = {"docs/settings.md": settings_page}
+PAGES: dict[str, Callable[[], str]] = {"docs/settings.md": settings_page, "docs/rules.md": rules_docs.render}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
