@@ -11,6 +11,8 @@ from lmi_deploy import docs
 from lmi_deploy.config import DeploymentConfig
 from lmi_deploy.multi_model import FILE_KEYS, ComponentSettings
 
+REPO = docs.ROOT
+
 
 def test_generated_pages_are_current() -> None:
     assert docs.main(["--check"]) == 0, f"run {docs.COMMAND}"
@@ -29,12 +31,14 @@ def test_check_names_the_stale_page_and_the_command(
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "settings.md").write_text("# Settings\n\nhand-edited\n")
     assert docs.main(["--check"]) == 1
-    assert capsys.readouterr().err.strip() == (
-        "lmi-deploy: docs/settings.md is stale (the code it is generated from changed); run python -m lmi_deploy.docs"
-    )
+    assert capsys.readouterr().err.splitlines() == [
+        f"lmi-deploy: {page} is stale (the code it is generated from changed); run python -m lmi_deploy.docs"
+        for page in ("docs/settings.md", "docs/rules.md")  # rules.md is missing here: stale too
+    ]
     assert "hand-edited" in (tmp_path / "docs" / "settings.md").read_text()  # --check writes nothing
     assert docs.main([]) == 0 and docs.main(["--check"]) == 0
     assert (tmp_path / "docs" / "settings.md").read_text() == docs.settings_page()
+    assert (tmp_path / "docs" / "rules.md").read_text() == (REPO / "docs" / "rules.md").read_text()
 
 
 def test_a_setting_without_description_or_section_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
