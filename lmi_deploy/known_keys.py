@@ -17,14 +17,25 @@ TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 LMI_DEPLOY_HANDLER = "lmi-deploy handler"
 _HANDLER_READ = re.compile(r'properties(?:\.get\(|\[)\s*"(\w+)"')
 _INCLUDE = re.compile(r'\{%\s*include\s+"([\w.]+)"')
+HANDLERS_DIR = Path(__file__).resolve().parent / "handlers"
+# a handler module a template (``from lmi_handlers.x import``) or a handler module (``from .x import``) imports
+_HANDLER_IMPORT = re.compile(r"^from (?:lmi_handlers)?\.(\w+) import", re.MULTILINE)
 
 
 def _template_reads(name: str) -> set[str]:
-    """``option.*`` keys a handler template (with the templates it includes) reads from its properties."""
+    """``option.*`` keys a handler template (with the templates and handler modules it uses) reads."""
     text = (TEMPLATES_DIR / name).read_text()
-    keys = {f"option.{key}" for key in _HANDLER_READ.findall(text)}
+    keys = _reads(text)
     for included in _INCLUDE.findall(text):
         keys |= _template_reads(included)
+    return keys
+
+
+def _reads(text: str, seen: frozenset[str] = frozenset()) -> set[str]:
+    """``option.*`` keys this code reads from its properties, with those of the handler modules it imports."""
+    keys = {f"option.{key}" for key in _HANDLER_READ.findall(text)}
+    for module in set(_HANDLER_IMPORT.findall(text)) - seen:
+        keys |= _reads((HANDLERS_DIR / f"{module}.py").read_text(), seen | {module})
     return keys
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lmi_deploy.multi_model import ModelSpec, MultiModelDeployment
-from lmi_deploy.render import pack, render_files, replace_folder
+from lmi_deploy.render import pack, render_files, replace_folder, write_files
 from lmi_deploy.staging import explain
 
 MME_ROOT = "."  # archive members "./serving.properties": extracted straight into the model directory
@@ -83,8 +83,7 @@ def render_multi(multi: MultiModelDeployment, out_root: Path | str = "model_code
             files, archive = model_archive(multi, model)
             folder = staging / model.name
             folder.mkdir()
-            for name, content in files.items():
-                (folder / name).write_text(content)
+            write_files(folder, files)
             (staging / f"{model.name}.tar.gz").write_bytes(archive)
             rendered.append(
                 RenderedModel(

@@ -25,6 +25,9 @@ from lmi_deploy.known_keys import TEMPLATES_DIR, handler_keys
 
 SERVING_PROPERTIES = "serving.properties"
 MODEL_PY = "model.py"
+# lmi_deploy/handlers/, shipped beside model.py under this name (the tarball's folder is what is on sys.path)
+HANDLERS_PACKAGE = "lmi_handlers"
+_HANDLERS_DIR = Path(__file__).parent / "handlers"
 
 _ENVIRONMENT = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
@@ -210,7 +213,20 @@ def render_files(config: DeploymentConfig) -> dict[str, str]:
             chars_per_token=request_limits.CHARS_PER_TOKEN_CEILING,
             request_timeout=config.request_timeout_s,
         )
+        files.update(handler_package())
     return files
+
+
+def handler_package() -> dict[str, str]:
+    """The modules of ``lmi_deploy/handlers/`` as tarball entries ``lmi_handlers/<name>.py``, in name order."""
+    return {f"{HANDLERS_PACKAGE}/{path.name}": path.read_text() for path in sorted(_HANDLERS_DIR.glob("*.py"))}
+
+
+def write_files(folder: Path, files: dict[str, str]) -> None:
+    """Write ``files`` (names may hold one folder, as ``lmi_handlers/request.py``) under ``folder``."""
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(content)
 
 
 def pack(files: dict[str, str], top: str) -> bytes:
@@ -267,8 +283,7 @@ def render(config: DeploymentConfig, out_root: Path | str = "model_code") -> Ren
     target = root / config.deployment
     staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{config.deployment}."))
     try:
-        for name, content in files.items():
-            (staging / name).write_text(content)
+        write_files(staging, files)
         staging.chmod(0o755)
         tarball = root / f"{config.deployment}.tar.gz"
         _atomic_write(tarball, pack(files, config.deployment))

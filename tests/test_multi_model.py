@@ -228,7 +228,9 @@ def test_render_multi_writes_a_folder_and_a_deterministic_archive_per_model(tmp_
         f"option.model_id=s3://small-models-mme-{ACCOUNT}-us-east-1/models/google/flan-t5-large/main/\n" in properties
     )
     with tarfile.open(fileobj=io.BytesIO(flan.tarball.read_bytes())) as tar:
-        assert sorted(tar.getnames()) == ["./model.py", "./serving.properties"]  # MME: at the archive root
+        names = sorted(name for name in tar.getnames() if not name.startswith("./lmi_handlers/"))
+        assert names == ["./model.py", "./serving.properties"]  # MME: at the archive root
+        assert "./lmi_handlers/request.py" in tar.getnames()  # the handler package beside model.py
     assert sorted(p.name for p in first.directory.iterdir()) == [
         "flan-t5-large",
         "flan-t5-large.tar.gz",

@@ -436,21 +436,20 @@ def test_hub_token_secret_reaches_only_a_rendered_handler_by_its_id(everything) 
     assert found["Action"] == "secretsmanager:GetSecretValue"
     assert json.dumps(found["Resource"]).endswith(f':secretsmanager:us-east-1:{ACCOUNT}:secret:hf-token-??????"]]}}')
     model_py = (tmp / "model_code" / config.deployment / "model.py").read_text()
-    assert "hub_token_from_secret()" in model_py and '"HF_TOKEN_SECRET_ID"' in model_py
+    assert "hub_token_from_secret(HUB_TOKEN_SECRET_ENV, HUB_TOKEN_SECRET_REGION)" in model_py
+    assert 'HUB_TOKEN_SECRET_ENV = "HF_TOKEN_SECRET_ID"' in model_py
 
 
 def test_rendered_handler_fetches_the_token_from_the_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The rendered function, run against Secrets Manager (moto): HF_TOKEN is set in the process, from JSON too."""
+    """The shipped function, run against Secrets Manager (moto): HF_TOKEN is set in the process, from JSON too."""
     import boto3
     from moto import mock_aws
 
+    from lmi_deploy.handlers.hub_token import hub_token_from_secret
     from lmi_deploy.render import render_files
 
-    source = render_files(load_config({"engine": "accelerate", "hf_token_secret": "hf-token"}))["model.py"]
-    start = source.index("HUB_TOKEN_SECRET_ENV =")
-    end = source.index("\n\n\n", source.index("def hub_token_from_secret"))
-    namespace: dict[str, Any] = {"json": json, "logging": __import__("logging")}
-    exec(source[start:end], namespace)  # the rendered code itself, without the model libraries around it
+    files = render_files(load_config({"engine": "accelerate", "hf_token_secret": "hf-token"}))
+    assert "from lmi_handlers.hub_token import hub_token_from_secret" in files["model.py"]
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with mock_aws():
@@ -458,7 +457,7 @@ def test_rendered_handler_fetches_the_token_from_the_secret(tmp_path: Path, monk
             Name="hf-token", SecretString=json.dumps({"token": "hf_fromsecret"})
         )
         monkeypatch.setenv("HF_TOKEN_SECRET_ID", "hf-token")
-        namespace["hub_token_from_secret"]()
+        hub_token_from_secret("HF_TOKEN_SECRET_ID", "us-east-1")
     import os
 
     assert os.environ["HF_TOKEN"] == "hf_fromsecret"

@@ -13,7 +13,7 @@ import pytest
 from lmi_deploy import containers, known_keys
 from lmi_deploy.config import load_config
 from lmi_deploy.containers import Engine
-from lmi_deploy.render import handler_keys, render, render_files, serving_properties
+from lmi_deploy.render import HANDLERS_PACKAGE, handler_keys, render, render_files, serving_properties
 from lmi_deploy.rules.check import check_serving_properties
 from lmi_deploy.rules.properties_view import from_properties
 from scripts import render as render_script
@@ -71,6 +71,9 @@ def _matrix() -> list[tuple[Engine, str, str, str, str, int]]:
 
 
 MATRIX = _matrix()
+HANDLERS_DIR = Path(__file__).resolve().parent.parent / "lmi_deploy" / "handlers"
+# lmi_deploy/handlers/ ships beside every rendered model.py
+HANDLER_FILES = tuple(f"{HANDLERS_PACKAGE}/{path.name}" for path in sorted(HANDLERS_DIR.glob("*.py")))
 
 
 @pytest.mark.parametrize(
@@ -128,7 +131,7 @@ def test_render_matrix(
         text = (code.directory / name).read_text()
         assert "{{" not in text and "{%" not in text and "{#" not in text, name
     if handler == "custom":
-        assert code.files == ("model.py", "serving.properties")
+        assert code.files == (*HANDLER_FILES, "model.py", "serving.properties")
         source = (code.directory / "model.py").read_text()
         ast.parse(source, feature_version=(3, 9))  # older LMI containers run Python 3.9
         compile(source, "model.py", "exec")
@@ -161,11 +164,14 @@ def test_tarball_is_deterministic_and_laid_out_like_the_seed(tmp_path: Path) -> 
     assert first[4:8] == b"\0\0\0\0"  # gzip MTIME field
     with tarfile.open(fileobj=io.BytesIO(first)) as tar:
         members = tar.getmembers()
-        assert [m.name for m in members] == ["flan-t5-xxl/model.py", "flan-t5-xxl/serving.properties"]
+        names = [*HANDLER_FILES, "model.py", "serving.properties"]
+        assert [m.name for m in members] == [f"flan-t5-xxl/{name}" for name in names]
         assert {(m.mtime, m.uid, m.gid, m.uname, m.gname, m.mode) for m in members} == {(0, 0, 0, "", "", 0o644)}
         shipped = tar.extractfile("flan-t5-xxl/model.py")
         assert shipped is not None
         assert shipped.read() == (second_code.directory / "model.py").read_bytes()
+        module = tar.extractfile(f"flan-t5-xxl/{HANDLERS_PACKAGE}/request.py")
+        assert module is not None and module.read() == (HANDLERS_DIR / "request.py").read_bytes()
     changed = render(load_config({"dtype": "bf16"}), tmp_path / "c").tarball.read_bytes()
     assert changed != first
 

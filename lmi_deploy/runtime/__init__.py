@@ -72,6 +72,10 @@ def load_handler(model_py: str | Path, release: versions.Release | None = None) 
     are ``release``'s classes, so the names the handler imports are that release's.
     """
     package = djl_python_package()
+    # as the container's service loader does: the model's folder is importable (its lmi_handlers/ package)
+    folder = str(Path(model_py).resolve().parent)
+    if folder not in sys.path:
+        sys.path.append(folder)
     input_class, output_class = api_for(release or versions.Release())
     name = f"lmi_handler_{uuid.uuid4().hex}"
     spec = importlib.util.spec_from_file_location(name, model_py)
