@@ -83,9 +83,15 @@ def accepts_extra_keys(version: str) -> list[str]:
 
 
 def value_problem(key: str, value: str, version: str) -> str | None:
-    """``accepts a, b, c`` when the source closes the key's values (an enum) and ``value`` is not one of them."""
+    """``accepts a, b, c`` when the source closes the key's values (an enum) and ``value`` is not one of them.
+
+    Compared without case: several validators lower-case the value before the enum sees it (enable_streaming,
+    TensorRT-LLM's rolling_batch), so a case difference alone is not worth refusing a file for.
+    """
     allowed = allowed_values(key, version)
-    return f"LMI {version} accepts {', '.join(allowed)}" if allowed and value not in allowed else None
+    if not allowed or value.lower() in {v.lower() for v in allowed}:
+        return None
+    return f"LMI {version} accepts {', '.join(allowed)}"
 
 
 def spans(versions_list: list[str]) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import subprocess
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lmi_deploy import containers, key_catalog, known_keys
-from scripts import update_catalog
+from scripts import update_catalog, validate
 
 PY_MODEL = """
 class PyModel {
@@ -319,3 +321,88 @@ def test_value_problems_come_from_the_release_enums() -> None:
     assert key_catalog.value_problem("option.rolling_batch", "scheduler", "0.35.0") == (
         "LMI 0.35.0 accepts auto, disable, trtllm, vllm"
     )
+
+
+def _validate(tmp_path: Path, text: str, container: str) -> dict[str, list[tuple[str, str]]]:
+    """Run validate.py on a serving.properties as a user would; {errors|warnings: [(rule id, message)]}."""
+    path = tmp_path / "serving.properties"
+    path.write_text(text)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        validate.main(["--serving-properties", str(path), "--container", container, "--json"])
+    report = json.loads(out.getvalue())
+    return {level: [(f["rule"], f["message"]) for f in report[level]] for level in ("errors", "warnings")}
+
+
+def _key_findings(found: dict[str, list[tuple[str, str]]]) -> dict[str, list[tuple[str, str]]]:
+    """Only the findings of the key and enum rules (LMI802-LMI804, LMI706/707, LMI807)."""
+    ids = {"LMI802", "LMI803", "LMI804", "LMI706", "LMI707", "LMI807"}
+    return {level: [f for f in findings if f[0] in ids] for level, findings in found.items()}
+
+
+BASE = "option.model_id=s3://bucket/model/\noption.model_loading_timeout=1200\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "container", "errors", "warnings"),
+    [
+        # published 0.25.0 scheduler config: every key is one that release reads
+        (
+            "engine=Python\noption.rolling_batch=scheduler\noption.max_sparsity=0.33\noption.max_splits=3\n"
+            "option.decoding_strategy=contrastive\noption.disable_flash_attn=true\n",
+            "0.25.0",
+            [],
+            [],
+        ),
+        ("engine=DeepSpeed\noption.tensor_parallel_degree=2\n", "0.19.0", [], []),  # DsEngineProvider at 0.19.0
+        ("engine=DeepSpeed\noption.rolling_batch=deepspeed\noption.tensor_parallel_degree=2\n", "0.25.0", [], []),
+        # a key of other releases: a warning naming them, never a typo
+        (
+            "engine=Python\noption.max_sparsity=0.33\n",
+            "0.24.0",
+            [],
+            [("LMI803", "line 2: option.max_sparsity is not read by LMI 0.24.0 (read in 0.25.0-0.32.0)")],
+        ),
+        # read by no release and close to a key this release reads: a typo, an error
+        (
+            "engine=Python\noption.tensor_parallel_degre=4\n",
+            "0.28.0",
+            [("LMI802", "line 2: option.tensor_parallel_degre is not a key LMI 0.28.0 reads; did you mean ")],
+            [],
+        ),
+        # read by no release and close to nothing: a warning (a custom model.py may read it)
+        (
+            "engine=Python\noption.my_own_flag=1\n",
+            "0.28.0",
+            [],
+            [("LMI804", "line 2: option.my_own_flag is read by no LMI release nor lmi-deploy's handler")],
+        ),
+        (
+            "engine=Python\noption.rolling_batch=vllm\noption.my_own_flag=1\n",
+            "0.36.0",
+            [],
+            [("LMI804", "line 3: option.my_own_flag is read by no LMI release; LMI 0.36.0 passes unknown options on")],
+        ),
+        # the release's enum: quantize is an Enum on 0.27.0, a free string (vLLM decides) on 0.33.0
+        (
+            "engine=Python\noption.quantize=int4\n",
+            "0.27.0",
+            [("LMI807", "line 2: option.quantize=int4: LMI 0.27.0 accepts awq, bitsandbytes, bitsandbytes4")],
+            [],
+        ),
+        ("engine=Python\noption.rolling_batch=vllm\noption.quantize=int4\n", "0.33.0", [], []),
+        ("engine=Python\noption.enable_streaming=True\n", "0.27.0", [], []),  # lower-cased before the enum
+    ],
+)
+def test_key_rules_on_real_files(
+    tmp_path: Path,
+    text: str,
+    container: str,
+    errors: list[tuple[str, str]],
+    warnings: list[tuple[str, str]],
+) -> None:
+    found = _key_findings(_validate(tmp_path, text + BASE, container))
+    for level, expected in (("errors", errors), ("warnings", warnings)):
+        assert len(found[level]) == len(expected), found
+        for (rule_id, message), (want_id, want_start) in zip(found[level], expected, strict=True):
+            assert rule_id == want_id and message.startswith(want_start), (rule_id, message)

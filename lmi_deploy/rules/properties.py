@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from lmi_deploy import known_keys
+from lmi_deploy import key_catalog, known_keys
 from lmi_deploy.rules.derive import Derived
 from lmi_deploy.rules.registry import Example, rule
 from lmi_deploy.rules.view import Entry, View
@@ -182,3 +182,32 @@ def one_weights_key(view: View, derived: Derived) -> Iterator[str]:
             "option.model_id and option.s3url are both set: DJL refuses ('model_id and s3url could not both set!'); "
             "keep one"
         )
+
+
+# Keys whose values have a rule of their own: engine= (LMI706), option.rolling_batch (LMI707), option.dtype (LMI805).
+_OWN_VALUE_RULES = {"engine", "option.rolling_batch", "option.dtype"}
+
+
+@rule(
+    "LMI807",
+    title="A value the release's enum for the key does not allow",
+    why="The release types the key with an enum (a properties class's Enum or Literal, or a handler's closed choice, "
+    "as read from its source): any other value fails validation and the model does not load.",
+    fix="Use one of the values the message lists for this release, or a release that has yours.",
+    example=Example(
+        properties="engine=Python\noption.model_id=s3://bucket/llama/\noption.quantize=int4\n"
+        "option.model_loading_timeout=1200\n",
+        container="0.27.0",
+    ),
+    needs=("properties",),
+    gate=True,
+)
+def value_in_release_enum(view: View, derived: Derived) -> Iterator[str]:
+    for entry in view.properties:
+        problem = (
+            None
+            if not _clean(entry) or entry.key in _OWN_VALUE_RULES
+            else key_catalog.value_problem(entry.key, entry.value, view.version)
+        )
+        if problem:
+            yield f"line {entry.line}: {entry.key}={entry.value}: {problem}"
