@@ -47,7 +47,9 @@ _MATRIX_MODELS = {
 
 def test_the_matrix_covers_every_engine() -> None:
     missing = set(Engine) - set(_MATRIX_MODELS)
-    assert not missing, f"add {sorted(missing)} to _MATRIX_MODELS (models, instance, TP degrees) in tests/test_render.py"
+    assert not missing, (
+        f"add {sorted(missing)} to _MATRIX_MODELS (models, instance, TP degrees) in tests/test_render.py"
+    )
 
 
 def _matrix() -> list[tuple[Engine, str, str, str, str, int]]:
