@@ -444,6 +444,12 @@ class DeploymentConfig(BaseModel):
         description="The stacks' region; the engine's image must exist there.",
         json_schema_extra=_shown("your credentials' region, else `us-east-1`"),
     )
+    extra_properties: dict[str, str] = Field(
+        default_factory=dict,
+        description="serving.properties lines lmi-deploy does not write itself (e.g. `option.trust_remote_code: "
+        "'true'`), appended as they are; a key lmi-deploy writes from its own settings is refused (LMI808). "
+        "`scripts/import_properties.py` fills it from an existing file.",
+    )
 
     _resolved: Resolved = PrivateAttr()
     _facts: model_facts.ModelFacts | None = PrivateAttr(default=None)
@@ -484,6 +490,13 @@ class DeploymentConfig(BaseModel):
                 return containers.ENGINE_ALIASES[key]
             allowed = ", ".join(e.value for e in Engine)
             raise ValueError(f"unknown engine; available engines: {allowed}")
+        return value
+
+    @field_validator("extra_properties", mode="before")
+    @classmethod
+    def _properties_from_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
         return value
 
     @field_validator("vpc_subnet_ids", "vpc_security_group_ids", mode="before")

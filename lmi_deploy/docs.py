@@ -38,6 +38,7 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "max_sequence_length",
             "max_batch_size",
             "request_timeout",
+            "extra_properties",
         ),
     ),
     ("Weights", ("weights_delivery", "partitioned")),

@@ -68,6 +68,7 @@ PER_MODEL_KEYS = (
     "compile",
     "fuse_projections",
     "fast_load",
+    "extra_properties",
 )
 # Endpoint settings the multi-model stacks do not build (yet): refused rather than silently ignored. key -> the
 # values that mean "off".

@@ -91,9 +91,11 @@ def serving_properties(config: DeploymentConfig) -> list[tuple[str, str]]:
         entries.append(("option.n_positions", sequence))
         if config.max_batch_size:
             entries.append(("batch_size", str(config.max_batch_size)))
-    for key, value in entries:
+    for key, _ in entries:
         if not (known_keys.reads(key, version) or (config.handler == "custom" and key in handler_keys(version))):
             raise ConfigError(f"internal: {key} is not read by LMI {version}")
+    entries += sorted(config.extra_properties.items())  # checked by the registry (LMI808)
+    for key, value in entries:
         if value != value.strip() or any(c in value for c in "\n#\\"):
             raise ConfigError(f"{key}={value!r} cannot be written to serving.properties (whitespace, '#' or newline)")
     return entries

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from lmi_deploy import key_catalog, known_keys
+from lmi_deploy import containers, key_catalog, known_keys
 from lmi_deploy.rules.derive import Derived
 from lmi_deploy.rules.registry import Example, rule
 from lmi_deploy.rules.view import Entry, View
@@ -187,6 +187,32 @@ def one_weights_key(view: View, derived: Derived) -> Iterator[str]:
 # Keys whose values have a rule of their own: engine= (LMI706), option.rolling_batch (LMI707), option.dtype (LMI805).
 _OWN_VALUE_RULES = {"engine", "option.rolling_batch", "option.dtype"}
 
+# Keys lmi-deploy writes from its own settings (lmi_deploy.render): extra_properties may not set them.
+MANAGED_KEYS = frozenset(
+    {
+        "engine",
+        "option.entryPoint",
+        "option.model_id",
+        "option.s3url",
+        "option.tensor_parallel_degree",
+        "option.dtype",
+        "option.data_type",
+        "option.model_loading_timeout",
+        "option.request_timeout",
+        "option.rolling_batch",
+        "option.max_rolling_batch_size",
+        "option.max_tokens",
+        "option.max_model_len",
+        "option.max_input_len",
+        "option.max_output_len",
+        "option.max_seq_len",
+        "option.n_positions",
+        "option.checkpoint",
+        "batch_size",
+        *(f"option.{name}" for name in containers.HANDLER_OPTIONS),
+    }
+)
+
 
 @rule(
     "LMI807",
@@ -211,3 +237,33 @@ def value_in_release_enum(view: View, derived: Derived) -> Iterator[str]:
         )
         if problem:
             yield f"line {entry.line}: {entry.key}={entry.value}: {problem}"
+
+
+@rule(
+    "LMI808",
+    title="extra_properties sets a key lmi-deploy writes itself, or a value DJL would misread",
+    why="The rendered file would say the key twice (the last wins in java.util.Properties), so the setting that "
+    "decides it would not be the one validated; a value with '#', a backslash, a newline or edge spaces is read "
+    "differently from what is written.",
+    fix="Use lmi-deploy's own setting for the key (dtype, tensor_parallel_degree, ...), and plain values.",
+    example=Example(
+        settings={
+            "engine": "vllm",
+            "model_id": "meta-llama/Llama-2-7b-hf",
+            "extra_properties": '{"option.dtype": "fp16"}',
+        }
+    ),
+    needs=("config",),
+    gate=True,
+)
+def extra_properties_are_extra(view: View, derived: Derived) -> Iterator[str]:
+    for key, value in sorted(view.config.extra_properties.items()):
+        if key in MANAGED_KEYS:
+            yield f"extra_properties sets {key}, which lmi-deploy writes from its own settings: use those instead"
+        elif (
+            not key or any(c in key for c in " =:#!\\\n") or value != value.strip() or any(c in value for c in "\n#\\")
+        ):
+            yield (
+                f"extra_properties {key}={value!r}: keys and values must be plain (no '#', '\\', newline or edge "
+                "spaces; no '=' or ':' in a key)"
+            )
