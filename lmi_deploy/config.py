@@ -449,6 +449,7 @@ class DeploymentConfig(BaseModel):
         description="serving.properties lines lmi-deploy does not write itself (e.g. `option.trust_remote_code: "
         "'true'`), appended as they are; a key lmi-deploy writes from its own settings is refused (LMI808). "
         "`scripts/import_properties.py` fills it from an existing file.",
+        json_schema_extra=_shown("none"),
     )
 
     _resolved: Resolved = PrivateAttr()
