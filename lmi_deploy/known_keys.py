@@ -19,7 +19,7 @@ _HANDLER_READ = re.compile(r'properties(?:\.get\(|\[)\s*"(\w+)"')
 _INCLUDE = re.compile(r'\{%\s*include\s+"([\w.]+)"')
 HANDLERS_DIR = Path(__file__).resolve().parent / "handlers"
 # a handler module a template (``from lmi_handlers.x import``) or a handler module (``from .x import``) imports
-_HANDLER_IMPORT = re.compile(r"^from (?:lmi_handlers)?\.(\w+) import", re.MULTILINE)
+_HANDLER_IMPORT = re.compile(r"^from (?:lmi_handlers\.|\.|lmi_handlers import )(\w+)", re.MULTILINE)
 
 
 def _template_reads(name: str) -> set[str]:

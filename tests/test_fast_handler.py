@@ -6,6 +6,7 @@ path runs here on tiny models made in the tests and is checked token for token a
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import shutil
@@ -39,6 +40,11 @@ def rendered(tiny_models: dict[str, Path], kind: str, out: Path, **options: str)
     }
     code = render(load_config(context), out)
     return code, load_handler(code.directory / "model.py")
+
+
+def shipped(module: str) -> Any:
+    """A module of the lmi_handlers/ package the rendered model.py imported (as the container imports it)."""
+    return importlib.import_module(f"lmi_handlers.{module}")
 
 
 def plain_generate(model: Any, tokenizer: Any, seq2seq: bool, prompts: list[str], **kwargs: Any) -> list[list[int]]:
@@ -88,7 +94,11 @@ def test_fast_path_loads_directly_and_decodes_like_generate(
     assert fast is not None and not fast.graphs, caplog.text  # no GPU: static cache, eager steps, no compile
     assert "fused projections on): agrees with generate()" in caplog.text
     # the decoder's q|k|v (and Llama's gate|up) are one matrix each; the cross-attention's are not
-    fused = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, handler._FusedLinear)}
+    fused = {
+        name.rsplit(".", 1)[-1]
+        for name, m in model.named_modules()
+        if isinstance(m, shipped("fused_projections")._FusedLinear)
+    }
     assert fused == ({"q"} if kind == "t5" else {"q_proj", "gate_proj"})
     assert not fast.warm  # nothing to compile or capture on the CPU: buckets are made on first use
 
@@ -129,7 +139,7 @@ def test_fast_path_switches_itself_off_when_it_disagrees(
     assert "disagrees with generate()" in caplog.text and "kv_cache=static is off" in caplog.text
     assert "fused projections on) disagrees" in caplog.text and "fused projections off) disagrees" in caplog.text
     # generate() serves with the checkpoint's own layers again
-    assert not [m for m in model.modules() if isinstance(m, handler._SlicedLinear)]
+    assert not [m for m in model.modules() if isinstance(m, shipped("fused_projections")._SlicedLinear)]
     assert type(model.decoder.block[0].layer[0].SelfAttention.q) is torch.nn.Linear
     assert handler.fast_decoder(model, tokenizer, seq2seq, dict(options, kv_cache="dynamic")) is None
 
@@ -145,7 +155,9 @@ def test_compile_happens_at_load_and_never_on_a_request(
     _, handler = rendered(tiny_models, "t5", tmp_path)
     options = {"model_id": str(tiny_models["t5"]), "dtype": "fp32", "warm_shapes": "1x20x10,4x20x10,bad"}
     model, tokenizer, seq2seq = handler.load_model(options)
-    monkeypatch.setattr(handler, "COMPILE_BACKEND", "eager")  # dynamo's guards and stance, no code generation
+    monkeypatch.setattr(
+        shipped("fast_decode"), "COMPILE_BACKEND", "eager"
+    )  # dynamo's guards and stance, no code generation
     monkeypatch.setattr(handler, "COMPILE_DEVICES", ("cuda", "cpu"))
     torch._dynamo.reset()
     with caplog.at_level(logging.INFO):
@@ -196,7 +208,7 @@ def test_direct_load_converts_dtypes_and_rejects_truncated_shards(tiny_models: d
     shard = next(broken.glob("*.safetensors"))
     shard.write_bytes(shard.read_bytes()[:-100])
     with pytest.raises(OSError, match="is 100 bytes shorter than its header says"):
-        handler.read_safetensors(str(shard), torch.device("cpu"))
+        shipped("fast_load").read_safetensors(str(shard), torch.device("cpu"))
     assert handler.load_direct(str(tmp_path), AutoModelForCausalLM, config, torch.float32, torch.device("cpu")) is None
 
 

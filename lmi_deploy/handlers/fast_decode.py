@@ -1,14 +1,23 @@
-# ---- option.kv_cache=static, option.cuda_graphs and option.compile: the decode loop ----
-# generate() re-plans every token in Python: its launch overhead, not the GPU, sets the pace of a large model at small
-# batch. This loop keeps one static KV cache per shape bucket (batch, prompt length and new tokens rounded up to
-# powers of two), replays one captured CUDA graph for the prompt (encoder and first step) and one per token, reading
-# the finished flags back only every few tokens. Greedy and sampled decoding with temperature/top-k/top-p; anything else
-# (beams, penalties, constraints) goes to generate(). At load it checks itself against generate() and is switched off
-# if the tokens differ.
-# option.compile compiles the decode step once, at load, with dynamic shapes, so one compilation serves every bucket;
-# the buckets of option.warm_shapes are captured at load too. After load nothing compiles (a new bucket would still
-# cost its kernels' specialisation and tuning, seconds): a request outside the warm buckets is served by a larger warm
-# bucket where one holds it with little padding, else by its own bucket with the step uncompiled (still a CUDA graph).
+"""option.kv_cache=static, option.cuda_graphs and option.compile: the decode loop.
+
+generate() re-plans every token in Python: its launch overhead, not the GPU, sets the pace of a large model at small
+batch. This loop keeps one static KV cache per shape bucket (batch, prompt length and new tokens rounded up to
+powers of two), replays one captured CUDA graph for the prompt (encoder and first step) and one per token, reading
+the finished flags back only every few tokens. Greedy and sampled decoding with temperature/top-k/top-p; anything else
+(beams, penalties, constraints) goes to generate(). At load it checks itself against generate() and is switched off
+if the tokens differ.
+option.compile compiles the decode step once, at load, with dynamic shapes, so one compilation serves every bucket;
+the buckets of option.warm_shapes are captured at load too. After load nothing compiles (a new bucket would still
+cost its kernels' specialisation and tuning, seconds): a request outside the warm buckets is served by a larger warm
+bucket where one holds it with little padding, else by its own bucket with the step uncompiled (still a CUDA graph).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
 
 # generation-config fields this loop implements, or that must be at their neutral value for it to apply
 _NEUTRAL = {
@@ -68,7 +77,7 @@ def _static_cache(config: Any, length: int, batch: int, device: Any, dtype: Any)
 class _Shape:
     """Static buffers, cache and (on CUDA) the captured decode step for one (batch, prompt, cache) bucket."""
 
-    def __init__(self, decoder: "FastDecoder", batch: int, source: int, new: int) -> None:
+    def __init__(self, decoder: FastDecoder, batch: int, source: int, new: int) -> None:
         model, device = decoder.model, decoder.device
         self.decoder = decoder
         self.batch, self.source, self.new = batch, source, new
@@ -142,7 +151,7 @@ class _Shape:
         self.mask[:, : self.source].copy_(self.source_mask)
         positions = self.source_mask.cumsum(-1) - 1
         positions.masked_fill_(self.source_mask == 0, 1)
-        kwargs = {"logits_to_keep": 1} if self.decoder.takes_logits_to_keep else {}
+        kwargs: dict[str, Any] = {"logits_to_keep": 1} if self.decoder.takes_logits_to_keep else {}
         output = self._forward(
             cache_position=torch.arange(self.source, device=self.input_ids.device),
             input_ids=self.input_ids,
@@ -199,7 +208,7 @@ class FastDecoder:
         self.graphs = graphs and self.device.type == "cuda"
         # torch.compile fuses the step's many small kernels (norms, GELU, softmax, masks). Dynamic shapes: the first
         # compilation serves the other buckets too, where a size of 1 would be specialised, hence batches of 2 or more.
-        self.compiled_forward = (
+        self.compiled_forward: Any = (
             torch.compile(model.forward, dynamic=True, backend=COMPILE_BACKEND) if compile else None
         )
         self.min_batch = 2 if compile else 1
@@ -224,7 +233,7 @@ class FastDecoder:
         self.cache_argument = "cache" if "cache" in parameters else "past_key_values"  # renamed in transformers 5.2x
         self.shapes: dict[tuple[int, int, int], _Shape] = {}
 
-    def settings(self, kwargs: dict[str, Any]) -> Optional[dict[str, Any]]:
+    def settings(self, kwargs: dict[str, Any]) -> dict[str, Any] | None:
         """The decoding settings of a request, or None when it needs something only generate() does."""
         import copy
 

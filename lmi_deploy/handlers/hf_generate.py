@@ -1,3 +1,18 @@
+"""Loading with transformers' own calls, tokenizing within the deployment's limits, and generate()."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+import transformers
+from transformers import AutoTokenizer
+
+from .request import BadRequest
+
+# transformers 5 renamed from_pretrained's torch_dtype to dtype; the LMI containers ship 4.x and 5.x
+DTYPE_ARGUMENT = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
 _TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -9,8 +24,9 @@ def weights_location(properties: dict[str, str]) -> str:
     return location
 
 
-def torch_dtype(properties: dict[str, str]) -> Any:
-    dtype = properties.get("dtype", DEFAULT_DTYPE)
+def torch_dtype(properties: dict[str, str], default: str) -> Any:
+    """option.dtype (else ``default``, the rendered one) as a torch dtype; fp16 without a GPU loads in fp32."""
+    dtype = properties.get("dtype", default)
     if dtype not in _TORCH_DTYPES:
         raise ValueError(f"option.dtype={dtype} is not one of {sorted(_TORCH_DTYPES)}")
     if dtype == "fp16" and not torch.cuda.is_available():
@@ -38,22 +54,22 @@ def chars_per_token(tokenizer: Any) -> int:
     return max([len(token) for token in tokenizer.get_vocab()] or [1])
 
 
-def encode(tokenizer: Any, prompts: list[str], kwargs: dict[str, Any]) -> Any:
+def encode(tokenizer: Any, prompts: list[str], kwargs: dict[str, Any], max_sequence_length: int) -> Any:
     """The prompts tokenized (one padded batch), or BadRequest when one of them and the new tokens asked for would
     exceed max_sequence_length."""
     encoded = tokenizer(prompts, return_tensors="pt", padding=True)
     new = int(kwargs.get("max_new_tokens") or 0)
     for index, length in enumerate(encoded["attention_mask"].sum(-1).tolist()):
-        if length + new > MAX_SEQUENCE_LENGTH:
+        if length + new > max_sequence_length:
             raise BadRequest(
                 f"input {index} is {length} tokens; with max_new_tokens={new} that makes {length + new}, more "
-                f"than this deployment's max_sequence_length={MAX_SEQUENCE_LENGTH}: shorten the input or ask for "
+                f"than this deployment's max_sequence_length={max_sequence_length}: shorten the input or ask for "
                 "fewer tokens"
             )
     return encoded
 
 
-class StopAt(transformers.StoppingCriteria):
+class StopAt(transformers.StoppingCriteria):  # type: ignore[misc]
     """Ends generate() at the request's deadline or when its client has gone; counts the steps taken."""
 
     def __init__(self, deadline: Any) -> None:
@@ -73,6 +89,8 @@ def generate(
     kwargs: dict[str, Any],
     fast: Any = None,
     deadline: Any = None,
+    *,
+    max_sequence_length: int,
 ) -> dict[str, Any]:
     """One batched generation for all prompts: the new text of each, and how many tokens each generated.
 
@@ -83,7 +101,7 @@ def generate(
     seed = kwargs.pop("seed", None)
     if seed is not None:
         torch.manual_seed(seed)
-    encoded = encode(tokenizer, prompts, kwargs).to(model.device)
+    encoded = encode(tokenizer, prompts, kwargs, max_sequence_length).to(model.device)
     settings = fast.settings(kwargs) if fast is not None else None
     with torch.inference_mode():
         if settings is not None:
@@ -92,10 +110,8 @@ def generate(
             if deadline is not None:
                 kwargs["stopping_criteria"] = transformers.StoppingCriteriaList([StopAt(deadline)])
             output_ids = model.generate(**encoded, pad_token_id=tokenizer.pad_token_id, **kwargs)
-            if not seq2seq:
-                output_ids = output_ids[:, encoded["input_ids"].shape[1] :]
-            else:
-                output_ids = output_ids[:, 1:]  # the decoder start token is not generated
+            # a decoder-only model repeats the prompt; an encoder-decoder starts with its (not generated) start token
+            output_ids = output_ids[:, 1 if seq2seq else encoded["input_ids"].shape[1] :]
     if deadline is not None:
         deadline.check(output_ids.shape[1])
     texts = [str(text) for text in tokenizer.batch_decode(output_ids, skip_special_tokens=True)]
@@ -107,7 +123,9 @@ def generate(
     return {"outputs": texts, "generated_tokens": counts}
 
 
-def stream_generate(model: Any, tokenizer: Any, prompt: str, kwargs: dict[str, Any], deadline: Any) -> Any:
+def stream_generate(
+    model: Any, tokenizer: Any, prompt: str, kwargs: dict[str, Any], deadline: Any, *, max_sequence_length: int
+) -> Any:
     """Text chunks of one prompt's generation, yielded as they are decoded (generate runs in a thread).
 
     The prompt is checked before the first chunk (BadRequest). Generation stops at the deadline (the stream then ends
@@ -122,7 +140,7 @@ def stream_generate(model: Any, tokenizer: Any, prompt: str, kwargs: dict[str, A
     seed = kwargs.pop("seed", None)
     if seed is not None:
         torch.manual_seed(seed)
-    encoded = encode(tokenizer, [prompt], kwargs).to(model.device)
+    encoded = encode(tokenizer, [prompt], kwargs, max_sequence_length).to(model.device)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     stop = StopAt(deadline)
     failures: list[BaseException] = []

@@ -1,7 +1,20 @@
-# ---- option.fast_load: safetensors shards straight into device memory ----
-# Each shard is read once, in chunks through two pinned buffers, into one device buffer; every tensor is a view into
-# it (converted only where the model's dtype differs). No CPU copy of the model, no per-tensor copies, shards in
-# parallel. Anything this path cannot do (a Hub id, .bin weights, several GPUs) is left to from_pretrained.
+"""option.fast_load: safetensors shards straight into device memory.
+
+Each shard is read once, in chunks through two pinned buffers, into one device buffer; every tensor is a view into
+it (converted only where the model's dtype differs). No CPU copy of the model, no per-tensor copies, shards in
+parallel. Anything this path cannot do (a Hub id, .bin weights, several GPUs) is left to from_pretrained.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import torch
+
+from .hf_generate import DTYPE_ARGUMENT
 
 _SAFETENSORS_DTYPES = {
     "F64": torch.float64,
@@ -26,7 +39,6 @@ def safetensors_files(location: str) -> list[str]:
     """The checkpoint's files: the shards model.safetensors.index.json names, else model.safetensors; never a glob,
     so a file an earlier staging left beside them is not read. A shard the index names but the folder lacks is a
     CheckpointError."""
-    import os
 
     if not os.path.isdir(location):
         return []
@@ -38,7 +50,6 @@ def safetensors_files(location: str) -> list[str]:
 
 
 def _indexed_shards(location: str, index_path: str) -> list[str]:
-    import os
 
     with open(index_path) as handle:
         index = json.load(handle)
@@ -59,7 +70,6 @@ def _indexed_shards(location: str, index_path: str) -> list[str]:
 def stale_single_file(location: str) -> bool:
     """Whether model.safetensors lies beside an index that does not name it: a file of an earlier staging, which
     from_pretrained would load instead of the shards."""
-    import os
 
     single = os.path.join(location, "model.safetensors")
     if not (os.path.isfile(single) and os.path.isfile(os.path.join(location, "model.safetensors.index.json"))):
@@ -67,17 +77,21 @@ def stale_single_file(location: str) -> bool:
     return single not in safetensors_files(location)
 
 
+def _fill(handle: Any, view: memoryview, early: int) -> None:
+    """Read exactly ``len(view)`` bytes into ``view``; OSError saying how many were missing (``early`` beyond it)."""
+    filled = 0
+    while filled < len(view):
+        got = handle.readinto(view[filled:])
+        if not got:
+            raise OSError(f"{handle.name} ended {early + len(view) - filled} bytes early")
+        filled += got
+
+
 def _read_into(handle: Any, target: Any, device: Any) -> None:
     """Fill the uint8 tensor ``target`` from the open file, through pinned chunks when it lives on a GPU."""
     total = target.numel()
     if device.type != "cuda":
-        view = memoryview(target.numpy())
-        done = 0
-        while done < total:
-            got = handle.readinto(view[done:])
-            if not got:
-                raise OSError(f"{handle.name} ended {total - done} bytes early")
-            done += got
+        _fill(handle, memoryview(target.numpy()), 0)
         return
     stream = torch.cuda.Stream(device)
     buffers = [torch.empty(min(_CHUNK_BYTES, total), dtype=torch.uint8, pin_memory=True) for _ in range(2)]
@@ -89,13 +103,7 @@ def _read_into(handle: Any, target: Any, device: Any) -> None:
         if copied[slot] is not None:
             copied[slot].synchronize()  # the copy out of this buffer has finished; it may be refilled
         size = min(_CHUNK_BYTES, total - done)
-        view = memoryview(buffers[slot].numpy())[:size]
-        filled = 0
-        while filled < size:
-            got = handle.readinto(view[filled:])
-            if not got:
-                raise OSError(f"{handle.name} ended {total - done - filled} bytes early")
-            filled += got
+        _fill(handle, memoryview(buffers[slot].numpy())[:size], total - done - size)
         with torch.cuda.stream(stream):
             target[done : done + size].copy_(buffers[slot][:size], non_blocking=True)
             copied[slot] = torch.cuda.Event()
@@ -107,7 +115,6 @@ def _read_into(handle: Any, target: Any, device: Any) -> None:
 
 def read_safetensors(path: str, device: Any) -> dict[str, Any]:
     """Every tensor of one .safetensors file, on ``device``, as views into one buffer read in a single pass."""
-    import os
     import struct
 
     with open(path, "rb", buffering=0) as handle:
@@ -144,10 +151,10 @@ class _ParametersOnMeta:
             if param is not None and param.device.type != "meta":
                 module._parameters[name] = torch.nn.Parameter(param.to("meta"), requires_grad=False)
 
-        torch.nn.Module.register_parameter = register  # type: ignore[method-assign]
+        torch.nn.Module.register_parameter = register
 
     def __exit__(self, *exc: Any) -> None:
-        torch.nn.Module.register_parameter = self.original  # type: ignore[method-assign]
+        torch.nn.Module.register_parameter = self.original
 
 
 def load_direct(location: str, model_class: Any, config: Any, dtype: Any, device: Any) -> Any:

@@ -1,9 +1,18 @@
-# ---- option.fuse_projections: one matrix for the projections that read the same input ----
-# At small batch every decode step is matrix-vector products, one weight read each: cuBLAS reads one wide matrix faster
-# than two or three narrow ones with the same bytes. q|k|v of self-attention and the two gated-FFN input projections
-# (T5's wi_0|wi_1, Llama's gate|up) are concatenated at load. The first projection called computes them all and hands
-# each sibling its slice; a sibling called with another input (or alone) computes its own from its view of the matrix,
-# so the model stays correct whatever order its code calls them in.
+"""option.fuse_projections: one matrix for the projections that read the same input.
+
+At small batch every decode step is matrix-vector products, one weight read each: cuBLAS reads one wide matrix faster
+than two or three narrow ones with the same bytes. q|k|v of self-attention and the two gated-FFN input projections
+(T5's wi_0|wi_1, Llama's gate|up) are concatenated at load. The first projection called computes them all and hands
+each sibling its slice; a sibling called with another input (or alone) computes its own from its view of the matrix,
+so the model stays correct whatever order its code calls them in.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
 
 # sibling Linear layers that a model's code calls with the same input, first-called first
 _FUSABLE = (("q", "k", "v"), ("q_proj", "k_proj", "v_proj"), ("wi_0", "wi_1"), ("gate_proj", "up_proj"))
@@ -11,7 +20,7 @@ _FUSABLE = (("q", "k", "v"), ("q_proj", "k_proj", "v_proj"), ("wi_0", "wi_1"), (
 _CROSS_ATTENTION = ("EncDecAttention", "encoder_attn", "crossattention", "cross_attn")
 
 
-class _SlicedLinear(torch.nn.Module):
+class _SlicedLinear(torch.nn.Module):  # type: ignore[misc]
     """A projection whose weight is a view of a fused matrix: takes the slice its first sibling computed."""
 
     def __init__(self, weight: Any, bias: Any) -> None:
@@ -45,12 +54,12 @@ class _FusedLinear(_SlicedLinear):
 
 
 def _fusable_groups(root: Any) -> list[tuple[Any, tuple[str, ...]]]:
-    groups = []
+    groups: list[tuple[Any, tuple[str, ...]]] = []
     for path, module in root.named_modules():
         if any(name in path.split(".")[-1:] for name in _CROSS_ATTENTION):
             continue
         for names in _FUSABLE:
-            layers = [getattr(module, name, None) for name in names]
+            layers: list[Any] = [getattr(module, name, None) for name in names]
             if not all(type(layer) is torch.nn.Linear for layer in layers):
                 continue
             if len({(layer.in_features, layer.weight.dtype, layer.weight.device) for layer in layers}) != 1:
