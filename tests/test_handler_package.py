@@ -98,3 +98,10 @@ def test_token_from_plain_or_json_secret() -> None:
     assert token_from_secret_string("s", json.dumps({"HF_TOKEN": "hf_json"})) == "hf_json"
     with pytest.raises(ValueError, match="secret s is JSON without a 'token' key"):
         token_from_secret_string("s", json.dumps({"other": "x"}))
+
+
+def test_warm_shapes_parse_and_skip_malformed_items(caplog: pytest.LogCaptureFixture) -> None:
+    from lmi_deploy.handlers.fast_decode import parse_warm_shapes
+
+    assert parse_warm_shapes("1x128x64, 4x144x48,,bad,2x3") == [(1, 128, 64), (4, 144, 48)]
+    assert "'bad' is not ROWSxPROMPTxNEW" in caplog.text and "'2x3' is not" in caplog.text

@@ -381,3 +381,18 @@ class FastDecoder:
                 steps = step + 1
                 break
         return tokens[:rows, :steps]
+
+
+def parse_warm_shapes(value: str) -> list[tuple[int, int, int]]:
+    """option.warm_shapes (ROWSxPROMPTxNEW,...): the (rows, prompt tokens, new tokens) whose buckets are compiled and
+    captured at load; a malformed item is logged and skipped."""
+    shapes = []
+    for item in value.split(","):
+        try:
+            rows, length, new = (int(part) for part in item.split("x"))
+        except ValueError:
+            if item.strip():
+                logging.warning("option.warm_shapes: %r is not ROWSxPROMPTxNEW (e.g. 4x128x64); skipped", item)
+            continue
+        shapes.append((rows, length, new))
+    return shapes

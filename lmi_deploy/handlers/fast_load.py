@@ -182,3 +182,16 @@ def load_direct(location: str, model_class: Any, config: Any, dtype: Any, device
         logging.warning("fast_load: %s... are not in the checkpoint; using from_pretrained", missing[:3])
         return None
     return model.to(device).eval()  # buffers (built on the CPU) follow the weights
+
+
+def fast_load_device(location: str) -> Any:
+    """Where option.fast_load puts the weights: the only GPU, the first when they fit it, the CPU without GPUs."""
+    files = safetensors_files(location)
+    if not files:
+        return None
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    size = sum(os.path.getsize(path) for path in files)
+    free = torch.cuda.mem_get_info(0)[0]
+    # one GPU decodes without cross-device hops; keep a fifth free for activations and the KV cache
+    return torch.device("cuda", 0) if size < 0.8 * free else None
