@@ -19,7 +19,7 @@ from lmi_deploy.errors import ConfigError
 from lmi_deploy.multi_render import render_multi
 from lmi_deploy.render import render
 from lmi_deploy.report import report_lines
-from stacks.deployment import add_checks, add_deployment
+from stacks.deployment import add_checks, add_deployment, synthesize
 from stacks.multi_model_deployment import add_multi_model_deployment
 
 
@@ -42,7 +42,11 @@ def main() -> int:
     for line in lines:
         print(f"lmi-deploy: {line}", file=sys.stderr)
     add_checks(app)
-    app.synth()
+    try:
+        synthesize(app)
+    except Exception as error:  # cdk-nag findings, CDK's own validation: one message, no traceback
+        print(f"lmi-deploy: synth failed (no templates written): {error}", file=sys.stderr)
+        return 1
     return 0
 
 

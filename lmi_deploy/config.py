@@ -9,12 +9,11 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -27,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from lmi_deploy import containers, instances, model_facts, request_limits
+from lmi_deploy import containers, identifiers, input_files, instances, model_facts, request_limits
 from lmi_deploy.containers import ENGINES, Engine
 from lmi_deploy.errors import UNREADABLE_INPUT, ConfigError
 from lmi_deploy.rules import settings as setting_rules
@@ -38,7 +37,9 @@ from lmi_deploy.runtime.versions import STREAM_CONTENT, Release
 Dtype = Literal["fp32", "fp16", "bf16", "int8", "auto"]
 Timeout = Annotated[int, Field(ge=60, le=3600)]
 
-_DEPLOYMENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
+_DEPLOYMENT_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}[a-z0-9]")
+MAX_ACCELERATORS = 64  # more than any SageMaker instance has (ml.trn1.32xlarge: 32 Neuron devices)
+MAX_SEQUENCE_LENGTH = 2**24  # 16M tokens: beyond every model's context; keeps memory arithmetic finite
 _MAX_DEPLOYMENT_NAME = 32  # keeps "<deployment>-<account>-<region>" within S3's 63-character bucket names
 
 
@@ -57,6 +58,35 @@ class ScalingSchedule(BaseModel):
     min_instances: int = Field(ge=0, le=100, description="Autoscaling floor from then on (0 only for async).")
     max_instances: int = Field(ge=1, le=100, description="Autoscaling ceiling from then on.")
     timezone: str = Field("UTC", description="IANA time zone the schedule is read in.")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _one_line(cls, value: Any) -> Any:
+        return _one_line_text(value)
+
+
+def _one_line_text(value: Any) -> Any:
+    """Refuse text with control characters or line separators (in any setting: they would end a properties line,
+    a log line or an IAM resource where one value was meant)."""
+    if isinstance(value, str):
+        problem = identifiers.control_character_problem(value)
+        if problem:
+            raise ValueError(problem)
+    return value
+
+
+def _raise_if(problem: str | None) -> None:
+    if problem:
+        raise ValueError(problem)
+
+
+# Settings that name something of AWS or the Hub, and the check of each one's own syntax.
+_IDENTIFIER_SYNTAX: dict[str, Callable[[str], str | None]] = {
+    "model_revision": identifiers.revision_problem,
+    "async_output_s3_path": identifiers.s3_prefix_problem,
+    "kms_key": identifiers.kms_key_problem,
+    "hf_token_secret": identifiers.secret_problem,
+}
 
 
 def _json_if_text(value: Any) -> Any:
@@ -81,7 +111,7 @@ def slug(model_id: str) -> str:
     """Deployment name derived from a model id: ``google/flan-t5-xxl`` -> ``flan-t5-xxl``."""
     last = model_id.rstrip("/").rsplit("/", 1)[-1].lower()
     name = re.sub(r"[^a-z0-9]+", "-", last).strip("-")
-    if not name or not name[0].isalpha():
+    if not name or not name[0].isalpha() or len(name) < 2:
         name = f"m-{name}" if name else "model"
     return name[:_MAX_DEPLOYMENT_NAME].rstrip("-")
 
@@ -149,7 +179,7 @@ class DeploymentConfig(BaseModel):
         "served by the server's own choice).",
         json_schema_extra=_shown("`custom` where offered, else `builtin`"),
     )
-    tensor_parallel_degree: Annotated[int, Field(ge=1)] | Literal["auto", "max"] = Field(
+    tensor_parallel_degree: Annotated[int, Field(ge=1, le=MAX_ACCELERATORS)] | Literal["auto", "max"] = Field(
         4,
         description="Accelerators (GPUs, or NeuronCores on inf2/trn1) per model copy; must divide the instance's count "
         "and the model's attention and KV heads. `auto`: the smallest that divides and fits in memory. `max`: all of "
@@ -166,6 +196,7 @@ class DeploymentConfig(BaseModel):
     max_sequence_length: int | None = Field(
         None,
         ge=16,
+        le=MAX_SEQUENCE_LENGTH,
         description="Input + output tokens per sequence: sizes the KV-cache estimate; rendered as `option.max_tokens` "
         "(DeepSpeed), `option.max_model_len` (vLLM/lmi-dist, 0.26.0 onward), `option.max_input_len`/`max_output_len` "
         "3:1 (TensorRT-LLM to 0.32; from 0.33.0 `max_input_len` and the total as `max_seq_len`, the build flag 0.33 "
@@ -296,7 +327,10 @@ class DeploymentConfig(BaseModel):
         "instances they keep do.",
     )
     autoscaling_target_invocations: int = Field(
-        4, ge=1, description="Target invocations per instance per minute (`SageMakerVariantInvocationsPerInstance`)."
+        4,
+        ge=1,
+        le=1_000_000,
+        description="Target invocations per instance per minute (`SageMakerVariantInvocationsPerInstance`).",
     )
     autoscaling_scale_in_cooldown: int = Field(600, ge=0, le=3600, description="Seconds between scale-ins.")
     autoscaling_scale_out_cooldown: int = Field(120, ge=0, le=3600, description="Seconds between scale-outs.")
@@ -381,6 +415,7 @@ class DeploymentConfig(BaseModel):
     autoscaling_target_backlog_per_instance: int = Field(
         5,
         ge=1,
+        le=100_000,
         description="async autoscaling: target `ApproximateBacklogSizePerInstance` (replaces the invocations target).",
     )
     request_timeout: int | None = Field(
@@ -407,11 +442,17 @@ class DeploymentConfig(BaseModel):
         json_schema_extra=_shown("`100` with `data_capture`"),
     )
     alarm_email: str | None = Field(
-        None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="An e-mail subscribed to the alarm topic."
+        None,
+        pattern=re.compile(
+            r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+\Z"
+        ),
+        max_length=254,
+        description="An e-mail subscribed to the alarm topic.",
     )
     alarm_model_latency_p99_ms: int = Field(
         30_000,
         ge=1,
+        le=3_600_000,  # an async invocation's limit (1 h); a higher threshold is an alarm that never fires
         description="p99 model latency (ms) that fires the latency alarm (and rolls an update back).",
     )
     alarm_no_healthy_instances_minutes: int = Field(
@@ -512,6 +553,36 @@ class DeploymentConfig(BaseModel):
             return [value]
         return _json_if_text(value)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _one_line(cls, value: Any) -> Any:
+        return _one_line_text(value)
+
+    @field_validator("model_id")
+    @classmethod
+    def _model_id_syntax(cls, value: str) -> str:
+        if value[:5].lower() == "s3://":
+            _raise_if(identifiers.s3_prefix_problem(value))
+        elif model_facts.is_local_folder(value):
+            _raise_if(identifiers.local_folder_problem(value))
+        else:
+            _raise_if(identifiers.hub_id_problem(value))
+        return value
+
+    @field_validator(*_IDENTIFIER_SYNTAX)
+    @classmethod
+    def _identifier_syntax(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            _raise_if(_IDENTIFIER_SYNTAX[str(info.field_name)](value))
+        return value
+
+    @field_validator("model_type")
+    @classmethod
+    def _model_type_syntax(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z0-9_]{1,64}", value):
+            raise ValueError("is not a Hugging Face model_type (letters, digits and '_', e.g. llama, gpt_neox)")
+        return value
+
     @field_validator("account")
     @classmethod
     def _account_id(cls, value: str) -> str:
@@ -522,7 +593,7 @@ class DeploymentConfig(BaseModel):
     @field_validator("deployment")
     @classmethod
     def _deployment_name(cls, value: str) -> str:
-        if not _DEPLOYMENT_NAME.match(value):
+        if not _DEPLOYMENT_NAME.fullmatch(value):
             raise ValueError(
                 f"must be 2-{_MAX_DEPLOYMENT_NAME} characters of a-z, 0-9 and '-', "
                 "starting with a letter (it names the stacks and the S3 bucket)"
@@ -746,29 +817,23 @@ _CDK_CONTEXT_KEYS = {"config", "acknowledged-issue-numbers"}
 _TOKEN_KEYS = {"hf_token", "hugging_face_hub_token", "huggingface_token", "hub_token", "token", "hf_api_token"}
 
 
+# Settings whose bad values are not repeated in messages: a mistyped secret name may be the token itself.
+_NOT_ECHOED = {"hf_token_secret"}
+
+
 def _is_cdk_key(key: str) -> bool:
     return key in _CDK_CONTEXT_KEYS or ":" in key or key.startswith("@")
 
 
 def read_deployment_file(path: str | Path) -> dict[str, Any]:
-    """A deployment YAML file as a mapping, or a ConfigError naming the file and what is wrong with it."""
-    file = Path(path)
-    try:
-        data = yaml.safe_load(file.read_text())
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{UNREADABLE_INPUT} deployment file {file} does not exist; see deployments/ for examples"
-        ) from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ConfigError(f"{UNREADABLE_INPUT} deployment file {file} is not valid YAML{where}: {problem}") from None
+    """A deployment YAML file as a mapping, or a ConfigError naming the file and what is wrong with it (bounded: see
+    :mod:`lmi_deploy.input_files`)."""
+    data = input_files.load_yaml(Path(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(
-            f"{UNREADABLE_INPUT} deployment file {file} must hold a mapping of settings, not a {type(data).__name__}"
+            f"{UNREADABLE_INPUT} deployment file {path} must hold a mapping of settings, not a {type(data).__name__}"
         )
     return data
 
@@ -844,4 +909,6 @@ def _describe(error: Any, from_file: set[str], file_source: str) -> str:
         return f"{setting_rules.UNKNOWN_SETTING} unknown setting {key!r}{where}{hint}"
     if not key:  # a cross-field rule: its message already names the keys and values
         return message
+    if key in _NOT_ECHOED:
+        return f"{setting_rules.INVALID_VALUE} invalid {key}{where} (the value is not shown here): {message}"
     return f"{setting_rules.INVALID_VALUE} invalid {key}={error['input']!r}{where}: {message}"

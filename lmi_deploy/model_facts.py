@@ -7,7 +7,7 @@ revision (through ``huggingface_hub``; skipped quickly when offline).
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import re
 import socket
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lmi_deploy import input_files
 from lmi_deploy.errors import UNREADABLE_INPUT, ConfigError
 
 BUNDLED = Path(__file__).resolve().parent / "model_configs"
@@ -74,12 +75,26 @@ def _first(config: dict[str, Any], *names: str, default: Any = None) -> Any:
     return default
 
 
+_MAX_COUNT = 2**40  # beyond any real model's dimension or layer count
+
+
+class _BadCount(ValueError):
+    """A config.json count that is there but is no positive whole number (``num_heads: 0``)."""
+
+
 def _int(config: dict[str, Any], *names: str) -> int | None:
-    value = _first(config, *names)
+    """The first of ``names`` that config.json sets, as a count; None when none is set (or it is not a number)."""
+    name = next((n for n in names if _first(config, n) is not None), None)
+    if name is None:
+        return None
+    value = config[name]
     try:
-        return int(value) if value is not None else None
+        number = float(value)
     except (TypeError, ValueError):
         return None
+    if not math.isfinite(number) or number % 1 or not 0 < number <= _MAX_COUNT:
+        raise _BadCount(f"config.json {name}={value!r} must be a positive whole number (at most {_MAX_COUNT})")
+    return int(number)
 
 
 def _dtype_name(torch_dtype: Any) -> str | None:
@@ -157,14 +172,18 @@ def from_config(config: dict[str, Any], *, source: str, safetensors_total_size: 
     """Facts from a parsed config.json (and the safetensors index's ``total_size`` when there is one)."""
     model_type = str(config.get("model_type", "")).lower()
     flat = _flatten(config)
-    shape = _shape(flat, model_type)
+    try:
+        shape = _shape(flat, model_type)
+        positions = None if shape.encoder_layers else _int(flat, *POSITIONS)  # T5: relative positions, no fixed limit
+        computed = _computed_parameters(shape, flat, model_type)
+    except _BadCount as error:
+        raise ConfigError(f"{UNREADABLE_INPUT} {source}: {error}") from None
     native = _dtype_name(_first(flat, "torch_dtype", "dtype"))
     if safetensors_total_size:
         parameters: int | None = int(safetensors_total_size) // DTYPE_BYTES.get(native or "fp32", 4)
         parameters_from = "safetensors index"
     else:
-        parameters, parameters_from = _computed_parameters(shape, flat, model_type), "computed from config.json"
-    positions = None if shape.encoder_layers else _int(flat, *POSITIONS)  # T5: relative positions, no fixed limit
+        parameters, parameters_from = computed, "computed from config.json"
     numbers = {"attention heads": shape.heads, "layers": shape.layers, "hidden size": shape.hidden}
     numbers["parameter count"] = parameters
     return ModelFacts(
@@ -239,24 +258,51 @@ def model_type_from_name(model_id: str) -> str:
     return next((model_type for fragment, model_type in _MODEL_TYPE_HINTS if fragment in name), "")
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path, what: str = "model_config") -> dict[str, Any]:
+    return input_files.load_json_object(path, what)
+
+
+def _is_file(path: Path) -> bool:
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"{UNREADABLE_INPUT} {path} is not valid JSON: {error.msg} at line {error.lineno}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{UNREADABLE_INPUT} {path} must hold a JSON object")
-    return data
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
-def read_folder_or_file(path: Path) -> ModelFacts:
-    """Facts from a config.json file, or a model folder holding one (and maybe model.safetensors.index.json)."""
-    folder, config_file = (path, path / "config.json") if path.is_dir() else (path.parent, path)
-    if not config_file.exists():
-        raise ConfigError(f"{UNREADABLE_INPUT} model config {config_file} does not exist")
+def _is_dir(path: Path) -> bool:
+    """``path.is_dir()`` that says no (rather than raising) for names the OS refuses: too long, NUL bytes."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def is_local_folder(model_id: str) -> bool:
+    """Whether ``model_id`` names a folder on this machine (rather than a Hub id or an s3:// prefix)."""
+    return not model_id.startswith("s3://") and _is_dir(Path(model_id))
+
+
+def safetensors_total_size(index_file: Path) -> int | None:
+    """``metadata.total_size`` of a safetensors index (bytes of all shards), None when the index does not say."""
+    index = _read_json(index_file, "safetensors index")
+    metadata = index.get("metadata")
+    total = metadata.get("total_size") if isinstance(metadata, dict) else None
+    if total is None:
+        return None
+    if isinstance(total, bool) or not isinstance(total, int) or not 0 < total < 2**60:
+        raise ConfigError(
+            f"{UNREADABLE_INPUT} safetensors index {index_file}: metadata.total_size={total!r} is not a size in bytes"
+        )
+    return total
+
+
+def read_folder_or_file(path: Path, what: str = "model_config") -> ModelFacts:
+    """Facts from a config.json file, or a model folder holding one (and maybe model.safetensors.index.json);
+    ``what`` names the setting the path came from, in messages."""
+    folder, config_file = (path, path / "config.json") if _is_dir(path) else (path.parent, path)
     index_file = folder / "model.safetensors.index.json"
-    total = _read_json(index_file).get("metadata", {}).get("total_size") if index_file.exists() else None
-    return from_config(_read_json(config_file), source=str(config_file), safetensors_total_size=total)
+    total = safetensors_total_size(index_file) if _is_file(index_file) else None
+    return from_config(_read_json(config_file, what), source=str(config_file), safetensors_total_size=total)
 
 
 def bundled_name(model_id: str) -> str:
@@ -292,7 +338,7 @@ def from_hub(model_id: str, revision: str) -> ModelFacts | None:
     if config_path is None:
         return None
     index_path = fetch("model.safetensors.index.json", local_only)
-    total = _read_json(index_path).get("metadata", {}).get("total_size") if index_path else None
+    total = safetensors_total_size(index_path) if index_path else None
     return from_config(_read_json(config_path), source=f"hub:{model_id}@{revision}", safetensors_total_size=total)
 
 
@@ -300,10 +346,10 @@ def find(model_id: str, revision: str, model_config: str | None) -> tuple[ModelF
     """The model's facts and where they came from, or None and why none were found."""
     if model_config:
         return read_folder_or_file(Path(model_config)), model_config
-    if not model_id.startswith("s3://") and Path(model_id).is_dir():
-        return read_folder_or_file(Path(model_id)), model_id
+    if is_local_folder(model_id):
+        return read_folder_or_file(Path(model_id), "model_id folder's config.json"), model_id
     bundled = BUNDLED / bundled_name(model_id)
-    if bundled.exists():
+    if _is_file(bundled):
         facts = from_config(_read_json(bundled), source=f"bundled {bundled.name}")
         return facts, facts.source
     if not model_id.startswith("s3://"):

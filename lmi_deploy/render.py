@@ -6,9 +6,12 @@ as values; the templates only lay them out.
 
 from __future__ import annotations
 
+import ctypes
 import gzip
 import io
+import math
 import os
+import pprint
 import shutil
 import tarfile
 import tempfile
@@ -17,7 +20,7 @@ from pathlib import Path
 
 import jinja2
 
-from lmi_deploy import containers, key_catalog, known_keys, request_limits, warm_shapes
+from lmi_deploy import containers, identifiers, key_catalog, known_keys, request_limits, warm_shapes
 from lmi_deploy.config import DeploymentConfig
 from lmi_deploy.containers import Engine
 from lmi_deploy.errors import ConfigError
@@ -29,12 +32,41 @@ MODEL_PY = "model.py"
 HANDLERS_PACKAGE = "lmi_handlers"
 _HANDLERS_DIR = Path(__file__).parent / "handlers"
 
+
+def _check_literal(value: object) -> None:
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _check_literal(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_literal(key)
+            _check_literal(item)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"internal: {value!r} has no Python literal")
+    elif not (value is None or isinstance(value, (str, int, float, bool))):
+        raise ConfigError(f"internal: a {type(value).__name__} cannot be placed in generated code")
+
+
+def python_literal(value: object) -> str:
+    """``value`` as Python source that evaluates back to it: the only way a template puts a value into code.
+
+    Strings, whole numbers, finite floats, booleans, None, and lists/tuples/dicts of them (``repr`` escapes quotes,
+    backslashes, control characters and line separators); anything else is an internal error rather than code.
+    Containers are wrapped at 80 columns so that the rendered module stays within a linter's line length.
+    """
+    _check_literal(value)
+    if not isinstance(value, (list, tuple, dict)):
+        return repr(value)  # one line, however long: a message stays greppable
+    return pprint.pformat(value, width=80, sort_dicts=False)
+
+
 _ENVIRONMENT = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
     autoescape=False,
 )
+_ENVIRONMENT.filters["pyrepr"] = python_literal
 
 
 @dataclass(frozen=True)
@@ -96,9 +128,21 @@ def serving_properties(config: DeploymentConfig) -> list[tuple[str, str]]:
             raise ConfigError(f"internal: {key} is not read by LMI {version}")
     entries += sorted(config.extra_properties.items())  # checked by the registry (LMI808)
     for key, value in entries:
-        if value != value.strip() or any(c in value for c in "\n#\\"):
-            raise ConfigError(f"{key}={value!r} cannot be written to serving.properties (whitespace, '#' or newline)")
+        check_line_value("serving.properties", key, value)
     return entries
+
+
+def check_line_value(where: str, key: str, value: str) -> None:
+    """Refuse a value that would not read back as itself from a ``key=value`` line of serving.properties or an
+    environment variable: line breaks and other control characters, '#' (a comment in properties files),
+    backslashes (escapes), surrounding whitespace (dropped on reading)."""
+    problem = identifiers.control_character_problem(value)
+    if problem is None and ("#" in value or "\\" in value):
+        problem = "holds '#' or a backslash, which a properties file reads as a comment or an escape"
+    if problem is None and value != value.strip():
+        problem = "starts or ends with whitespace, which is dropped on reading"
+    if problem:
+        raise ConfigError(f"{key}={value!r} cannot be written to {where}: it {problem}; fix the setting it comes from")
 
 
 def tensorrt_llm_lengths(sequence: int, version: str) -> list[tuple[str, str]]:
@@ -153,7 +197,10 @@ def container_environment(config: DeploymentConfig) -> dict[str, str]:
     server keys as ``SERVING_<KEY>``) and ``HF_MODEL_ID`` names the local copy.
     """
     if config.weights_delivery == "container":
-        return {HUB_TOKEN_SECRET_ENV: str(config.hf_token_secret)} if config.endpoint_reads_hub_token else {}
+        environment = {HUB_TOKEN_SECRET_ENV: str(config.hf_token_secret)} if config.endpoint_reads_hub_token else {}
+        for key, value in environment.items():
+            check_line_value("the container environment", key, value)
+        return environment
     environment = {"HF_MODEL_ID": SAGEMAKER_MODEL_DIR}
     for key, value in serving_properties(config):
         if key in ("option.model_id", "option.s3url"):
@@ -181,6 +228,7 @@ def partition_script(config: DeploymentConfig, **values: object) -> str:
 
 def render_files(config: DeploymentConfig) -> dict[str, str]:
     """File name -> content of the model code for this config."""
+    check_line_value("the serving.properties header", "model_id", config.model_id)
     files = {
         SERVING_PROPERTIES: _render_template(
             "serving.properties.j2",
@@ -251,14 +299,34 @@ def pack(files: dict[str, str], top: str) -> bytes:
     return packed.getvalue()
 
 
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where the OS or file system cannot."""
+    rename_exchange, at_fdcwd = 2, -100
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    return int(renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange)) == 0
+
+
 def replace_folder(staging: Path, target: Path) -> None:
-    """Put a fully written ``staging`` folder in ``target``'s place (the old one is set aside until the rename)."""
+    """Put a fully written ``staging`` folder in ``target``'s place, so that at every instant ``target`` is either the
+    whole old folder or the whole new one (a kill mid-render never leaves it missing).
+
+    Where the OS cannot swap two folders in one step, the old one is renamed aside first and the next render puts it
+    back if a kill came between the two renames.
+    """
     old = target.parent / f".{target.name}.old"
-    if target.exists():
+    if old.exists() and not target.exists():
+        old.rename(target)  # an earlier render was killed between its two renames
+    if not target.exists():
+        staging.rename(target)
+    elif _exchange(staging, target):
+        shutil.rmtree(staging, ignore_errors=True)  # now holds the old folder
+    else:
         shutil.rmtree(old, ignore_errors=True)
         target.rename(old)
-    staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+        staging.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -38,6 +38,25 @@ def accept_lmi_instance_types() -> None:
     models.FakeEndpointConfig.validate_instance_type = validate_instance_type  # type: ignore[method-assign]
 
 
+def accept_kms_key_tags_from_cloudformation() -> None:
+    """moto hands an ``AWS::KMS::Key``'s template tags (``Key``/``Value``) to its KMS API, which reads
+    ``TagKey``/``TagValue``; translate them, as CloudFormation does."""
+    from moto.kms import models
+
+    original = models.Key.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+    if getattr(original, "_lmi_deploy", False):
+        return
+
+    def create(cls: Any, name: str, template: dict[str, Any], account_id: str, region: str, **kwargs: Any) -> Any:
+        properties = template.get("Properties", {})
+        tags = [{"TagKey": t["Key"], "TagValue": t["Value"]} for t in properties.get("Tags", [])]
+        translated = {**template, "Properties": {**properties, "Tags": tags}}
+        return original(cls, name, translated, account_id, region, **kwargs)
+
+    create._lmi_deploy = True  # type: ignore[attr-defined]
+    models.Key.create_from_cloudformation_json = classmethod(create)  # type: ignore[method-assign,assignment,arg-type]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -58,6 +77,7 @@ class LocalAws:
         from moto.server import ThreadedMotoServer
 
         accept_lmi_instance_types()
+        accept_kms_key_tags_from_cloudformation()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()

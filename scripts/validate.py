@@ -24,6 +24,7 @@ from lmi_deploy import containers, instances, model_facts
 from lmi_deploy.cli import add_config_arguments, context_from_args, environment_defaults
 from lmi_deploy.errors import ConfigError
 from lmi_deploy.multi_model import MultiModelDeployment, load_deployment, report_lines
+from lmi_deploy.render import container_environment, render_files
 from lmi_deploy.rules.check import check_serving_properties
 from lmi_deploy.rules.properties_view import from_properties, parse_properties
 from lmi_deploy.rules.registry import Finding
@@ -94,6 +95,13 @@ def findings_of(error: ConfigError) -> list[Finding]:
 def validate_config(args: argparse.Namespace) -> tuple[list[Finding], list[str]]:
     try:
         config = load_deployment(context_from_args(args), environment_defaults=environment_defaults(os.environ))
+    except ConfigError as error:
+        return findings_of(error), []
+    singles = [m.config for m in config.models] if isinstance(config, MultiModelDeployment) else [config]
+    try:  # what render refuses (values that cannot be written out), validate refuses too
+        for single in singles:
+            render_files(single)
+            container_environment(single)
     except ConfigError as error:
         return findings_of(error), []
     if isinstance(config, MultiModelDeployment):

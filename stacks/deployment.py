@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
@@ -25,6 +26,23 @@ def add_checks(app: cdk.App) -> None:
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
 
 
+# What a synth writes that `cdk deploy` would act on: removed when the synth fails.
+_ASSEMBLY_FILES = ("*.template.json", "*.assets.json", "manifest.json", "tree.json", "cdk.out")
+
+
+def synthesize(app: cdk.App) -> None:
+    """``app.synth()``, leaving no templates behind when it fails: CDK writes the cloud assembly before its
+    validation plugins (cdk-nag) run, and a refused assembly must not be deployable from ``cdk.out``."""
+    try:
+        app.synth()
+    except BaseException:
+        outdir = Path(app.outdir)
+        for pattern in _ASSEMBLY_FILES:
+            for path in outdir.glob(pattern):
+                path.unlink(missing_ok=True)
+        raise
+
+
 def add_deployment(app: cdk.App, config: DeploymentConfig, code: RenderedCode) -> DeploymentStacks:
     """Add ``<deployment>-artifacts`` and ``<deployment>-endpoint`` to ``app``."""
     artifacts = ArtifactsStack(
@@ -42,11 +60,16 @@ def add_deployment(app: cdk.App, config: DeploymentConfig, code: RenderedCode) -
         key=artifacts.key,
         code=code,
         **stack_settings(config),
-        description=f"lmi-deploy {config.deployment}: {config.model_id} on {config.engine.value} "
+        description=f"lmi-deploy {config.deployment}: {_shortened(config.model_id)} on {config.engine.value} "
         f"{config.lmi_version}, {config.instance_type} x{config.instance_count}",
     )
     tag_deployment(config.deployment, artifacts, endpoint)
     return DeploymentStacks(artifacts, endpoint)
+
+
+def _shortened(text: str, limit: int = 200) -> str:
+    """``text`` cut to ``limit`` characters: a stack description holds at most 1024 bytes, an s3:// model id 1029."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def stack_settings(config: DeploymentConfig) -> dict[str, Any]:

@@ -437,7 +437,7 @@ def test_hub_token_secret_reaches_only_a_rendered_handler_by_its_id(everything) 
     assert json.dumps(found["Resource"]).endswith(f':secretsmanager:us-east-1:{ACCOUNT}:secret:hf-token-??????"]]}}')
     model_py = (tmp / "model_code" / config.deployment / "model.py").read_text()
     assert "hub_token_from_secret(HUB_TOKEN_SECRET_ENV, HUB_TOKEN_SECRET_REGION)" in model_py
-    assert 'HUB_TOKEN_SECRET_ENV = "HF_TOKEN_SECRET_ID"' in model_py
+    assert "HUB_TOKEN_SECRET_ENV = 'HF_TOKEN_SECRET_ID'" in model_py
 
 
 def test_rendered_handler_fetches_the_token_from_the_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

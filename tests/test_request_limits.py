@@ -308,7 +308,7 @@ def test_request_timeout_setting_is_rendered_for_our_handlers_and_bounded_by_sag
     seed = load_config({})
     assert seed.request_timeout_s == 60 and "option.request_timeout=60\n" in render_files(seed)["serving.properties"]
     model_py = render_files(seed)["model.py"]
-    assert "REQUEST_TIMEOUT_S = 60" in model_py and '"max_new_tokens": [\n        1,\n        2048' in model_py
+    assert "REQUEST_TIMEOUT_S = 60" in model_py and "'max_new_tokens': [1, 2048]" in model_py
     queued = load_config({"inference_mode": "async", "request_timeout": 900})
     assert "option.request_timeout=900\n" in render_files(queued)["serving.properties"]
     assert load_config({"inference_mode": "async"}).request_timeout_s == 3600

@@ -520,7 +520,30 @@ def test_defaults_have_no_isolation_async_capture_or_custom_image(seed) -> None:
     )
     endpoint.resource_count_is("AWS::EC2::SecurityGroup", 0)
     endpoint.resource_count_is("AWS::SNS::Topic", 1)  # the alarm topic only
-    endpoint.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.absent()})
+    # ... encrypted all the same, under a key of its own that CloudWatch alarms may use (not alias/aws/sns, which
+    # they cannot publish through)
+    endpoint.resource_count_is("AWS::KMS::Key", 1)
+    key_id = next(iter(endpoint.find_resources("AWS::KMS::Key")))
+    endpoint.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": {"Fn::GetAtt": [key_id, "Arn"]}})
+    endpoint.has_resource_properties(
+        "AWS::KMS::Key",
+        {
+            "EnableKeyRotation": True,
+            "KeyPolicy": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Sid": "AlarmsPublishToEncryptedTopic",
+                                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                                "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}},
+                            }
+                        )
+                    ]
+                )
+            },
+        },
+    )
     endpoint.has_resource_properties("AWS::Logs::LogGroup", {"KmsKeyId": Match.absent()})
     artifacts.resource_count_is("AWS::KMS::Key", 0)
     artifacts.resource_count_is("AWS::Lambda::Function", 0)
@@ -532,6 +555,7 @@ def test_defaults_have_no_isolation_async_capture_or_custom_image(seed) -> None:
         "AWS::Logs::LogGroup",
         "AWS::SNS::Topic",
         "AWS::SNS::TopicPolicy",
+        "AWS::KMS::Key",
         "AWS::CloudWatch::Alarm",
         "AWS::CloudWatch::Dashboard",
         "AWS::SageMaker::Model",

@@ -12,6 +12,7 @@ from constructs import Construct
 from lmi_deploy.config import DeploymentConfig
 from stacks.components.execution_role import ExecutionRole
 from stacks.components.log_group import log_group_arn
+from stacks.components.monitoring import allow_alarms_to_publish
 from stacks.components.nag import acknowledge
 
 
@@ -112,15 +113,7 @@ def _create_key(scope: Construct, config: DeploymentConfig) -> kms.Key:
             },
         )
     )
-    key.add_to_resource_policy(
-        iam.PolicyStatement(
-            sid="AlarmsPublishToEncryptedTopic",
-            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-            actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-            resources=["*"],
-            conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
-        )
-    )
+    allow_alarms_to_publish(key)
     return key
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import ArnFormat, Stack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -14,6 +15,34 @@ from constructs import Construct
 
 from lmi_deploy.config import DeploymentConfig
 from stacks.components.alarm_specs import ALARMS, METRICS, AlarmSpec, limits
+
+
+def allow_alarms_to_publish(key: kms.Key) -> None:
+    """Let CloudWatch alarms of this account use ``key`` to publish to a topic it encrypts."""
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="AlarmsPublishToEncryptedTopic",
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+            resources=["*"],
+            conditions={"StringEquals": {"aws:SourceAccount": Stack.of(key).account}},
+        )
+    )
+
+
+def _alarm_topic_key(scope: Construct, deployment: str) -> kms.Key:
+    """The alarm topic's own key (about 1 USD a month), for deployments without ``kms_key``; it encrypts nothing
+    that outlives the endpoint stack, so it goes with it (after KMS's 7-day waiting period)."""
+    key = kms.Key(
+        scope,
+        "AlarmTopicKey",
+        description=f"lmi-deploy {deployment}: alarm topic",
+        enable_key_rotation=True,
+        removal_policy=RemovalPolicy.DESTROY,
+        pending_window=Duration.days(7),
+    )
+    allow_alarms_to_publish(key)
+    return key
 
 
 class EndpointMonitoring(Construct):
@@ -34,10 +63,11 @@ class EndpointMonitoring(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         endpoint = config.deployment
-        # Encrypted only with a customer-managed key: CloudWatch alarms cannot publish to a topic under the
-        # AWS-managed SNS key, whose policy cannot grant them.
+        # Always encrypted, and with a customer-managed key: CloudWatch alarms cannot publish to a topic under the
+        # AWS-managed SNS key (alias/aws/sns), whose policy cannot grant them. Without kms_key, a small key of its own.
+        self.topic_key = key or _alarm_topic_key(self, config.deployment)
         self.topic = sns.Topic(
-            self, "Alarms", display_name=f"lmi-deploy {endpoint} alarms", enforce_ssl=True, master_key=key
+            self, "Alarms", display_name=f"lmi-deploy {endpoint} alarms", enforce_ssl=True, master_key=self.topic_key
         )
         if config.alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
