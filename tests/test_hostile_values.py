@@ -84,6 +84,7 @@ def _clean_values(paths: dict[str, str]) -> dict[str, str]:
         "cuda_graphs": "true",
         "compile": "false",
         "fast_load": "true",
+        "fuse_projections": "true",
         "instance_type": "ml.g5.2xlarge",
         "instance_count": "1",
         "model_data_download_timeout": "600",
