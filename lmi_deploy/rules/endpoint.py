@@ -12,7 +12,6 @@ from lmi_deploy.rules.registry import Example, rule
 from lmi_deploy.rules.view import View
 
 _FROM = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(?P<image>\S+)", re.IGNORECASE | re.MULTILINE)
-_S3_PREFIX = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$")
 
 
 def dockerfile_problem(folder: str | None) -> str | None:
@@ -90,20 +89,6 @@ def async_settings_need_async(view: View, derived: Derived) -> Iterator[str]:
         value = getattr(c, key)
         if value != default:
             yield f"{key}={value!r} applies to asynchronous endpoints only: set inference_mode=async, or remove it"
-
-
-@rule(
-    "LMI644",
-    title="async_output_s3_path is not an S3 location",
-    why="SageMaker writes responses there and refuses anything but s3://bucket/prefix.",
-    fix="Use s3://<bucket>/<prefix>/.",
-    example=Example(settings={"inference_mode": "async", "async_output_s3_path": "bucket/out"}),
-    needs=("config",),
-)
-def async_output_is_s3(view: View, derived: Derived) -> Iterator[str]:
-    path = view.config.async_output_s3_path
-    if path is not None and not _S3_PREFIX.match(path):
-        yield f"async_output_s3_path={path!r} is not an S3 location: use s3://<bucket>/<prefix>/"
 
 
 @rule(

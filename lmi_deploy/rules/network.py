@@ -91,7 +91,7 @@ def isolation_needs_sagemaker_delivery(view: View, derived: Derived) -> Iterator
     title="kms_key is not a key ARN of the deployment's region",
     why="The role's permissions name the key by ARN, and KMS keys are regional.",
     fix="Give the key's ARN (arn:aws:kms:<region>:<account>:key/<id>) in the deployment's region, or kms_key=create.",
-    example=Example(settings={"kms_key": "alias/my-key"}),
+    example=Example(settings={"kms_key": "arn:aws:kms:us-east-1:111122223333:alias/my-key"}),
     needs=("config",),
 )
 def kms_key_arn(view: View, derived: Derived) -> Iterator[str]:
