@@ -199,6 +199,8 @@ def measure_variant(
 
         first, _ = timed(torch, device, call, 1)
         times, answer = timed(torch, device, call, args.repeats if not overrides else args.generate_repeats)
+        if not isinstance(answer, dict) or "generated_tokens" not in answer:
+            raise SystemExit(f"bench_handler: the handler did not answer the batch-{batch} request: {answer}")
         row = {
             "p50_ms": round(statistics.median(times), 1),
             "p99_ms": round(percentile(times, 0.99), 1),
