@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -42,10 +41,8 @@ def test_cdk_synth_without_context_is_the_seed(tmp_path: Path) -> None:
     assert "option.dtype=fp32\n" in rendered
 
 
-def test_cdk_synth_with_invalid_value_fails_fast_with_one_line(tmp_path: Path) -> None:
-    started = time.monotonic()
+def test_cdk_synth_with_invalid_value_fails_before_synthesis_with_one_line(tmp_path: Path) -> None:
     result = cdk("synth", "-q", "-c", "tensor_parallel_degree=8", out=tmp_path)
-    elapsed = time.monotonic() - started
     assert result.returncode != 0
     ours = [line for line in result.stderr.splitlines() if line.startswith("lmi-deploy:")]
     assert ours == [
@@ -53,7 +50,8 @@ def test_cdk_synth_with_invalid_value_fails_fast_with_one_line(tmp_path: Path) -
         "or a larger instance"
     ]
     assert "Traceback" not in result.stderr
-    assert elapsed < 15, f"took {elapsed:.1f}s"
+    # refused before any construct exists: no template, no asset staged (how fast that is: timing is no unit test's job)
+    assert not list(tmp_path.glob("*.template.json")) and not list(tmp_path.glob("asset.*"))
 
 
 def test_deploy_local_refuses_a_bad_config_before_starting_anything(capsys: pytest.CaptureFixture[str]) -> None:
