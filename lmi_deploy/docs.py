@@ -1,7 +1,7 @@
 """The generated pages of docs/: ``python -m lmi_deploy.docs`` writes them, ``--check`` fails when one is stale.
 
 docs/settings.md comes from the descriptions of the config's fields (``Field(description=...)`` in
-:mod:`lmi_deploy.config` and :mod:`lmi_deploy.multi_model`): a setting is documented where it is defined, once.
+:mod:`lmi_deploy.settings` and :mod:`lmi_deploy.multi_model`): a setting is documented where it is defined, once.
 docs/rules.md comes from the rule registry (:mod:`lmi_deploy.rules.docs`).
 """
 
