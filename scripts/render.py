@@ -7,6 +7,7 @@ Takes the same inputs as ``cdk synth`` and writes the same files: ``model_code/<
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_config_arguments(parser)
     parser.add_argument("--out", default="model_code", help="folder to render into (default: model_code)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output: the files written")
     args = parser.parse_args(argv)
     try:
         config = multi_model.load_deployment(
@@ -31,6 +33,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if isinstance(config, multi_model.MultiModelDeployment):
             rendered = render_multi(config, args.out)
+            if args.json:
+                models = [
+                    {"directory": str(m.directory), "files": list(m.files), "tarball": str(m.tarball)}
+                    for m in rendered.models
+                ]
+                print(json.dumps({"deployment": config.deployment, "models": models}, indent=2))
+                return 0
             print("\n".join(multi_model.report_lines(config)))
             print(f"rendered {config.deployment} ({len(config.models)} models, {config.mode}):")
             for model in rendered.models:
@@ -42,6 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"lmi-deploy: {error}", file=sys.stderr)
         return 2
+    if args.json:
+        files = [str(code.directory / name) for name in code.files]
+        print(json.dumps({"deployment": config.deployment, "files": files, "tarball": str(code.tarball)}, indent=2))
+        return 0
     print("\n".join(report_lines(config)))
     print(f"rendered {config.deployment} ({config.engine.value} {config.lmi_version}, handler={config.handler}):")
     for name in code.files:
