@@ -174,11 +174,11 @@ def measure_variant(
 
     device = args.device
     started = time.perf_counter()
-    model, tokenizer, seq2seq = handler.load_model(properties)
+    model, tokenizer, seq2seq = handler.HANDLER.load_model(properties)
     synchronize(torch, device)
     load_s = time.perf_counter() - started
     graphs_before = compiled_graphs(torch)
-    fast = handler.fast_decoder(model, tokenizer, seq2seq, dict(properties, **overrides))
+    fast = handler.HANDLER.fast_decoder(model, tokenizer, seq2seq, dict(properties, **overrides))
     synchronize(torch, device)
     startup_s = time.perf_counter() - started
     summary = {
@@ -189,7 +189,7 @@ def measure_variant(
         "warm_buckets": sorted(fast.warm) if fast is not None else [],
     }
     log(f"{overrides or 'defaults'}: {summary}")
-    handler._model = (model, tokenizer, seq2seq, fast)
+    handler.HANDLER.loaded = (model, tokenizer, seq2seq, fast)
     rows: dict[int, Any] = {}
     for batch, (prompts, encoded) in cases.items():
         body = json.dumps({"inputs": prompts, "parameters": {"max_new_tokens": args.new_tokens}}).encode()
@@ -216,7 +216,7 @@ def measure_variant(
             row["ids"] = ids.tolist()
         rows[batch] = row
         log(f"  batch {batch}: { {k: v for k, v in row.items() if k not in ('ids', 'generated_tokens')} }")
-    handler._model = None
+    handler.HANDLER.loaded = None
     del model, fast
     free(torch, device)
     return summary, rows

@@ -82,11 +82,11 @@ def test_fast_path_loads_directly_and_decodes_like_generate(
     assert options["warm_shapes"] == ",".join(f"{r}x{n}" for n in ("128x64", long) for r in (1, 2, 4, 8))
     options["model_id"] = str(tiny_models[kind])
     with caplog.at_level(logging.INFO):
-        model, tokenizer, seq2seq = handler.load_model(options)
+        model, tokenizer, seq2seq = handler.HANDLER.load_model(options)
         # direct load: every weight is a view into the one buffer its shard was read into
         storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
         assert len(storages) == len(list(tiny_models[kind].glob("*.safetensors"))) == 1
-        fast = handler.fast_decoder(model, tokenizer, seq2seq, options)
+        fast = handler.HANDLER.fast_decoder(model, tokenizer, seq2seq, options)
     reference = type(model).from_pretrained(tiny_models[kind])
     assert all(  # fused projections keep the checkpoint's names and values
         torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values(), strict=True)
@@ -112,12 +112,12 @@ def test_fast_path_loads_directly_and_decodes_like_generate(
         assert mine == plain_generate(model, tokenizer, seq2seq, prompts, max_new_tokens=new)
 
     # through the handler: the same answer with and without the fast path; sampling is served by it too
-    plain = handler.generate(model, tokenizer, seq2seq, PROMPTS, {"max_new_tokens": 12})
-    assert handler.generate(model, tokenizer, seq2seq, PROMPTS, {"max_new_tokens": 12}, fast) == plain
+    plain = handler.HANDLER.generate(model, tokenizer, seq2seq, PROMPTS, {"max_new_tokens": 12})
+    assert handler.HANDLER.generate(model, tokenizer, seq2seq, PROMPTS, {"max_new_tokens": 12}, fast) == plain
     sampled = {"max_new_tokens": 9, "do_sample": True, "temperature": 0.7, "top_k": 20, "top_p": 0.9, "seed": 4}
     assert fast.settings({k: v for k, v in sampled.items() if k != "seed"}) is not None
-    first = handler.generate(model, tokenizer, seq2seq, PROMPTS, sampled, fast)
-    assert first == handler.generate(model, tokenizer, seq2seq, PROMPTS, sampled, fast)  # seeded: repeatable
+    first = handler.HANDLER.generate(model, tokenizer, seq2seq, PROMPTS, sampled, fast)
+    assert first == handler.HANDLER.generate(model, tokenizer, seq2seq, PROMPTS, sampled, fast)  # seeded: repeatable
     assert all(1 <= n <= 9 for n in first["generated_tokens"])
     # what only generate() does is left to it
     for kwargs in ({"max_new_tokens": 5, "num_beams": 2}, {"max_new_tokens": 5, "repetition_penalty": 1.3}, {}):
@@ -131,17 +131,17 @@ def test_fast_path_switches_itself_off_when_it_disagrees(
 
     _, handler = rendered(tiny_models, "t5", tmp_path)
     options = {"model_id": str(tiny_models["t5"]), "dtype": "fp32"}
-    model, tokenizer, seq2seq = handler.load_model(options)
-    original = handler.FastDecoder.generate_ids
-    monkeypatch.setattr(handler.FastDecoder, "generate_ids", lambda self, *a: original(self, *a) + 1)
+    model, tokenizer, seq2seq = handler.HANDLER.load_model(options)
+    original = shipped("fast_decode").FastDecoder.generate_ids
+    monkeypatch.setattr(shipped("fast_decode").FastDecoder, "generate_ids", lambda self, *a: original(self, *a) + 1)
     with caplog.at_level(logging.WARNING):
-        assert handler.fast_decoder(model, tokenizer, seq2seq, options) is None
+        assert handler.HANDLER.fast_decoder(model, tokenizer, seq2seq, options) is None
     assert "disagrees with generate()" in caplog.text and "kv_cache=static is off" in caplog.text
     assert "fused projections on) disagrees" in caplog.text and "fused projections off) disagrees" in caplog.text
     # generate() serves with the checkpoint's own layers again
     assert not [m for m in model.modules() if isinstance(m, shipped("fused_projections")._SlicedLinear)]
     assert type(model.decoder.block[0].layer[0].SelfAttention.q) is torch.nn.Linear
-    assert handler.fast_decoder(model, tokenizer, seq2seq, dict(options, kv_cache="dynamic")) is None
+    assert handler.HANDLER.fast_decoder(model, tokenizer, seq2seq, dict(options, kv_cache="dynamic")) is None
 
 
 def test_compile_happens_at_load_and_never_on_a_request(
@@ -154,14 +154,14 @@ def test_compile_happens_at_load_and_never_on_a_request(
 
     _, handler = rendered(tiny_models, "t5", tmp_path)
     options = {"model_id": str(tiny_models["t5"]), "dtype": "fp32", "warm_shapes": "1x20x10,4x20x10,bad"}
-    model, tokenizer, seq2seq = handler.load_model(options)
+    model, tokenizer, seq2seq = handler.HANDLER.load_model(options)
     monkeypatch.setattr(
         shipped("fast_decode"), "COMPILE_BACKEND", "eager"
     )  # dynamo's guards and stance, no code generation
-    monkeypatch.setattr(handler, "COMPILE_DEVICES", ("cuda", "cpu"))
+    monkeypatch.setattr(shipped("accelerate"), "COMPILE_DEVICES", ("cuda", "cpu"))
     torch._dynamo.reset()
     with caplog.at_level(logging.INFO):
-        fast = handler.fast_decoder(model, tokenizer, seq2seq, options)
+        fast = handler.HANDLER.fast_decoder(model, tokenizer, seq2seq, options)
     assert fast is not None and fast.compiled_forward is not None and fast.loaded, caplog.text
     assert "compile on, fused projections on): agrees with generate()" in caplog.text
     assert "'bad' is not ROWSxPROMPTxNEW" in caplog.text
@@ -170,20 +170,20 @@ def test_compile_happens_at_load_and_never_on_a_request(
 
     compiled_at_load = counters["stats"]["unique_graphs"]
     for prompts in (PROMPTS[:1], PROMPTS):  # the warm buckets
-        mine = handler.generate(model, tokenizer, seq2seq, prompts, {"max_new_tokens": 10}, fast)
-        assert mine == handler.generate(model, tokenizer, seq2seq, prompts, {"max_new_tokens": 10})
+        mine = handler.HANDLER.generate(model, tokenizer, seq2seq, prompts, {"max_new_tokens": 10}, fast)
+        assert mine == handler.HANDLER.generate(model, tokenizer, seq2seq, prompts, {"max_new_tokens": 10})
     assert counters["stats"]["unique_graphs"] == compiled_at_load and set(fast.shapes) >= fast.warm
 
     # a shape a warm bucket holds (batch 3 of short prompts in (4, 32, 32)): served by it, padded, compiled
     before = set(fast.shapes)
     short = ["x", "y z", "a b c"]
-    mine = handler.generate(model, tokenizer, seq2seq, short, {"max_new_tokens": 7}, fast)
-    assert mine == handler.generate(model, tokenizer, seq2seq, short, {"max_new_tokens": 7})
+    mine = handler.HANDLER.generate(model, tokenizer, seq2seq, short, {"max_new_tokens": 7}, fast)
+    assert mine == handler.HANDLER.generate(model, tokenizer, seq2seq, short, {"max_new_tokens": 7})
     assert set(fast.shapes) == before
     # one no warm bucket holds: its own bucket, uncompiled
     with caplog.at_level(logging.INFO):
-        mine = handler.generate(model, tokenizer, seq2seq, PROMPTS * 3, {"max_new_tokens": 12}, fast)
-    assert mine == handler.generate(model, tokenizer, seq2seq, PROMPTS * 3, {"max_new_tokens": 12})
+        mine = handler.HANDLER.generate(model, tokenizer, seq2seq, PROMPTS * 3, {"max_new_tokens": 12}, fast)
+    assert mine == handler.HANDLER.generate(model, tokenizer, seq2seq, PROMPTS * 3, {"max_new_tokens": 12})
     assert "bucket (16, 32, 32) is not among the warm shapes; its step runs uncompiled" in caplog.text
     assert not fast.shapes[(16, 32, 32)].compiled and counters["stats"]["unique_graphs"] == compiled_at_load
     torch._dynamo.reset()
@@ -193,10 +193,12 @@ def test_direct_load_converts_dtypes_and_rejects_truncated_shards(tiny_models: d
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    _, handler = rendered(tiny_models, "llama", tmp_path / "code")
+    rendered(tiny_models, "llama", tmp_path / "code")  # imports the shipped lmi_handlers
     folder = tiny_models["llama"]
     config = AutoConfig.from_pretrained(folder)
-    model = handler.load_direct(str(folder), AutoModelForCausalLM, config, torch.bfloat16, torch.device("cpu"))
+    model = shipped("fast_load").load_direct(
+        str(folder), AutoModelForCausalLM, config, torch.bfloat16, torch.device("cpu")
+    )
     reference = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     assert all(
@@ -209,7 +211,12 @@ def test_direct_load_converts_dtypes_and_rejects_truncated_shards(tiny_models: d
     shard.write_bytes(shard.read_bytes()[:-100])
     with pytest.raises(OSError, match="is 100 bytes shorter than its header says"):
         shipped("fast_load").read_safetensors(str(shard), torch.device("cpu"))
-    assert handler.load_direct(str(tmp_path), AutoModelForCausalLM, config, torch.float32, torch.device("cpu")) is None
+    assert (
+        shipped("fast_load").load_direct(
+            str(tmp_path), AutoModelForCausalLM, config, torch.float32, torch.device("cpu")
+        )
+        is None
+    )
 
 
 def test_handler_options_are_validated() -> None:

@@ -17,8 +17,9 @@ from lmi_deploy.render import render
 from tests.conftest import ruff_py39
 
 PACKAGE = Path(__file__).resolve().parent.parent / "lmi_deploy" / "handlers"
-# what the containers have beside the standard library; anything else would fail there at import
-ALLOWED_ROOTS = {"torch", "transformers", "safetensors", "boto3"}
+# what the containers have beside the standard library; anything else would fail there at import (each engine's
+# own library only in its container: fastertransformer.py and deepspeed.py import it when they load)
+ALLOWED_ROOTS = {"torch", "transformers", "safetensors", "boto3", "fastertransformer", "deepspeed"}
 
 
 def test_package_lints_for_the_oldest_container_python() -> None:
@@ -105,3 +106,31 @@ def test_warm_shapes_parse_and_skip_malformed_items(caplog: pytest.LogCaptureFix
 
     assert parse_warm_shapes("1x128x64, 4x144x48,,bad,2x3") == [(1, 128, 64), (4, 144, 48)]
     assert "'bad' is not ROWSxPROMPTxNEW" in caplog.text and "'2x3' is not" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("context", "handler_class"),
+    [
+        ({"engine": "accelerate", "hf_token_secret": "hf-token"}, "AccelerateHandler"),
+        ({"engine": "fastertransformer", "model_id": "google/flan-t5-xxl"}, "FasterTransformerHandler"),
+        ({"engine": "deepspeed", "model_id": "EleutherAI/gpt-j-6b", "lmi_version": "0.23.0"}, "DeepSpeedHandler"),
+    ],
+)
+def test_rendered_model_py_holds_only_what_varies(context: dict[str, str], handler_class: str) -> None:
+    """Constants, one handler built from them, and ``handle`` handing over to it: no logic left in a template."""
+    from lmi_deploy.render import render_files
+
+    tree = ast.parse(render_files(load_config(context))["model.py"])
+    functions = [node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.Lambda))]
+    assert [node.name for node in functions if not isinstance(node, ast.Lambda)] == ["handle"]
+    (handle,) = functions
+    assert isinstance(handle, ast.FunctionDef) and ast.unparse(handle.body[-1]) == "return HANDLER.handle(inputs)"
+    assert len(handle.body) == 2  # its docstring and the hand-over
+    controls = (ast.If, ast.For, ast.While, ast.Try, ast.With)
+    assert not [node for node in ast.walk(tree) if isinstance(node, controls)]
+    built = [
+        node.value for node in tree.body if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "HANDLER"
+    ]
+    assert len(built) == 1 and isinstance(built[0], ast.Call) and ast.unparse(built[0].func) == handler_class
+    keywords = {k.arg: ast.unparse(k.value) for k in built[0].keywords}
+    assert keywords["hub_token_secret"] == "HUB_TOKEN_SECRET"

@@ -436,20 +436,25 @@ def test_hub_token_secret_reaches_only_a_rendered_handler_by_its_id(everything) 
     assert found["Action"] == "secretsmanager:GetSecretValue"
     assert json.dumps(found["Resource"]).endswith(f':secretsmanager:us-east-1:{ACCOUNT}:secret:hf-token-??????"]]}}')
     model_py = (tmp / "model_code" / config.deployment / "model.py").read_text()
-    assert "hub_token_from_secret(HUB_TOKEN_SECRET_ENV, HUB_TOKEN_SECRET_REGION)" in model_py
+    assert "HUB_TOKEN_SECRET = (HUB_TOKEN_SECRET_ENV, HUB_TOKEN_SECRET_REGION)" in model_py
+    assert "hub_token_secret=HUB_TOKEN_SECRET," in model_py
     assert "HUB_TOKEN_SECRET_ENV = 'HF_TOKEN_SECRET_ID'" in model_py
 
 
 def test_rendered_handler_fetches_the_token_from_the_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The shipped function, run against Secrets Manager (moto): HF_TOKEN is set in the process, from JSON too."""
+    """The rendered handler, run against Secrets Manager (moto): HF_TOKEN is set (from JSON too) before it loads."""
+    import os
+
     import boto3
     from moto import mock_aws
 
-    from lmi_deploy.handlers.hub_token import hub_token_from_secret
-    from lmi_deploy.render import render_files
+    from lmi_deploy.render import render
+    from lmi_deploy.runtime import load_handler
 
-    files = render_files(load_config({"engine": "accelerate", "hf_token_secret": "hf-token"}))
-    assert "from lmi_handlers.hub_token import hub_token_from_secret" in files["model.py"]
+    code = render(load_config({"engine": "accelerate", "hf_token_secret": "hf-token"}), tmp_path)
+    handler = load_handler(code.directory / "model.py")
+    seen: list[str | None] = []
+    monkeypatch.setattr(handler.HANDLER, "load", lambda properties: seen.append(os.environ.get("HF_TOKEN")) or ())
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with mock_aws():
@@ -457,10 +462,8 @@ def test_rendered_handler_fetches_the_token_from_the_secret(tmp_path: Path, monk
             Name="hf-token", SecretString=json.dumps({"token": "hf_fromsecret"})
         )
         monkeypatch.setenv("HF_TOKEN_SECRET_ID", "hf-token")
-        hub_token_from_secret("HF_TOKEN_SECRET_ID", "us-east-1")
-    import os
-
-    assert os.environ["HF_TOKEN"] == "hf_fromsecret"
+        assert handler.handle(handler.Input.of({})) is None  # the empty warm-up call loads
+    assert seen == ["hf_fromsecret"] and os.environ["HF_TOKEN"] == "hf_fromsecret"
 
 
 def test_builtin_handlers_and_isolated_containers_get_no_secret(isolated) -> None:

@@ -151,7 +151,7 @@ def test_a_stream_past_the_deadline_ends_with_an_error_line(t5_endpoint) -> None
 
 def count_steps(server: ModelServer) -> list[int]:
     """Wrap the served model's forward: one call per decode step (and the encoder)."""
-    model = server._handler._model[0]
+    model = server._handler.HANDLER.loaded[0]
     steps = [0]
     forward = model.forward
 

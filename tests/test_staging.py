@@ -354,7 +354,7 @@ def loaded_weights(tiny_models: dict[str, Path], out: Path, weights: Path, **opt
         "deployment": "restaged",
     }
     handler = load_handler(render(load_config(context), out).directory / "model.py")
-    model, _, _ = handler.load_model({"model_id": str(weights), "dtype": "fp32", **options})
+    model, _, _ = handler.HANDLER.load_model({"model_id": str(weights), "dtype": "fp32", **options})
     return dict(model.state_dict())
 
 

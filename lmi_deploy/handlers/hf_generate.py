@@ -16,14 +16,6 @@ DTYPE_ARGUMENT = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 els
 _TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def weights_location(properties: dict[str, str]) -> str:
-    """Where the weights are: model_id when local or a Hub id; the server's local copy (model_dir) for s3://."""
-    location = properties.get("model_id") or properties.get("s3url") or ""
-    if not location or location.startswith("s3://"):
-        location = properties["model_dir"]
-    return location
-
-
 def torch_dtype(properties: dict[str, str], default: str) -> Any:
     """option.dtype (else ``default``, the rendered one) as a torch dtype; fp16 without a GPU loads in fp32."""
     dtype = properties.get("dtype", default)

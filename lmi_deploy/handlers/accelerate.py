@@ -1,0 +1,192 @@
+"""lmi-deploy's handler on Hugging Face Accelerate (the Python engine): load, the fast decoder, generate, stream.
+
+Loads the model once, on the container's empty warm-up call: encoder-decoder (T5) or decoder-only, from the weights
+the server downloaded. ``option.fast_load`` reads safetensors shards straight into the GPU when the model fits one
+(else ``from_pretrained`` with ``device_map=auto``); ``option.kv_cache=static`` decodes with a static KV cache and,
+with ``option.cuda_graphs``, one captured CUDA graph per token; ``option.compile`` compiles that step and
+``option.fuse_projections`` fuses q|k|v and the gated-FFN inputs, both at load, where the buckets of
+``option.warm_shapes`` are prepared too (checked against ``generate`` at load, switched off if they differ).
+Serves ``{"inputs": str | [str], "parameters": {...}}`` in one batch and answers
+``{"outputs": [str, ...], "generated_tokens": [int, ...]}``; with ``"stream": true`` (one input) it streams
+``{"outputs": "<text>"}`` lines as they are generated. Past ``option.request_timeout`` a request gets a 504.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+from . import hf_generate
+from .fast_decode import COMPILE_DEVICES, FastDecoder, parse_warm_shapes
+from .fast_load import CheckpointError, fast_load_device, load_direct, stale_single_file
+from .fused_projections import fuse_projections
+from .handler import Handler, weights_location
+from .hf_generate import DTYPE_ARGUMENT, chars_per_token, load_tokenizer, torch_dtype
+from .request import Answers, BadRequest, Deadline, DeadlineExceeded, RequestRules, read_body, request_timeout
+
+SELF_CHECK_PROMPTS = [
+    "translate English to German: How old are you?",
+    "summarize: studies have shown that owning a dog is good for you",
+]
+
+
+class AccelerateHandler(Handler):
+    """One deployment's handler: its rendered defaults, overridden by the serving.properties the server hands over."""
+
+    def __init__(
+        self,
+        rules: RequestRules,
+        answers: Answers,
+        *,
+        dtype: str,
+        options: dict[str, str],
+        warm_shapes: list[str],
+        request_timeout_s: float,
+        stream_refusal: str | None = None,
+        hub_token_secret: tuple[str, str] | None = None,
+    ) -> None:
+        super().__init__(rules, answers, hub_token_secret)
+        self.dtype = dtype  # option.dtype as rendered
+        self.options = options  # lmi-deploy's handler options (option.<name>) as rendered
+        self.warm_shapes = warm_shapes  # option.warm_shapes as rendered: ROWSxPROMPTxNEW
+        self.request_timeout_s = request_timeout_s
+        self.stream_refusal = stream_refusal  # why this release cannot stream, where it cannot
+        self.timeout = 0.0  # option.request_timeout as loaded
+        self.chars_per_token = 0  # of the loaded tokenizer
+
+    def option(self, properties: dict[str, str], name: str) -> str:
+        return str(properties.get(name, self.options[name])).strip().lower()
+
+    def generate(self, *args: Any) -> dict[str, Any]:
+        """hf_generate.generate within this deployment's max_sequence_length."""
+        return hf_generate.generate(*args, max_sequence_length=self.rules.max_sequence_length)
+
+    def load(self, properties: dict[str, str]) -> tuple[Any, Any, bool, FastDecoder | None]:
+        model, tokenizer, seq2seq = self.load_model(properties)
+        fast = self.fast_decoder(model, tokenizer, seq2seq, properties)
+        self.timeout = request_timeout(properties, self.request_timeout_s)
+        self.chars_per_token = chars_per_token(tokenizer)
+        return model, tokenizer, seq2seq, fast
+
+    def load_model(self, properties: dict[str, str]) -> tuple[Any, Any, bool]:
+        """Model, tokenizer and whether it is encoder-decoder, from the serving.properties values."""
+        started = time.perf_counter()
+        location = weights_location(properties)
+        trust_remote_code = properties.get("trust_remote_code", "false").lower() == "true"
+        revision = properties.get("revision")
+        config = AutoConfig.from_pretrained(location, revision=revision, trust_remote_code=trust_remote_code)
+        seq2seq = bool(getattr(config, "is_encoder_decoder", False))
+        model_class = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
+        dtype = torch_dtype(properties, self.dtype)
+        model = None
+        if self.option(properties, "fast_load") == "true" and not trust_remote_code:
+            device = fast_load_device(location)
+            if device is not None:
+                try:
+                    model = load_direct(location, model_class, config, dtype, device)
+                except Exception as error:  # an unusual checkpoint: from_pretrained knows more layouts
+                    logging.warning("fast_load failed (%s); using from_pretrained", error)
+                    model = None
+        if model is None:
+            model = _from_pretrained(location, model_class, dtype, properties)
+        took = time.perf_counter() - started
+        logging.info("loaded %s from %s (%s) in %.1f s", model_class.__name__, location, dtype, took)
+        return model, load_tokenizer(location, properties, seq2seq), seq2seq
+
+    def fast_decoder(self, model: Any, tokenizer: Any, seq2seq: bool, properties: dict[str, str]) -> FastDecoder | None:
+        """The static-cache decoder, if option.kv_cache=static and it matches generate() token for token here.
+
+        Tries the configured variant first, then drops the fused projections, compile, graphs: the fastest one that
+        agrees is served, with option.warm_shapes prepared (compiled, captured) before the first request.
+        """
+        if self.option(properties, "kv_cache") != "static":
+            return None
+        graphs = self.option(properties, "cuda_graphs") == "true" and torch.cuda.is_available()
+        if len(set(getattr(model, "hf_device_map", {}).values())) > 1:
+            graphs = False  # one graph cannot span the devices of a split model
+        compiled = self.option(properties, "compile") == "true" and model.device.type in COMPILE_DEVICES
+        check = {"max_new_tokens": 8}
+        plain = self.generate(model, tokenizer, seq2seq, SELF_CHECK_PROMPTS, check)
+        fuse = self.option(properties, "fuse_projections") == "true"
+        restore = fuse_projections(model, seq2seq) if fuse else None
+        variants = [(graphs, compiled, True), (graphs, compiled, False), (graphs, False, False), (False, False, False)]
+        for graphs, compiled, fused in [v for i, v in enumerate(variants) if v not in variants[:i]]:
+            if fused and restore is None:
+                continue
+            if not fused and restore is not None:
+                restore()
+                restore = None
+            name = (
+                f"kv_cache=static (cuda_graphs {'on' if graphs else 'off'}, compile {'on' if compiled else 'off'}, "
+                f"fused projections {'on' if fused else 'off'})"
+            )
+            try:
+                decoder = FastDecoder(model, tokenizer, seq2seq, graphs, compiled)
+                decoder.fused = fused
+                fast = self.generate(model, tokenizer, seq2seq, SELF_CHECK_PROMPTS, check, decoder)
+            except Exception as error:  # an architecture or transformers version this loop does not know
+                logging.warning("%s failed its self-check (%s)", name, error)
+                continue
+            if fast != plain:
+                logging.warning("%s disagrees with generate() (%s vs %s)", name, fast, plain)
+                continue
+            logging.info("%s: agrees with generate(); serving with it", name)
+            self._warm_up(decoder, properties)
+            return decoder
+        if restore is not None:
+            restore()
+        logging.warning("kv_cache=static is off: decoding with generate()")
+        return None
+
+    def _warm_up(self, decoder: FastDecoder, properties: dict[str, str]) -> None:
+        try:
+            decoder.warm_up(parse_warm_shapes(properties.get("warm_shapes", ",".join(self.warm_shapes))))
+        except Exception as error:  # memory, or a shape the compiler refuses: those buckets are prepared on use
+            decoder.loaded = True
+            logging.warning("warm_shapes: stopped (%s); the rest are prepared on first use", error)
+
+    def answer(self, loaded: tuple[Any, Any, bool, FastDecoder | None], inputs: Any) -> Any:
+        """One request: batched JSON, or a stream of JSON lines; 504 past the request's deadline."""
+        model, tokenizer, seq2seq, fast = loaded
+        deadline = Deadline(inputs, self.timeout or self.request_timeout_s)
+        body = read_body(inputs)
+        prompts, kwargs = self.rules.parse(body, self.chars_per_token)
+        stream = body.get("stream") is True
+        if stream and self.stream_refusal:
+            raise BadRequest(f'"stream": true is refused: {self.stream_refusal}')
+        if stream and len(prompts) != 1:
+            raise BadRequest('"stream": true takes exactly one input')
+        try:
+            if stream:
+                output = self.answers.output_class()
+                output.add_property("content-type", "application/jsonlines")
+                chunks = hf_generate.stream_generate(
+                    model, tokenizer, prompts[0], kwargs, deadline, max_sequence_length=self.rules.max_sequence_length
+                )
+                output.add_stream_content(chunks)
+                return output
+            return self.answers.json(self.generate(model, tokenizer, seq2seq, prompts, kwargs, fast, deadline))
+        except DeadlineExceeded as error:
+            return self.answers.error(504, "Gateway Timeout", str(error))
+
+
+def _from_pretrained(location: str, model_class: Any, dtype: Any, properties: dict[str, str]) -> Any:
+    """transformers' own load: over every GPU this worker was given, or on the CPU."""
+    if stale_single_file(location):
+        raise CheckpointError(
+            f"{location} holds model.safetensors beside model.safetensors.index.json, which does not name it: "
+            "from_pretrained would load that file instead of the shards; stage the model again "
+            "(scripts/stage_model.py removes files of an earlier staging), then restart"
+        )
+    trust_remote_code = properties.get("trust_remote_code", "false").lower() == "true"
+    kwargs: dict[str, Any] = {DTYPE_ARGUMENT: dtype, "revision": properties.get("revision")}
+    if trust_remote_code:
+        kwargs["trust_remote_code"] = True
+    if torch.cuda.is_available():
+        # the server gives each worker its slice of GPUs (CUDA_VISIBLE_DEVICES); spread the layers over them
+        kwargs.update(device_map=properties.get("device_map", "auto"), low_cpu_mem_usage=True)
+    return model_class.from_pretrained(location, **kwargs).eval()

@@ -1,0 +1,64 @@
+"""lmi-deploy's handler on DeepSpeed inference (tensor parallel, kernel injection).
+
+Runs under MPI: every rank loads the model on the CPU and joins ``deepspeed.init_inference`` with the deployment's
+tensor-parallel degree; the server answers with the last rank's output. One batched ``generate`` per request,
+answered ``{"outputs": [str, ...], "generated_tokens": [int, ...]}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from . import hf_generate
+from .handler import Handler, weights_location
+from .hf_generate import DTYPE_ARGUMENT, load_tokenizer, torch_dtype
+from .request import Answers, RequestRules, read_body
+
+
+class DeepSpeedHandler(Handler):
+    """One deployment's handler: its rendered tensor-parallel degree and dtype (the properties override them)."""
+
+    def __init__(
+        self,
+        rules: RequestRules,
+        answers: Answers,
+        *,
+        tensor_parallel_degree: int,
+        dtype: str,
+        hub_token_secret: tuple[str, str] | None = None,
+    ) -> None:
+        super().__init__(rules, answers, hub_token_secret)
+        self.tensor_parallel_degree = tensor_parallel_degree
+        self.dtype = dtype
+
+    def load(self, properties: dict[str, str]) -> tuple[Any, Any]:
+        """Load on the CPU, then let DeepSpeed shard it over the ranks with its fused kernels."""
+        import deepspeed  # in the DeepSpeed container only
+        from transformers import AutoModelForCausalLM
+
+        location = weights_location(properties)
+        local_rank = int(os.environ.get("LOCAL_RANK", os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK", "0")))
+        degree = int(properties.get("tensor_parallel_degree", self.tensor_parallel_degree))
+        dtype = torch_dtype(properties, self.dtype)
+        model = AutoModelForCausalLM.from_pretrained(
+            location, revision=properties.get("revision"), low_cpu_mem_usage=True, **{DTYPE_ARGUMENT: dtype}
+        )
+        logging.info("rank %d: deepspeed.init_inference tp=%d dtype=%s", local_rank, degree, dtype)
+        engine = deepspeed.init_inference(
+            model,
+            tensor_parallel={"tp_size": degree},
+            dtype=dtype,
+            replace_with_kernel_inject=True,
+            max_tokens=int(properties.get("max_tokens", "1024")),
+        )
+        return engine.module, load_tokenizer(location, properties, False)
+
+    def answer(self, loaded: tuple[Any, Any], inputs: Any) -> Any:
+        model, tokenizer = loaded
+        prompts, kwargs = self.rules.parse(read_body(inputs))
+        # no deadline here: every MPI rank must stop at the same step, and each would read its own clock
+        limit = self.rules.max_sequence_length
+        answer = hf_generate.generate(model, tokenizer, False, prompts, kwargs, max_sequence_length=limit)
+        return self.answers.json(answer)
