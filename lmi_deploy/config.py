@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
 
+from lmi_deploy import adapters as lora_adapters
 from lmi_deploy import containers, identifiers, input_files, model_facts
 from lmi_deploy.containers import ENGINES, Engine
 from lmi_deploy.errors import UNREADABLE_INPUT, ConfigError
@@ -218,6 +219,9 @@ def load_config(
             if isinstance(file_values.get(key), str):
                 relative = Path(context["config"]).parent / file_values[key]
                 file_values[key] = str(relative) if relative.exists() else file_values[key]
+        if "adapters" in file_values:  # adapter folders too
+            folder = Path(context["config"]).parent
+            file_values["adapters"] = lora_adapters.resolve_sources(file_values["adapters"], folder)
         values.update(file_values)
         source = f" in {context['config']}"
     else:

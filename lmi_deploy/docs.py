@@ -42,6 +42,7 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("Weights", ("weights_delivery", "partitioned")),
+    ("LoRA adapters", ("adapters", "lora")),
     (
         "The Accelerate handler (`handler=custom`)",
         ("kv_cache", "cuda_graphs", "compile", "fuse_projections", "fast_load"),

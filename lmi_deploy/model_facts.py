@@ -47,6 +47,7 @@ class ModelFacts:
     source: str
     missing: tuple[str, ...] = ()  # numbers config.json lacks
     estimated: bool = False  # parameters guessed from the model id: no config.json at all
+    ffn_size: int | None = None  # the feed-forward layer's inner size (sizes LoRA slots)
 
     @property
     def is_encoder_decoder(self) -> bool:
@@ -202,6 +203,7 @@ def from_config(config: dict[str, Any], *, source: str, safetensors_total_size: 
         max_positions=positions,
         source=source,
         missing=tuple(name for name, value in numbers.items() if value is None),
+        ffn_size=shape.ffn,
     )
 
 

@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lmi_deploy import instances
+from lmi_deploy.adapters import resolve_sources
 from lmi_deploy.config import DeploymentConfig, _is_cdk_key, load_config, read_deployment_file
 from lmi_deploy.errors import ConfigError
 from lmi_deploy.instances import InstanceType
@@ -69,6 +70,8 @@ PER_MODEL_KEYS = (
     "fuse_projections",
     "fast_load",
     "extra_properties",
+    "adapters",
+    "lora",
 )
 # Endpoint settings the multi-model stacks do not build (yet): refused rather than silently ignored. key -> the
 # values that mean "off".
@@ -369,6 +372,8 @@ def load_multi_model(
                 hint = f" (did you mean {close[0]!r}?)" if close else f"; a model takes {', '.join(PER_MODEL_KEYS)}"
                 hint += "" if close or mode == "mme" else f", {', '.join(COMPONENT_KEYS)}"
                 problems.append(f"{setting_rules.UNKNOWN_SETTING} unknown setting {key!r} in {label}{where}{hint}")
+        if "adapters" in settings and path is not None:
+            settings["adapters"] = resolve_sources(settings["adapters"], path.parent)
         if isinstance(settings.get("model_config"), str) and path is not None:
             relative = path.parent / settings["model_config"]
             settings["model_config"] = str(relative) if relative.exists() else settings["model_config"]

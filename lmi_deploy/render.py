@@ -123,12 +123,29 @@ def serving_properties(config: DeploymentConfig) -> list[tuple[str, str]]:
         entries.append(("option.n_positions", sequence))
         if config.max_batch_size:
             entries.append(("batch_size", str(config.max_batch_size)))
+    entries += lora_properties(config)
     for key, _ in entries:
         if not (known_keys.reads(key, version) or (config.handler == "custom" and key in handler_keys(version))):
             raise ConfigError(f"internal: {key} is not read by LMI {version}")
     entries += sorted(config.extra_properties.items())  # checked by the registry (LMI808)
     for key, value in entries:
         check_line_value("serving.properties", key, value)
+    return entries
+
+
+def lora_properties(config: DeploymentConfig) -> list[tuple[str, str]]:
+    """LoRA on, with the derived limits (lmi_deploy.adapters.plan); the adapters themselves are staged beside the
+    weights (``adapters/<name>/``), where the server registers them at start."""
+    if not config.lora_enabled:
+        return []
+    plan = config.lora_plan
+    entries = [
+        ("option.enable_lora", "true"),
+        ("option.max_loras", str(plan.max_loras)),
+        ("option.max_lora_rank", str(plan.max_lora_rank)),
+    ]
+    if plan.max_cpu_loras is not None:
+        entries.append(("option.max_cpu_loras", str(plan.max_cpu_loras)))
     return entries
 
 

@@ -444,8 +444,15 @@ def hub_allow_patterns(repo_files: Iterable[str]) -> list[str]:
     return [*SUPPORT_PATTERNS, *(SAFETENSORS_PATTERNS if has_safetensors else BIN_PATTERNS)]
 
 
-def download_from_hub(model_id: str, revision: str, token: str | None, cache_dir: str | None = None) -> Path:
-    """A Hub snapshot at a pinned revision with only what serving needs; errors say what to do."""
+def download_from_hub(
+    model_id: str,
+    revision: str,
+    token: str | None,
+    cache_dir: str | None = None,
+    patterns: list[str] | None = None,
+) -> Path:
+    """A Hub snapshot at a pinned revision with only what serving needs (``patterns``, default: a model's); errors
+    say what to do."""
     try:
         from huggingface_hub import HfApi, snapshot_download
         from huggingface_hub.errors import (
@@ -460,7 +467,11 @@ def download_from_hub(model_id: str, revision: str, token: str | None, cache_dir
     try:
         files = HfApi(token=token).list_repo_files(model_id, revision=revision)
         path = snapshot_download(
-            model_id, revision=revision, allow_patterns=hub_allow_patterns(files), token=token, cache_dir=cache_dir
+            model_id,
+            revision=revision,
+            allow_patterns=patterns or hub_allow_patterns(files),
+            token=token,
+            cache_dir=cache_dir,
         )
     except HFValidationError:
         raise StagingError(

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lmi_deploy import model_folder, s3_prefix, staging
+from lmi_deploy import adapter_staging, model_folder, s3_prefix, staging
 from lmi_deploy.cli import add_config_arguments, context_from_args, environment_defaults, stack_outputs
 from lmi_deploy.config import DeploymentConfig
 from lmi_deploy.errors import ConfigError
@@ -91,7 +91,35 @@ def _stage(args: argparse.Namespace, s3: Any, cloudformation: Any, secrets: Any)
         prefix = f"models/{name}/{revision}/"
     secret = args.token_secret or (config.hf_token_secret if config else None)
     _stage_weights(args, session, s3, secrets, secret, model, revision, bucket, prefix)
+    if config is not None and config.adapters and not args.model:
+        token = _token(session, secrets, secret)
+        for adapter in config.adapters:
+            with adapter_staging.local_folder(adapter, s3, token) as folder:
+                staged = adapter_staging.stage_folder(s3, adapter, folder, bucket, prefix, **_options(args))
+            _report_adapter(staged)
+        removed = [] if args.dry_run else adapter_staging.remove_unnamed(s3, bucket, prefix, list(config.adapters))
+        if removed:
+            print(f"  removed adapters the deployment no longer names: {', '.join(removed)}")
     return 0
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"concurrency": args.concurrency, "show_progress": not args.no_progress, "dry_run": args.dry_run}
+
+
+def _token(session: Any, secrets: Any, secret: str | None) -> str | None:
+    return staging.token_from(
+        dict(os.environ), secrets or (session.client("secretsmanager") if secret else None), secret
+    )
+
+
+def _report_adapter(staged: adapter_staging.StagedAdapter) -> None:
+    result = staged.result
+    state = "dry run: nothing changed at" if result.dry_run else "staged at"
+    print(
+        f"adapter {staged.name}: {state} {staged.location} (uploaded {len(result.uploaded)}, already intact "
+        f"{len(result.skipped)}, repaired {len(result.repaired)})"
+    )
 
 
 def _stage_weights(
@@ -116,11 +144,7 @@ def _stage_weights(
             raise staging.StagingError(
                 f"--model {model} {what}: pass a model folder (config.json, tokenizer, weights) or a Hub id (org/name)"
             )
-        token = staging.token_from(
-            dict(os.environ),
-            secrets or (session.client("secretsmanager") if secret else None),
-            secret,
-        )
+        token = _token(session, secrets, secret)
         print(f"downloading {model}@{revision} from the Hugging Face Hub ...", file=sys.stderr)
         folder, source = staging.download_from_hub(model, revision, token), f"hub:{model}@{revision}"
         within = model_folder.hub_cache_root(folder)
@@ -225,6 +249,10 @@ def _stage_several(
         _stage_weights(
             args, session, s3, secrets, secret, config.model_id, config.model_revision, bucket, config.staged_weights[1]
         )
+        token = _token(session, secrets, secret) if config.adapters else None
+        for adapter in config.adapters:  # each an adapter inference component's archive
+            with adapter_staging.local_folder(adapter, s3, token) as folder:
+                _report_adapter(adapter_staging.stage_archive(s3, adapter, folder, bucket, **_options(args)))
     if multi.mode == "mme":
         with tempfile.TemporaryDirectory(prefix="lmi-mme-") as scratch:
             rendered = render_multi(multi, scratch)

@@ -24,6 +24,9 @@ ACCOUNT = {"account": "111122223333"}
 def _from_settings(rule: Rule, tmp_path: Path) -> list[Finding]:
     example = rule.example
     try:
+        for name, content in (example.files or {}).items():
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_text(content)
         if example.deployment_file is not None:
             path = tmp_path / "deployment.yaml"
             path.write_text(yaml.safe_dump(example.deployment_file))

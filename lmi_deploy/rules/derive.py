@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lmi_deploy import containers, warm_shapes
+from lmi_deploy import adapters, containers, warm_shapes
 from lmi_deploy.containers import Engine
 from lmi_deploy.model_facts import DTYPE_BYTES
 from lmi_deploy.rules import estimates
@@ -144,9 +144,27 @@ def memory_at(view: View, derived: Derived, tp: int) -> MemoryEstimate | None:
     # An existing file's batch is what requests bring, not a promise: count one full sequence (a lower bound).
     rolling = view.rolling or view.source == "serving.properties"
     load = estimates.Load(
-        dtype, tp, derived.max_batch_size, derived.max_sequence_length, rolling, view.bytes_per_parameter, reserved
+        dtype,
+        tp,
+        derived.max_batch_size,
+        derived.max_sequence_length,
+        rolling,
+        view.bytes_per_parameter,
+        reserved,
+        lora_bytes(view, dtype),
     )
     return estimates.estimate_memory(facts, instance, load)
+
+
+def lora_bytes(view: View, dtype: str) -> int:
+    """The LoRA slots the engine sets aside (``max_loras`` adapters at ``max_lora_rank``); 0 without LoRA or when
+    the architecture's sizes are unknown."""
+    config = view.config
+    if config is None or view.facts is None or not config.lora_enabled:
+        return 0
+    plan = config.lora_plan
+    per_slot = adapters.lora_bytes_per_slot(view.facts, plan.max_lora_rank, DTYPE_BYTES[dtype])
+    return int(per_slot or 0) * int(plan.max_loras)
 
 
 def _search_tensor_parallel(view: View, derived: Derived) -> None:
@@ -289,6 +307,18 @@ def note_operations(view: View, derived: Derived) -> None:
         )
 
 
+def note_adapters(view: View, derived: Derived) -> None:
+    """The LoRA limits derived for the adapters (rendered as option.max_loras & co.)."""
+    config = view.config
+    if config is not None and config.lora_enabled:
+        plan = config.lora_plan
+        derived.notes.append(
+            f"LoRA: {plan.adapters} adapter{'s' if plan.adapters != 1 else ''}, max_loras={plan.max_loras} per "
+            f"batch, max_lora_rank={plan.max_lora_rank}, max_cpu_loras={plan.cached}"
+        )
+        derived.notes += plan.notes
+
+
 Step = Callable[[View, Derived], None]
 PIPELINE: tuple[Step, ...] = (
     derive_dtype,
@@ -297,6 +327,7 @@ PIPELINE: tuple[Step, ...] = (
     derive_memory,
     derive_timeouts,
     note_operations,
+    note_adapters,
 )
 
 

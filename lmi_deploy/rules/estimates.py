@@ -34,10 +34,11 @@ class MemoryEstimate:
     usable_gib: float
     sequences: int  # how many max-length sequences the KV term holds
     rolling: bool
+    lora_gib: float = 0.0  # per accelerator: the LoRA slots (max_loras adapters at max_lora_rank)
 
     @property
     def total_gib(self) -> float:
-        return self.weights_gib + (self.kv_cache_gib or 0.0) + self.overhead_gib
+        return self.weights_gib + (self.kv_cache_gib or 0.0) + self.overhead_gib + self.lora_gib
 
     @property
     def fits(self) -> bool:
@@ -48,8 +49,9 @@ class MemoryEstimate:
             "one full-length sequence (rolling batch pages the rest)" if self.rolling else f"{self.sequences} sequences"
         )
         kv = "KV cache not counted (unknown)" if self.kv_cache_gib is None else f"{self.kv_cache_gib:.1f} GiB KV cache"
+        lora = f" + {self.lora_gib:.2f} GiB LoRA slots" if self.lora_gib else ""
         return (
-            f"memory per accelerator at TP{tp}: {self.weights_gib:.1f} GiB weights + {kv} ({kv_what}) + "
+            f"memory per accelerator at TP{tp}: {self.weights_gib:.1f} GiB weights{lora} + {kv} ({kv_what}) + "
             f"{self.overhead_gib:.1f} GiB overhead = {self.total_gib:.1f} GiB of {self.usable_gib:.1f} GiB usable per "
             f"{noun[:-1]} -> {'fits' if self.fits else 'DOES NOT FIT'}"
         )
@@ -66,6 +68,7 @@ class Load:
     rolling: bool
     bytes_per_parameter: float | None = None  # quantized weights; None: the dtype's size
     reserved_gib: float = 0.0
+    lora_bytes: int = 0  # the LoRA slots of one model copy (split over TP like the weights)
 
 
 def estimate_memory(facts: ModelFacts, instance: InstanceType, load: Load) -> MemoryEstimate:
@@ -77,7 +80,8 @@ def estimate_memory(facts: ModelFacts, instance: InstanceType, load: Load) -> Me
     usable = (instance.memory_per_accelerator_gib - load.reserved_gib) * (
         (1 - ROLLING_BATCH_RESERVE) if load.rolling else 1.0
     )
-    return MemoryEstimate(weights, kv, OVERHEAD_GIB, usable, sequences, load.rolling)
+    lora = load.lora_bytes / load.tp / GIB
+    return MemoryEstimate(weights, kv, OVERHEAD_GIB, usable, sequences, load.rolling, lora)
 
 
 def _round_up(seconds: float, step: int = 60) -> int:

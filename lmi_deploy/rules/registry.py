@@ -44,6 +44,7 @@ class Example:
     instance_type: str | None = None
     model_config: dict[str, Any] | None = None
     startup_timeout: int | None = None
+    files: dict[str, str] | None = None  # files beside the deployment file (adapter folders), path -> content
 
     def describe(self) -> str:
         """The example as a user would write it (for docs/rules.md)."""
@@ -56,7 +57,10 @@ class Example:
                 f"    {line}\n" for line in self.properties.splitlines()
             )
         values = self.deployment_file if self.deployment_file is not None else self.settings or {}
-        return "deployment settings:\n\n" + "".join(f"    {key}: {value!r}\n" for key, value in values.items())
+        text = "deployment settings:\n\n" + "".join(f"    {key}: {value!r}\n" for key, value in values.items())
+        for path, content in (self.files or {}).items():
+            text += f"\nbeside it, `{path}`" + (f":\n\n    {content}\n" if content else " (empty)\n")
+        return text
 
 
 Messages = Iterable[str]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from lmi_deploy.rules import (  # noqa: F401  (each module registers its rules)
+    adapters,
     capacity,
     delivery,
     endpoint,

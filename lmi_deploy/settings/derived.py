@@ -6,6 +6,7 @@ from functools import cached_property
 
 from pydantic import PrivateAttr
 
+from lmi_deploy import adapters as lora_adapters
 from lmi_deploy import containers, instances, model_facts, request_limits
 from lmi_deploy.rules.derive import Resolved
 from lmi_deploy.runtime.versions import STREAM_CONTENT, Release
@@ -23,6 +24,20 @@ class DerivedValues(OperationsSettings):
 
     _resolved: Resolved = PrivateAttr()
     _facts: model_facts.ModelFacts | None = PrivateAttr(default=None)
+
+    @property
+    def lora_enabled(self) -> bool:
+        """Whether the container serves LoRA adapters (``option.enable_lora``)."""
+        return bool(self.adapters) or self.lora is not None
+
+    @cached_property
+    def adapter_facts(self) -> tuple[lora_adapters.AdapterFacts | None, ...]:
+        """Each adapter's ``adapter_config.json`` as read here (None where it cannot be: S3, a Hub one not cached)."""
+        return tuple(lora_adapters.read_facts(adapter) for adapter in self.adapters)
+
+    @cached_property
+    def lora_plan(self) -> lora_adapters.LoraPlan:
+        return lora_adapters.plan(self.adapters, self.lora, self.adapter_facts, self.lmi_version)
 
     @property
     def instance(self) -> instances.InstanceType:

@@ -1,11 +1,14 @@
-"""The config's fields on the model, its engine and container, the weights and our Accelerate handler."""
+"""The config's fields on the model, its engine and container, the weights, our Accelerate handler and the LoRA
+adapters served on the model."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import json
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
+from lmi_deploy import adapters as lora_adapters
 from lmi_deploy.containers import Engine
 from lmi_deploy.settings.values import shown
 
@@ -165,3 +168,38 @@ class ModelSettings(BaseModel):
         "(the staged weights), not a Hub id or `.bin`.",
         json_schema_extra=shown("`true`"),
     )
+    adapters: tuple[lora_adapters.Adapter, ...] = Field(
+        (),
+        description="LoRA adapters served on this model (vLLM 0.27.0+, lmi-dist 0.27.0-0.32.0): a list of "
+        "`{name, source, revision}`; `source` a Hub id (pin `revision`), a local PEFT folder or an `s3://` prefix. "
+        "Staged under the weights' `adapters/<name>/`, where the container registers them at start (with "
+        'inference components: one adapter inference component each, 0.31.0+). Requests pick one with `"adapters": '
+        '"<name>"`. Validation reads each `adapter_config.json`: base model, rank, target modules. See '
+        "[adapters](adapters.md).",
+        json_schema_extra=shown("none"),
+    )
+    lora: lora_adapters.LoraSettings | None = Field(
+        None,
+        description="LoRA limits `{max_loras, max_lora_rank, max_cpu_loras}` (`option.*`); setting it without "
+        "adapters turns LoRA on for adapters added later. `max_lora_rank`: the smallest the release accepts (8, 16, "
+        "32, 64; 128, 256 from 0.30.0) that holds every adapter's rank; `max_loras`: adapters per batch, each a slot "
+        "of GPU memory counted in the memory estimate (the adapters' count, at most 4); `max_cpu_loras`: adapters "
+        "cached in host memory (every adapter when they outnumber `max_loras`).",
+        json_schema_extra=shown("derived from the adapters"),
+    )
+
+    @field_validator("adapters", mode="before")
+    @classmethod
+    def _adapters_from_text(cls, value: Any) -> Any:
+        return lora_adapters.adapters_from_text(value)
+
+    @field_validator("adapters")
+    @classmethod
+    def _adapter_names(cls, value: tuple[lora_adapters.Adapter, ...]) -> tuple[lora_adapters.Adapter, ...]:
+        lora_adapters.unique_names(value)
+        return value
+
+    @field_validator("lora", mode="before")
+    @classmethod
+    def _lora_from_text(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) and value.strip() else value or None
