@@ -144,3 +144,22 @@ def _description(adapter: Adapter) -> dict[str, Any]:
         "revision": adapter.revision,
         "created_by": "lmi-deploy",
     }
+
+
+def place_locally(adapter_list: list[Adapter], code_folder: Path, token: str | None = None) -> list[Path]:
+    """Copy each adapter's files into ``<code_folder>/adapters/<name>/``, where the server (and serve_local's
+    stand-in) registers adapters at start; Hub adapters are downloaded at their revision first."""
+    placed = []
+    for adapter in adapter_list:
+        if adapter.kind == "s3":
+            raise staging.StagingError(
+                f"adapter {adapter.name}: {adapter.source} is in S3; to serve it locally download it and set its "
+                "source to the folder"
+            )
+        with local_folder(adapter, None, token) as folder:
+            target = code_folder / adapters.ADAPTERS_FOLDER / adapter.name
+            for name in adapter_files(folder, model_folder.hub_cache_root(folder)):
+                (target / name).parent.mkdir(parents=True, exist_ok=True)
+                (target / name).write_bytes((folder / name).read_bytes())
+        placed.append(target)
+    return placed

@@ -167,3 +167,25 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
         except ValueError:
             result[key] = value
     return result
+
+
+def with_adapter(payload: Any, adapter: str) -> Any:
+    """The request naming a LoRA adapter as LMI reads it: ``"adapters"``, one name per input."""
+    if not isinstance(payload, dict):
+        return payload
+    inputs = payload.get("inputs")
+    return {**payload, "adapters": [adapter] * len(inputs) if isinstance(inputs, list) else adapter}
+
+
+class AdapterClient:
+    """Every request through ``client`` names ``adapter`` in its body (a single-model endpoint's adapters)."""
+
+    def __init__(self, client: Client, adapter: str) -> None:
+        self.client = client
+        self.adapter = adapter
+
+    def invoke(self, payload: Any) -> Any:
+        return self.client.invoke(with_adapter(payload, self.adapter))
+
+    def stream(self, payload: Any) -> Iterator[bytes]:
+        return self.client.stream(with_adapter(payload, self.adapter))

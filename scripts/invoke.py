@@ -2,7 +2,7 @@
 """Send the seed's request to a deployed endpoint or a local URL and print the answer.
 
     python scripts/invoke.py (--url http://127.0.0.1:8080 | --endpoint NAME | [--config FILE] [-c k=v])
-        [--target-model NAME | --inference-component NAME]
+        [--target-model NAME | --inference-component NAME] [--adapter NAME]
         (--prompt TEXT [--prompt TEXT ...] | --prompts FILE) [--param key=value ...] [--stream]
 
 Without --url or --endpoint, the endpoint is the deployment's (``<deployment>-endpoint`` stack output). Several models
@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from lmi_deploy.cli import add_config_arguments, context_from_args, environment_defaults, stack_outputs
-from lmi_deploy.client import Client, EndpointError, SageMakerClient, UrlClient, parse_params, payload
+from lmi_deploy.client import (
+    AdapterClient,
+    Client,
+    EndpointError,
+    SageMakerClient,
+    UrlClient,
+    parse_params,
+    payload,
+)
 
 __all__ = ["SageMakerClient", "add_target_arguments", "client_from", "main"]
 from lmi_deploy.errors import ConfigError
@@ -47,14 +55,37 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
         help="the model of an inference-component endpoint: its name in the deployment file (with --config), or "
         "its InferenceComponentName",
     )
+    parser.add_argument(
+        "--adapter",
+        metavar="NAME",
+        help='a LoRA adapter of the model: named in each request ("adapters"), or, with inference components, '
+        "its adapter inference component <component>-<NAME>",
+    )
 
 
 def client_from(args: argparse.Namespace, runtime: Any = None, cloudformation: Any = None) -> Client:
+    """The endpoint's client; ``--adapter`` names the adapter in each request, or picks its adapter inference
+    component when the request goes to an inference component."""
+    client, component = _client(args, runtime, cloudformation)
+    adapter = getattr(args, "adapter", None)
+    if not adapter:
+        return client
+    if component:  # SageMaker routes to the adapter's own inference component
+        if isinstance(client, SageMakerClient):
+            client.target["InferenceComponentName"] = f"{component}-{adapter}"
+        else:
+            assert isinstance(client, UrlClient)
+            client.headers[INFERENCE_COMPONENT_HEADER] = f"{component}-{adapter}"
+        return client
+    return AdapterClient(client, adapter)
+
+
+def _client(args: argparse.Namespace, runtime: Any, cloudformation: Any) -> tuple[Client, str | None]:
     target_model, component = args.target_model, args.inference_component
     if args.url:  # a local endpoint: it knows the models by any of their names
         headers = {TARGET_MODEL_HEADER: target_model} if target_model else {}
         headers.update({INFERENCE_COMPONENT_HEADER: component} if component else {})
-        return UrlClient(args.url, headers=headers)
+        return UrlClient(args.url, headers=headers), component
     import boto3
 
     name = args.endpoint
@@ -77,7 +108,7 @@ def client_from(args: argparse.Namespace, runtime: Any = None, cloudformation: A
     if not name:
         name = deployed()["EndpointName"]
     runtime = runtime or session.client("sagemaker-runtime", endpoint_url=args.endpoint_url)
-    return SageMakerClient(runtime, name, target_model=target_model, inference_component=component)
+    return SageMakerClient(runtime, name, target_model=target_model, inference_component=component), component
 
 
 def model_target(

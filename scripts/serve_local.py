@@ -6,7 +6,10 @@
     python scripts/serve_local.py --config MULTI.yaml [--model-dir NAME=DIR ...]     # several models, one port
 
 What runs is byte-for-byte what ships: the same ``model.py`` and ``serving.properties``, loaded through lmi-deploy's
-djl_python-compatible runtime. ``--model-dir`` defaults to ``model_id`` when that is a local folder. A deployment
+djl_python-compatible runtime. A rolling-batch engine (vLLM, lmi-dist) has no ``model.py``: its container handler is
+stood in for by ``lmi_deploy/runtime/lora_handler.py`` (transformers + PEFT), which serves the deployment's LoRA
+``adapters`` (copied beside the rendered code) selected per request as the container selects them.
+``--model-dir`` defaults to ``model_id`` when that is a local folder. A deployment
 file with a ``models:`` list serves every model behind the one port, routed by the ``X-Amzn-SageMaker-Target-Model``
 or ``X-Amzn-SageMaker-Inference-Component`` header (or ``POST /models/NAME/invoke``) as SageMaker routes them.
 """
@@ -22,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lmi_deploy import adapter_staging
 from lmi_deploy.cli import add_config_arguments, context_from_args, environment_defaults
 from lmi_deploy.errors import ConfigError
 from lmi_deploy.multi_model import MultiModelDeployment, load_deployment
@@ -56,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if isinstance(config, MultiModelDeployment):
                     return serve_several(config, args, Path(scratch))
                 model_code = render(config, scratch).directory
+                adapter_staging.place_locally(list(config.adapters), model_code, os.environ.get("HF_TOKEN"))
                 model_dir = given or (config.model_id if Path(config.model_id).is_dir() else None)
             if not model_dir:
                 raise ConfigError("--model-dir is required: a local folder with the model's weights")

@@ -15,6 +15,7 @@ from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from lmi_deploy.adapters import ADAPTERS_FOLDER, component_name
 from lmi_deploy.multi_model import MultiModelDeployment
 from lmi_deploy.multi_render import RenderedMultiModel
 from stacks.components.artifact_store import ArtifactStore
@@ -106,6 +107,13 @@ class MultiModelEndpointStack(Stack):
                 image=published_image(model.config),
                 name=model.name,
             )
+        if any(m.config.adapters for m in multi.models):
+            BucketPrefix(multi.bucket_name, f"{ADAPTERS_FOLDER}/").grant_read(
+                role,
+                "ReadAdapterArchives",
+                "SageMaker downloads each adapter inference component's archive (staged by scripts/stage_model.py, "
+                "keyed by the adapter's revision or content) as the endpoint's role.",
+            )
         if multi.mode == "mme":
             BucketPrefix(multi.bucket_name, multi.mme_prefix).grant_read(
                 role,
@@ -139,6 +147,18 @@ class MultiModelEndpointStack(Stack):
                     component=self.components.components[model.name],
                     component_name=multi.inference_component_name(model),
                 )
+        adapter_components = {
+            m.name: {a.name: component_name(multi.inference_component_name(m), a) for a in m.config.adapters}
+            for m in multi.models
+            if m.config.adapters
+        }
+        if adapter_components:
+            CfnOutput(
+                self,
+                "AdapterInferenceComponents",
+                value=json.dumps(adapter_components, sort_keys=True),
+                description="InferenceComponentName of each adapter (invoke.py --inference-component NAME)",
+            )
         CfnOutput(
             self,
             "InferenceComponents",

@@ -45,6 +45,8 @@ from lmi_deploy.runtime.versions import (
 )
 
 LOG = logging.getLogger("lmi_deploy.serve")
+LORA_HANDLER = Path(__file__).parent / "lora_handler.py"  # imports djl_python: loaded as a handler, never imported
+ROLLING_BATCH_STAND_IN = ("vllm", "lmi-dist")
 CUSTOM_ATTRIBUTES = "x-amzn-sagemaker-custom-attributes"
 _BATCH_OUTPUT_KEY = re.compile(r"batch_(\d+)\.(.*)")
 _RENDERED_TAG = re.compile(r"djl-inference:(\d+\.\d+\.\d+)")
@@ -160,6 +162,9 @@ class ModelServer:
         self.release: Release = release_of(version or settings.version)
         self.properties = handler_properties(self.model_code, self.model_dir, self.release)
         entry = self.properties.get("entryPoint", "model.py")
+        # A rolling-batch engine's handler is the container's own: its local stand-in serves it (and its adapters).
+        stand_in = settings.options.get("rolling_batch") in ROLLING_BATCH_STAND_IN and entry == "model.py"
+        self.handler_file = LORA_HANDLER if stand_in else self.model_code / "model.py"
         if not entry.endswith(".py"):
             raise ValueError(
                 f"serving.properties names the built-in handler {entry}, which exists only inside the LMI container; "
@@ -256,7 +261,7 @@ class ModelServer:
 
     def _run(self) -> None:
         try:
-            self._handler = load_handler(self.model_code / "model.py", self.release)
+            self._handler = load_handler(self.handler_file, self.release)
             result = self._handler_function()(self.Input.of(self._engine(self.properties)))
             if result is not None and getattr(result, "code", 200) >= 300:
                 raise RuntimeError(f"warm-up call answered {result.code}: {result.body()!r}")

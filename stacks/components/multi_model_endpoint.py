@@ -3,7 +3,7 @@
 - :class:`InferenceComponentEndpoint`: an EndpointConfig with the execution role and the instance pool (no model in
   the variant), least-outstanding-requests routing and, when anything may scale, managed instance scaling; the
   Endpoint; and per model a Model plus an ``AWS::SageMaker::InferenceComponent`` with its accelerators, host
-  memory, startup timeouts and copies.
+  memory, startup timeouts and copies, and one adapter inference component per LoRA adapter of the model.
 - :class:`MultiModelEndpointResources`: one Model in ``MultiModel`` mode over the S3 prefix of per-model archives, its
   EndpointConfig and Endpoint (blue/green updates as a single-model endpoint's).
 """
@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from lmi_deploy import adapters
+from lmi_deploy.adapters import Adapter
 from lmi_deploy.config import DeploymentConfig
 from lmi_deploy.multi_model import ModelSpec, MultiModelDeployment
 from lmi_deploy.render import container_environment
@@ -110,6 +112,7 @@ class InferenceComponentEndpoint(Construct):
         )
         self.models: dict[str, sagemaker.CfnModel] = {}
         self.components: dict[str, sagemaker.CfnInferenceComponent] = {}
+        self.adapter_components: dict[str, dict[str, sagemaker.CfnInferenceComponent]] = {}
         for model in multi.models:
             self._add_model(multi, model, role_arn, code_urls[model.name])
         _acknowledge_placement(next(iter(self.models.values())), self.endpoint_config)
@@ -150,6 +153,34 @@ class InferenceComponentEndpoint(Construct):
         _acknowledge_placement(cfn_model, None)
         self.models[model.name] = cfn_model
         self.components[model.name] = component
+        self.adapter_components[model.name] = {
+            adapter.name: self._add_adapter(multi, model, adapter, component) for adapter in model.config.adapters
+        }
+
+    def _add_adapter(
+        self,
+        multi: MultiModelDeployment,
+        model: ModelSpec,
+        adapter: Adapter,
+        base: sagemaker.CfnInferenceComponent,
+    ) -> sagemaker.CfnInferenceComponent:
+        """An adapter inference component: the adapter's archive on the base component's copies (no compute of its
+        own); SageMaker registers it with the base container's adapters API and routes requests naming it there."""
+        base_name = multi.inference_component_name(model)
+        component = sagemaker.CfnInferenceComponent(
+            self,
+            f"Adapter{construct_id(model.name)}{construct_id(adapter.name)}",
+            endpoint_name=self.endpoint.attr_endpoint_name,
+            inference_component_name=adapters.component_name(base_name, adapter),
+            specification=sagemaker.CfnInferenceComponent.InferenceComponentSpecificationProperty(
+                base_inference_component_name=base_name,
+                container=sagemaker.CfnInferenceComponent.InferenceComponentContainerSpecificationProperty(
+                    artifact_url=f"s3://{multi.bucket_name}/{adapters.archive_key(adapter)}"
+                ),
+            ),
+        )
+        component.add_dependency(base)  # the base component must exist (and be in service) first
+        return component
 
 
 class MultiModelEndpointResources(Construct):
