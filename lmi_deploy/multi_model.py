@@ -142,7 +142,8 @@ FILE_KEYS: dict[str, tuple[str, str]] = {
         "`model_type`, `model_config` (relative to the file), `engine`, `lmi_version`, `handler`, "
         "`tensor_parallel_degree`, `dtype`, `max_sequence_length`, `max_batch_size`, `weights_delivery` (`sagemaker` "
         "with inference components only), `partitioned`, the three timeouts, and the Accelerate handler options "
-        "(`kv_cache`, `cuda_graphs`, `compile`, `fuse_projections`, `fast_load`); with inference components also "
+        "(`kv_cache`, `cuda_graphs`, `compile`, `fuse_projections`, `fast_load`), LoRA `adapters` and `lora` "
+        "(inference components: one adapter inference component per adapter); with inference components also "
         "the settings below. Endpoint settings (instances, scaling, alarms, updates, volume, account, region) go at "
         "the top only.",
     ),

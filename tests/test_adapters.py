@@ -67,6 +67,14 @@ def peft_tokens(folders: dict[str, Path], adapter: str | None, prompt: str, new_
     return [t for t in ids[0, encoded["input_ids"].shape[1] :].tolist() if t != tokenizer.pad_token_id]
 
 
+def retargeted(folder: Path, into: Path, base_model: str) -> Path:
+    """A copy of an adapter folder whose adapter_config.json names another base model."""
+    shutil.copytree(folder, into)
+    settings = json.loads((into / "adapter_config.json").read_text())
+    (into / "adapter_config.json").write_text(json.dumps({**settings, "base_model_name_or_path": base_model}))
+    return into
+
+
 def lora_config(folders: dict[str, Path], **extra: Any) -> DeploymentConfig:
     adapters = [{"name": n, "source": str(folders[n])} for n in NAMES]
     values = {
@@ -115,10 +123,7 @@ def test_validation_reads_each_adapter_and_derives_the_lora_limits(lora_models: 
 
 
 def test_an_adapter_of_another_model_is_refused(lora_models: dict[str, Path], tmp_path: Path) -> None:
-    other = tmp_path / "other"
-    shutil.copytree(lora_models["sql"], other)
-    settings = json.loads((other / "adapter_config.json").read_text())
-    (other / "adapter_config.json").write_text(json.dumps({**settings, "base_model_name_or_path": "org/other-7b"}))
+    other = retargeted(lora_models["sql"], tmp_path / "other", "org/other-7b")
     with pytest.raises(ConfigError, match=r"LMI973 adapters\[0\] \(sql\) was trained on org/other-7b"):
         load_config({"engine": "vllm", "model_id": str(lora_models["base"]),
                      "adapters": json.dumps([{"name": "sql", "source": str(other)}])})  # fmt: skip
@@ -206,3 +211,97 @@ def test_an_adapter_archive_is_deterministic(lora_models: dict[str, Path], tmp_p
     assert first == again
     with tarfile.open(fileobj=io.BytesIO(first)) as tar:
         assert sorted(tar.getnames()) == ["adapter_config.json", "adapter_model.safetensors"]
+
+
+# ---- stacks: adapter inference components, and a single-model endpoint's adapters beside its weights -------------
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "deployments" / "llama-3-8b-lora-adapters.yaml"
+
+
+def test_each_adapter_is_an_adapter_inference_component_on_its_base(tmp_path: Path) -> None:
+    """The example (moto has no inference components, so it is template-tested; cfn-lint and cdk-nag run on it with
+    every example in tests/test_stacks.py)."""
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Match, Template
+
+    from lmi_deploy.multi_model import MultiModelDeployment, load_deployment
+    from lmi_deploy.multi_render import render_multi
+    from stacks.deployment import add_checks
+    from stacks.multi_model_deployment import add_multi_model_deployment
+    from tests.test_stacks import CDK_JSON_CONTEXT
+
+    multi = load_deployment({"config": str(EXAMPLE)}, environment_defaults=ACCOUNT)
+    assert isinstance(multi, MultiModelDeployment)
+    app = cdk.App(outdir=str(tmp_path / "cdk.out"), context=CDK_JSON_CONTEXT)
+    stacks = add_multi_model_deployment(app, multi, render_multi(multi, tmp_path / "code"))
+    add_checks(app)
+    app.synth()  # cdk-nag
+    endpoint = Template.from_stack(stacks.endpoint)
+    endpoint.resource_count_is("AWS::SageMaker::InferenceComponent", 4)  # the base and three adapters
+    bucket = f"llama3-lora-{ACCOUNT['account']}-us-east-1"
+    revisions = {a.name: a.revision for a in multi.models[0].config.adapters}
+    for name in ("sql", "support", "summaries"):
+        endpoint.has_resource(
+            "AWS::SageMaker::InferenceComponent",
+            {
+                "Properties": {
+                    "InferenceComponentName": f"llama3-lora-llama-3-8b-{name}",
+                    "Specification": {
+                        "BaseInferenceComponentName": "llama3-lora-llama-3-8b",
+                        "Container": {
+                            "ArtifactUrl": f"s3://{bucket}/adapters/hub/your-org/llama-3-8b-instruct-{name}-lora/"
+                            f"{revisions[name]}/adapter.tar.gz"
+                        },
+                        "ComputeResourceRequirements": Match.absent(),  # the base component's
+                        "ModelName": Match.absent(),
+                    },
+                    "RuntimeConfig": Match.absent(),
+                },
+                "DependsOn": Match.array_with([Match.string_like_regexp("ComponentLlama38b")]),
+            },
+        )
+    properties = (tmp_path / "code" / "llama3-lora" / "llama-3-8b" / "serving.properties").read_text()
+    assert "option.enable_lora=true\noption.max_loras=3\noption.max_lora_rank=16\n" in properties
+    statements = {
+        s["Sid"]: s
+        for policy in endpoint.find_resources("AWS::IAM::Policy").values()
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if "Sid" in s
+    }
+    resource = json.dumps(statements["ReadAdapterArchives"]["Resource"])
+    assert f"{bucket}/adapters/*" in resource
+    outputs = endpoint.find_outputs("AdapterInferenceComponents")
+    value = json.loads(next(iter(outputs.values()))["Value"])
+    assert value == {"llama-3-8b": {n: f"llama3-lora-llama-3-8b-{n}" for n in ("sql", "summaries", "support")}}
+
+
+def test_a_single_model_endpoint_loads_its_adapters_from_beside_the_weights(
+    lora_models: dict[str, Path], tmp_path: Path
+) -> None:
+    from aws_cdk.assertions import Template
+
+    from tests.test_stacks import synth
+
+    for name in NAMES:  # the tiny adapters, as if trained on Llama 2 7B (same module names)
+        retargeted(lora_models[name], tmp_path / "adapters" / name, "meta-llama/Llama-2-7b-hf")
+    config, stacks, _ = synth(
+        tmp_path,
+        engine="vllm",
+        lmi_version="0.33.0",
+        model_id="meta-llama/Llama-2-7b-hf",
+        instance_type="ml.g5.2xlarge",
+        adapters=json.dumps([{"name": n, "source": str(tmp_path / "adapters" / n)} for n in NAMES]),
+    )
+    endpoint = Template.from_stack(stacks.endpoint)
+    endpoint.resource_count_is("AWS::SageMaker::InferenceComponent", 0)
+    weights = config.weights_s3_uri
+    properties = (tmp_path / "model_code" / config.deployment / "serving.properties").read_text()
+    assert f"option.model_id={weights}\n" in properties and "option.enable_lora=true\n" in properties
+    # the container downloads the weights prefix, adapters/<name>/ included, and registers each folder at start
+    read = next(
+        s
+        for policy in endpoint.find_resources("AWS::IAM::Policy").values()
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if s.get("Sid") == "ReadWeights"
+    )
+    assert json.dumps(read["Resource"]).endswith('/models/meta-llama/Llama-2-7b-hf/main/*"]]}')
