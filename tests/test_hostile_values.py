@@ -84,6 +84,8 @@ def _clean_values(paths: dict[str, str]) -> dict[str, str]:
         "cuda_graphs": "true",
         "compile": "false",
         "extra_properties": "{}",
+        "adapters": "[]",
+        "lora": "",
         "fast_load": "true",
         "fuse_projections": "true",
         "instance_type": "ml.g5.2xlarge",
