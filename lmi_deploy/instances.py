@@ -2,7 +2,8 @@
 
 GPU counts and memory come from sagemaker-core's bundled ``instance_gpu_info.json`` where it lists the type;
 the rest (g6, g6e, p5e/p5en, inf2, trn1, and g5.xlarge, which the JSON lacks) from the fact sheet
-(``shared/reference/lmi-serving.md`` §7).
+(``shared/reference/lmi-serving.md`` §7). Per-accelerator speed (memory bandwidth, 16-bit and fp32 FLOP/s) and how the
+accelerators of one instance are linked come from the vendors' datasheets, each entry naming its source.
 """
 
 from __future__ import annotations
@@ -52,6 +53,92 @@ _FACT_SHEET: dict[str, tuple[AcceleratorKind, int, float]] = {
     "ml.trn1n.32xlarge": ("Trainium", 32, 16.0),
 }
 
+
+@dataclass(frozen=True)
+class AcceleratorSpeed:
+    """One accelerator's peak numbers as its vendor publishes them: per GPU, or per NeuronCore on inf2/trn1 (half
+    of a chip's). ``tflops_16bit`` is the dense tensor-core peak in bf16 (fp16 on T4/V100, which have no bf16)."""
+
+    memory_bandwidth_gb_s: float
+    tflops_16bit: float
+    tflops_fp32: float
+    source: str
+
+
+ACCELERATOR_SPEED: dict[AcceleratorKind, AcceleratorSpeed] = {
+    "T4": AcceleratorSpeed(320, 65, 8.1, "NVIDIA T4 datasheet: 320 GB/s GDDR6, 65 TFLOPS FP16 mixed, 8.1 FP32"),
+    "A10G": AcceleratorSpeed(
+        600,
+        125,
+        31.2,
+        "NVIDIA A10 datasheet (none is published for the A10G): 600 GB/s, 125 TFLOPS BF16 dense, 31.2 FP32",
+    ),
+    "L4": AcceleratorSpeed(
+        300, 121, 30.3, "NVIDIA L4 datasheet: 300 GB/s, 242 TFLOPS BF16 sparse (121 dense), 30.3 FP32"
+    ),
+    "L40S": AcceleratorSpeed(
+        864, 362, 91.6, "NVIDIA L40S datasheet: 864 GB/s, 733 TFLOPS BF16 sparse (362 dense), 91.6 FP32"
+    ),
+    "V100": AcceleratorSpeed(900, 125, 15.7, "NVIDIA V100 SXM2 datasheet: 900 GB/s HBM2, 125 TFLOPS FP16, 15.7 FP32"),
+    "A100": AcceleratorSpeed(
+        1555, 312, 19.5, "NVIDIA A100 datasheet, 40GB SXM: 1,555 GB/s, 312 TFLOPS BF16, 19.5 FP32"
+    ),
+    "A100-80GB": AcceleratorSpeed(
+        2039, 312, 19.5, "NVIDIA A100 datasheet, 80GB SXM: 2,039 GB/s, 312 TFLOPS BF16, 19.5 FP32"
+    ),
+    "H100": AcceleratorSpeed(
+        3350, 989, 67, "NVIDIA H100 SXM datasheet: 3.35 TB/s, 1,979 TFLOPS BF16 sparse (989 dense), 67 FP32"
+    ),
+    "H200": AcceleratorSpeed(4800, 989, 67, "NVIDIA H200 SXM datasheet: 4.8 TB/s, 1,979 TFLOPS BF16 sparse, 67 FP32"),
+    "Inferentia2": AcceleratorSpeed(
+        410,
+        95,
+        23.75,
+        "AWS Neuron docs, Inferentia2 architecture: per chip (2 NeuronCore-v2) 820 GB/s, 190 BF16 TFLOPS",
+    ),
+    "Trainium": AcceleratorSpeed(
+        410, 95, 23.75, "AWS Neuron docs, Trainium architecture: per chip (2 NeuronCore-v2) 820 GB/s, 190 BF16 TFLOPS"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Interconnect:
+    """How one instance's accelerators exchange tensor-parallel partial sums."""
+
+    name: str
+    gb_s: float  # per accelerator, one direction
+    source: str
+
+
+# Links by instance family. GPUs of g4dn/g5/g6/g6e talk over PCIe only (no NVLink on T4, A10G, L4, L40S).
+_PCIE4 = Interconnect("PCIe (no NVLink)", 32, "PCIe Gen4 x16: 32 GB/s per direction (g5, g6, g6e; g4dn is Gen3)")
+_INTERCONNECTS: dict[str, Interconnect] = {
+    "g4dn": Interconnect("PCIe (no NVLink)", 16, "PCIe Gen3 x16: 16 GB/s per direction"),
+    "g5": _PCIE4,
+    "g6": _PCIE4,
+    "g6e": _PCIE4,
+    "p3": Interconnect("NVLink", 150, "NVIDIA V100 SXM2 datasheet: NVLink 300 GB/s (both directions)"),
+    "p3dn": Interconnect("NVLink", 150, "NVIDIA V100 SXM2 datasheet: NVLink 300 GB/s (both directions)"),
+    "p4d": Interconnect("NVLink (NVSwitch)", 300, "NVIDIA A100 datasheet: NVLink 600 GB/s (both directions)"),
+    "p4de": Interconnect("NVLink (NVSwitch)", 300, "NVIDIA A100 datasheet: NVLink 600 GB/s (both directions)"),
+    "p5": Interconnect("NVLink (NVSwitch)", 450, "NVIDIA H100 SXM datasheet: NVLink 900 GB/s (both directions)"),
+    "p5e": Interconnect("NVLink (NVSwitch)", 450, "NVIDIA H200 SXM datasheet: NVLink 900 GB/s (both directions)"),
+    "p5en": Interconnect("NVLink (NVSwitch)", 450, "NVIDIA H200 SXM datasheet: NVLink 900 GB/s (both directions)"),
+    "inf2": Interconnect(
+        "NeuronLink-v2",
+        192,
+        "384 GB/s both ways: half of Trainium's, 2 NeuronLink-v2 ports per chip vs 4 (Neuron NKI architecture guide)",
+    ),
+    "trn1": Interconnect(
+        "NeuronLink-v2", 384, "AWS trn1 instance page: NeuronLink-v2 768 GB/s per chip (both directions)"
+    ),
+    "trn1n": Interconnect(
+        "NeuronLink-v2", 384, "AWS trn1 instance page: NeuronLink-v2 768 GB/s per chip (both directions)"
+    ),
+}
+
+
 # Families where SageMaker refuses VolumeSizeInGB (instance storage instead), as sagemaker-core's
 # ``volume_size_supported``: any family with a "d" in its name, and these prefixes.
 _NO_VOLUME_FAMILY_PREFIXES = ("g5", "g6", "g7e", "p5", "p6-b200", "trn1", "trn2")
@@ -82,6 +169,14 @@ class InstanceType:
     def supports_volume_size(self) -> bool:
         family = self.family
         return "d" not in family and not family.startswith(_NO_VOLUME_FAMILY_PREFIXES)
+
+    @property
+    def speed(self) -> AcceleratorSpeed:
+        return ACCELERATOR_SPEED[self.accelerator]
+
+    @property
+    def interconnect(self) -> Interconnect:
+        return _INTERCONNECTS[self.family]
 
     def valid_tensor_parallel_degrees(self) -> list[int]:
         """Degrees that split this instance's accelerators evenly into whole model copies."""

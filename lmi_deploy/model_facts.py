@@ -48,6 +48,7 @@ class ModelFacts:
     missing: tuple[str, ...] = ()  # numbers config.json lacks
     estimated: bool = False  # parameters guessed from the model id: no config.json at all
     ffn_size: int | None = None  # the feed-forward layer's inner size (sizes LoRA slots)
+    encoder_parameters: int = 0  # of ``parameters``, those only the prompt pass runs (an encoder-decoder's encoder)
 
     @property
     def is_encoder_decoder(self) -> bool:
@@ -150,23 +151,26 @@ def _shape(config: dict[str, Any], model_type: str) -> _Shape:
     return _Shape(hidden, heads, layers, encoder, kv_heads, head_dim, ffn, _int(config, *VOCAB))
 
 
-def _computed_parameters(shape: _Shape, config: dict[str, Any], model_type: str) -> int | None:
+def _computed_parameters(shape: _Shape, config: dict[str, Any], model_type: str) -> tuple[int, int] | None:
+    """All parameters, and the encoder's among them (0 for decoder-only models); None when a number is missing."""
     hidden, heads, head_dim, kv_heads = shape.hidden, shape.heads, shape.head_dim, shape.kv_heads
     if None in (hidden, heads, head_dim, kv_heads, shape.layers, shape.ffn, shape.vocab):
         return None
     assert hidden and heads and head_dim and kv_heads and shape.layers and shape.ffn and shape.vocab
+    encoder = 0
     if shape.encoder_layers:
         gated = str(config.get("feed_forward_proj", "relu")).startswith("gated")
         attention = 4 * hidden * heads * head_dim
         mlp = (3 if gated else 2) * hidden * shape.ffn
-        computed = shape.encoder_layers * (attention + mlp) + shape.layers * (2 * attention + mlp)
+        encoder = shape.encoder_layers * (attention + mlp)
+        computed = encoder + shape.layers * (2 * attention + mlp)
     else:
         experts = _int(config, "num_local_experts", "num_experts") or 1
         attention = hidden * heads * head_dim * 2 + 2 * hidden * kv_heads * head_dim
         mlp = (3 if model_type in _GATED_MLP_TYPES else 2) * hidden * shape.ffn * experts
         computed = shape.layers * (attention + mlp + 2 * hidden)
     tied = bool(config.get("tie_word_embeddings", True))
-    return computed + shape.vocab * hidden * (1 if tied else 2)
+    return computed + shape.vocab * hidden * (1 if tied else 2), encoder
 
 
 def from_config(config: dict[str, Any], *, source: str, safetensors_total_size: int | None = None) -> ModelFacts:
@@ -180,11 +184,13 @@ def from_config(config: dict[str, Any], *, source: str, safetensors_total_size: 
     except _BadCount as error:
         raise ConfigError(f"{UNREADABLE_INPUT} {source}: {error}") from None
     native = _dtype_name(_first(flat, "torch_dtype", "dtype"))
+    total, encoder = computed or (None, 0)
     if safetensors_total_size:
         parameters: int | None = int(safetensors_total_size) // DTYPE_BYTES.get(native or "fp32", 4)
         parameters_from = "safetensors index"
+        encoder = round(encoder * parameters / total) if total and parameters else 0  # the computed share
     else:
-        parameters, parameters_from = computed, "computed from config.json"
+        parameters, parameters_from = total, "computed from config.json"
     numbers = {"attention heads": shape.heads, "layers": shape.layers, "hidden size": shape.hidden}
     numbers["parameter count"] = parameters
     return ModelFacts(
@@ -204,6 +210,7 @@ def from_config(config: dict[str, Any], *, source: str, safetensors_total_size: 
         source=source,
         missing=tuple(name for name, value in numbers.items() if value is None),
         ffn_size=shape.ffn,
+        encoder_parameters=encoder,
     )
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from lmi_deploy import adapters, containers, warm_shapes
 from lmi_deploy.containers import Engine
-from lmi_deploy.model_facts import DTYPE_BYTES
+from lmi_deploy.instances import InstanceType
+from lmi_deploy.model_facts import DTYPE_BYTES, ModelFacts
 from lmi_deploy.rules import estimates
 from lmi_deploy.rules.estimates import LoadTimes, MemoryEstimate
 from lmi_deploy.rules.registry import Finding
@@ -66,9 +67,14 @@ class Resolved:
 
 def bf16_supported(view: View) -> bool:
     spec, instance = view.spec, view.instance
-    if spec is None or instance is None or "bf16" not in spec.dtypes or instance.accelerator in estimates.NO_BF16:
+    return spec is not None and instance is not None and supports_bf16(spec, instance, view.version)
+
+
+def supports_bf16(spec: containers.EngineSpec, instance: InstanceType, version: str) -> bool:
+    """Whether this engine at this version computes in bf16 on this instance's accelerators."""
+    if "bf16" not in spec.dtypes or instance.accelerator in estimates.NO_BF16:
         return False
-    return not (spec.neuron and not view.at_least("0.24.0"))
+    return not (spec.neuron and containers.version_key(version) < (0, 24, 0))
 
 
 def _engine_default_dtype(view: View) -> tuple[str, str]:
@@ -124,12 +130,16 @@ def derive_sequence_and_batch(view: View, derived: Derived) -> None:
 
 def divides_heads(view: View, tp: int) -> str | None:
     """Which heads TP ``tp`` fails to split evenly, or None. Transformers-NeuronX pads heads to the degree."""
-    facts = view.facts
-    if view.engine is Engine.NEURONX or facts is None or facts.attention_heads is None or facts.kv_heads is None:
+    return heads_not_split(view.facts, tp, view.engine, view.rolling)
+
+
+def heads_not_split(facts: ModelFacts | None, tp: int, engine: Engine | None, rolling: bool) -> str | None:
+    """:func:`divides_heads` for a model, engine and batching known apart from a view."""
+    if engine is Engine.NEURONX or facts is None or facts.attention_heads is None or facts.kv_heads is None:
         return None
     if facts.attention_heads % tp:
         return f"its {facts.attention_heads} attention heads"
-    if facts.kv_heads % tp and not (view.rolling and tp % facts.kv_heads == 0):
+    if facts.kv_heads % tp and not (rolling and tp % facts.kv_heads == 0):
         return f"its {facts.kv_heads} key/value heads"
     return None
 

@@ -1,0 +1,238 @@
+"""How fast a model serves on an instance, from bytes and FLOPs: the arithmetic behind ``lmi-deploy recommend``.
+
+A decode step is bound by memory: it reads every weight the decoder uses once, and each sequence's KV cache, at the
+accelerators' bandwidth (the instance catalog's datasheet figures) times the engine's bandwidth efficiency. The
+prompt pass is bound by compute: 2 FLOPs per parameter per prompt token (plus attention) at the dense 16-bit peak
+times the engine's compute efficiency. Tensor parallelism without NVLink pays for its all-reduces: a stated latency
+per all-reduce, two per decoder layer (three for an encoder-decoder's decoder, which also attends to the encoder).
+
+Every efficiency below is a stated constant. Only the Accelerate handler's is measured: fitted to this project's
+H200 benchmark (``docs/benchmarks.md``, ``docs/benchmarks/handler-h200.json``); the others are assumed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cache
+
+from lmi_deploy import instances, model_facts
+from lmi_deploy.containers import Engine
+from lmi_deploy.instances import InstanceType
+from lmi_deploy.model_facts import DTYPE_BYTES, ModelFacts
+
+# Seconds one all-reduce of a decode step's small message takes, by link kind (assumed: NCCL's small-message
+# latency over PCIe is tens of microseconds, over NVLink a few).
+ALLREDUCE_LATENCY_US = {"PCIe": 30.0, "NVLink": 8.0, "NeuronLink": 15.0}
+ASSUMED = "assumed"
+
+
+@dataclass(frozen=True)
+class EngineSpeed:
+    """How close an engine gets to the hardware's bounds."""
+
+    bandwidth_efficiency: float  # share of the datasheet memory bandwidth a decode step achieves
+    compute_efficiency: float  # share of the dense 16-bit peak the prompt pass achieves
+    sequence_layer_us: float  # what each sequence adds to a step per decoder layer beyond its bytes (attention, ...)
+    source: str  # ASSUMED, or how it was measured
+    split_layers: bool = True  # False: Accelerate's device_map=auto puts whole layers on each GPU, run in turn
+    rolling: bool = False  # continuous batching with a paged KV cache (reserves 10% of memory)
+
+
+_ASSUMED_SPEEDS: dict[Engine, EngineSpeed] = {
+    Engine.VLLM: EngineSpeed(0.70, 0.50, 2.0, ASSUMED, rolling=True),
+    Engine.LMI_DIST: EngineSpeed(0.70, 0.50, 2.0, ASSUMED, rolling=True),
+    Engine.TENSORRT_LLM: EngineSpeed(0.80, 0.60, 1.5, ASSUMED, rolling=True),
+    Engine.DEEPSPEED: EngineSpeed(0.60, 0.40, 3.0, ASSUMED),
+    Engine.FASTER_TRANSFORMER: EngineSpeed(0.70, 0.50, 2.0, ASSUMED),
+    Engine.NEURONX: EngineSpeed(0.50, 0.40, 3.0, ASSUMED),
+}
+ACCELERATE_COMPUTE_EFFICIENCY = 0.50  # assumed: the benchmark measures decode, not the prompt pass alone
+
+
+@dataclass(frozen=True)
+class Workload:
+    input_tokens: int
+    output_tokens: int
+    concurrency: int  # requests in flight on the whole instance
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One way to serve: the instance, the engine, TP degree and dtype."""
+
+    instance: InstanceType
+    engine: Engine
+    tensor_parallel: int
+    dtype: str
+
+    @property
+    def copies(self) -> int:
+        """Model copies on the instance: DJL starts one worker per group of ``tensor_parallel`` accelerators."""
+        return max(1, self.instance.accelerator_count // self.tensor_parallel)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One setup's numbers, with what went into each."""
+
+    batch: int  # sequences one copy decodes at once
+    step_ms: float  # one decode step: the latency of each generated token after the first
+    prefill_ms: float  # the prompt pass of ``batch`` prompts
+    request_ms: float  # one request: prompt pass plus decode steps (the p50 at this concurrency)
+    tokens_per_s: float  # generated tokens per second, whole instance
+    step_gb: float  # bytes one step reads: weights + KV cache
+    kv_gb: float  # of which KV cache
+    bandwidth_gb_s: float  # effective: datasheet x accelerators used at once x efficiency
+    allreduce_ms: float  # per step
+    prefill_tflop: float
+    achievable_tflops: float
+    speed: EngineSpeed
+
+    def reasons(self) -> list[str]:
+        weights = self.step_gb - self.kv_gb
+        lines = [
+            f"step {self.step_ms:.2f} ms: ({weights:.2f} GB weights + {self.kv_gb:.3f} GB KV) / "
+            f"{self.bandwidth_gb_s:.0f} GB/s effective (bandwidth efficiency "
+            f"{self.speed.bandwidth_efficiency:.2f}, {self.speed.source})"
+            + (f" + {self.allreduce_ms:.2f} ms all-reduce" if self.allreduce_ms else "")
+            + f" + {self.speed.sequence_layer_us:.1f} us per sequence and layer",
+            f"prompt pass {self.prefill_ms:.1f} ms: {self.prefill_tflop:.2f} TFLOP at {self.achievable_tflops:.0f} "
+            f"TFLOP/s achievable (compute efficiency {self.speed.compute_efficiency:.2f})",
+        ]
+        return lines
+
+
+def engine_speed(engine: Engine) -> EngineSpeed:
+    return accelerate_speed() if engine is Engine.ACCELERATE else _ASSUMED_SPEEDS[engine]
+
+
+def _bucket(engine: Engine, batch: int) -> int:
+    """The batch a copy really runs: the Accelerate handler's static cache rounds up to powers of two, from 2."""
+    return max(2, 1 << (batch - 1).bit_length()) if engine is Engine.ACCELERATE else batch
+
+
+def _link_latency_us(instance: InstanceType) -> float:
+    name = instance.interconnect.name
+    return next(us for kind, us in ALLREDUCE_LATENCY_US.items() if name.startswith(kind))
+
+
+def _allreduce_ms(facts: ModelFacts, setup: Setup, tokens: int, split: bool) -> float:
+    """All-reduces of one pass over ``tokens`` token positions: a latency plus the ring's traffic, per sublayer."""
+    tp = setup.tensor_parallel
+    if tp == 1 or not split or facts.layers is None or facts.hidden_size is None:
+        return 0.0
+    per_layer = 3 if facts.is_encoder_decoder else 2
+    layers = facts.layers + facts.encoder_layers
+    message = tokens * facts.hidden_size * DTYPE_BYTES[setup.dtype]
+    traffic_s = 2 * (tp - 1) / tp * message / (setup.instance.interconnect.gb_s * 1e9)
+    return per_layer * layers * (_link_latency_us(setup.instance) * 1e-6 + traffic_s) * 1e3
+
+
+def _peak_tflops(setup: Setup, used: int) -> float:
+    speed = setup.instance.speed
+    return (speed.tflops_fp32 if setup.dtype == "fp32" else speed.tflops_16bit) * used
+
+
+def decode_parameters(facts: ModelFacts) -> int:
+    """Parameters every generated token reads: all but an encoder's."""
+    return (facts.parameters or 0) - facts.encoder_parameters
+
+
+def estimate(facts: ModelFacts, setup: Setup, work: Workload, speed: EngineSpeed | None = None) -> Estimate:
+    """The numbers of one setup at this workload; ``speed`` overrides the engine's (for calibration)."""
+    speed = speed or engine_speed(setup.engine)
+    size = DTYPE_BYTES[setup.dtype]
+    used = setup.tensor_parallel if speed.split_layers else 1  # accelerators working at the same moment
+    batch = _bucket(setup.engine, math.ceil(work.concurrency / setup.copies))
+    kv_per_token = (facts.kv_cache_bytes_per_token(setup.dtype) or 0) // (2 if facts.is_encoder_decoder else 1)
+    context = work.input_tokens + work.output_tokens / 2  # the mean length a step attends to (self + cross)
+    kv_bytes = kv_per_token * context * batch
+    step_bytes = decode_parameters(facts) * size + kv_bytes
+    bandwidth = setup.instance.speed.memory_bandwidth_gb_s * used * speed.bandwidth_efficiency
+    achievable = _peak_tflops(setup, used) * speed.compute_efficiency
+    layers = facts.layers or 0
+    step_s = max(step_bytes / (bandwidth * 1e9), 2 * decode_parameters(facts) * batch / (achievable * 1e12))
+    allreduce = _allreduce_ms(facts, setup, batch, speed.split_layers)
+    step_ms = step_s * 1e3 + allreduce + batch * layers * speed.sequence_layer_us / used / 1e3
+    prompt_parameters = facts.encoder_parameters or (facts.parameters or 0)
+    attention = 4 * (facts.encoder_layers or layers) * work.input_tokens**2 * (facts.hidden_size or 0)
+    prefill_flop = (2 * prompt_parameters * work.input_tokens + attention) * batch
+    prefill_s = max(prefill_flop / (achievable * 1e12), prompt_parameters * size / (bandwidth * 1e9))
+    prefill_ms = prefill_s * 1e3 + _allreduce_ms(facts, setup, batch * work.input_tokens, speed.split_layers)
+    steps = work.output_tokens if facts.is_encoder_decoder else work.output_tokens - 1  # a decoder-only prompt
+    request_ms = prefill_ms + steps * step_ms  # pass yields the first token; a T5 decoder steps for every one
+    return Estimate(
+        batch=batch,
+        step_ms=step_ms,
+        prefill_ms=prefill_ms,
+        request_ms=request_ms,
+        tokens_per_s=work.concurrency * work.output_tokens / (request_ms / 1e3),
+        step_gb=step_bytes / 1e9,
+        kv_gb=kv_bytes / 1e9,
+        bandwidth_gb_s=bandwidth,
+        allreduce_ms=allreduce,
+        prefill_tflop=prefill_flop / 1e12,
+        achievable_tflops=achievable,
+        speed=speed,
+    )
+
+
+# ---- the Accelerate handler, calibrated on this project's H200 benchmark ----
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A measured run: p50 request latency (ms) by batch. From docs/benchmarks/handler-h200.json."""
+
+    model_id: str
+    instance_type: str  # one of its accelerators was used, TP1
+    dtype: str
+    input_tokens: int
+    output_tokens: int
+    p50_ms: dict[int, float]
+
+
+H200_HANDLER = Benchmark("google/flan-t5-xxl", "ml.p5e.48xlarge", "bf16", 128, 64, {1: 302.4, 4: 319.3, 16: 439.0})
+FITTED_BATCHES = (1, 16)  # the efficiency and per-sequence cost are fitted on these; batch 4 checks the fit
+
+
+@cache
+def _benchmark_facts() -> ModelFacts:
+    facts, _ = model_facts.find(H200_HANDLER.model_id, "main", None)
+    assert facts is not None  # a bundled config
+    return facts
+
+
+def benchmark_estimate(batch: int, speed: EngineSpeed | None = None) -> float:
+    """The estimate of the H200 benchmark's p50 at ``batch`` (ms): one H200 of the instance, TP1, ``batch`` requests
+    on that copy (the instance's 8 copies each get as many)."""
+    instance = instances.get(H200_HANDLER.instance_type)
+    assert instance is not None
+    setup = Setup(instance, Engine.ACCELERATE, 1, H200_HANDLER.dtype)
+    work = Workload(H200_HANDLER.input_tokens, H200_HANDLER.output_tokens, batch * setup.copies)
+    return estimate(_benchmark_facts(), setup, work, speed).request_ms
+
+
+@cache
+def accelerate_speed() -> EngineSpeed:
+    """Bandwidth efficiency and per-sequence cost that reproduce the benchmark's batch 1 and 16 (bisection)."""
+    small, large = FITTED_BATCHES
+    source = f"measured: fitted to the H200 handler benchmark, batch {small} and {large} (docs/benchmarks.md)"
+
+    def speed(efficiency: float, per_sequence_us: float) -> EngineSpeed:
+        return EngineSpeed(efficiency, ACCELERATE_COMPUTE_EFFICIENCY, per_sequence_us, source, split_layers=False)
+
+    def per_sequence(efficiency: float) -> float:
+        """The per-sequence cost that makes the small batch exact at this efficiency."""
+        without = benchmark_estimate(small, speed(efficiency, 0.0))
+        one = benchmark_estimate(small, speed(efficiency, 1.0)) - without
+        return (H200_HANDLER.p50_ms[small] - without) / one
+
+    low, high = 0.05, 1.0
+    for _ in range(40):
+        middle = (low + high) / 2
+        guess = benchmark_estimate(large, speed(middle, per_sequence(middle)))
+        low, high = (low, middle) if guess > H200_HANDLER.p50_ms[large] else (middle, high)
+    efficiency = (low + high) / 2
+    return speed(efficiency, per_sequence(efficiency))
