@@ -30,6 +30,7 @@ COMMANDS: dict[str, Command] = {
     "render": Command("scripts.render", "write model_code/<deployment>/ (serving.properties, model.py, tarball)"),
     "import": Command("scripts.import_properties", "turn an existing serving.properties into a deployment file"),
     "cost": Command("scripts.cost", "what the deployment's instances cost an hour and a month"),
+    "recommend": Command("scripts.recommend", "the cheapest instance, engine and TP that meet a latency target"),
     "stage": Command("scripts.stage_model", "upload the weights to the artifacts bucket: resumable, verified"),
     "partition": Command("scripts.partition_model", "partition staged weights ahead of time (a Processing job)"),
     "serve": Command("scripts.serve_local", "serve the rendered handler locally over the SageMaker contract"),

@@ -159,7 +159,7 @@ def deployment_file(option: Option, result: Recommendation) -> str:
         f"# Written by lmi-deploy recommend for {result.ask.model_id}: {result.ask.input_tokens} prompt + "
         f"{result.ask.output_tokens} generated tokens, {result.ask.concurrency} in flight.\n"
         f"# Estimate: p50 {found.request_ms:.0f} ms, {found.step_ms:.2f} ms/token, {found.tokens_per_s:.1f} tokens/s, "
-        f"~${option.hourly_usd:g}/h (approximate). Check with scripts/validate.py, then benchmark it.\n"
+        f"~${option.hourly_usd:g}/h (approximate). Check with lmi-deploy validate, then lmi-deploy bench.\n"
     )
     return comment + yaml.safe_dump(option.settings(result.ask), sort_keys=False)
 

@@ -16,11 +16,11 @@ from collections.abc import Sequence
 from lmi_deploy.cli import add_config_arguments, context_from_args, environment_defaults
 from lmi_deploy.errors import ConfigError
 from lmi_deploy.multi_model import MultiModelDeployment, load_deployment
-from lmi_deploy.pricing import HOURS_PER_MONTH, PRICES_AS_OF, US_EAST_1_HOURLY_USD, CostRange
+from lmi_deploy.pricing import HOURS_PER_MONTH, PRICE_BASIS, PRICES_AS_OF, US_EAST_1_HOURLY_USD, CostRange
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Print the cost (or its JSON); exit 2 with one line on a bad config or an instance type without a price."""
+    """Print the cost (or its JSON); exit 2 with one line on a bad config (every catalog type has a price)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_config_arguments(parser)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
@@ -33,17 +33,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if isinstance(config, MultiModelDeployment)
             else (endpoint.minimum_instances, endpoint.autoscaling_max_instances or endpoint.instance_count)
         )
-        hourly = US_EAST_1_HOURLY_USD.get(endpoint.instance_type)
-        if hourly is None:
-            raise ConfigError(
-                f"instance_type={endpoint.instance_type} has no price in the bundled table "
-                f"({', '.join(sorted(US_EAST_1_HOURLY_USD))}); check the AWS SageMaker pricing page"
-            )
     except ConfigError as error:
         print(f"lmi-deploy: {error}", file=sys.stderr)
         return 2
-    cost = CostRange(endpoint.instance_type, hourly, low, high)
-    source = f"bundled table, us-east-1 on-demand, as of {PRICES_AS_OF}"
+    cost = CostRange(endpoint.instance_type, US_EAST_1_HOURLY_USD[endpoint.instance_type], low, high)
+    basis = PRICE_BASIS[endpoint.instance_type]
+    source = f"bundled table ({basis}), us-east-1 on-demand, approximate, as of {PRICES_AS_OF}"
     if args.json:
         print(
             json.dumps(

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The cheapest instance, engine and TP degree that meet a latency or throughput target, estimated offline.
 
-    python scripts/recommend.py --model MODEL_ID [--model-config FILE] [--p50-ms N | --tokens-per-s N]
+    lmi-deploy recommend --model MODEL_ID [--model-config FILE] [--p50-ms N | --tokens-per-s N]
         [--input-tokens N] [--output-tokens N] [--concurrency N] [--region R] [--max-price-per-hour N]
         [--top N] [--json] [--write-config FILE]
 
@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lmi-deploy recommend: {missing}", file=sys.stderr)
         return 1
     if args.write_config:
-        print(f"wrote {args.write_config}: validate with scripts/validate.py --config {args.write_config}")
+        print(f"wrote {args.write_config}: check it with lmi-deploy validate --config {args.write_config}")
     return 0
 
 

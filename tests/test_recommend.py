@@ -59,6 +59,15 @@ def test_text_output_gives_the_reason_of_each_number(capsys: pytest.CaptureFixtu
     assert "\n  misses the target" in out and "p50 " in out.split("\n  misses the target")[1]
 
 
+def test_every_catalog_type_has_a_price_and_accelerator_speed() -> None:
+    from lmi_deploy import pricing
+
+    assert set(pricing.US_EAST_1_HOURLY_USD) == set(instances.catalog()) == set(pricing.PRICE_BASIS)
+    for instance in instances.catalog().values():
+        assert instance.speed.memory_bandwidth_gb_s > 0 and instance.speed.source
+        assert instance.interconnect.gb_s > 0 and instance.interconnect.source
+
+
 def test_one_row_by_hand() -> None:
     """Llama-2-7B, fp16-sized bf16 weights, vLLM TP1 on one A10G (ml.g5.xlarge), 512 + 128 tokens, 4 in flight."""
     result = recommend(Ask("meta-llama/Llama-2-7b-hf", input_tokens=512, output_tokens=128, concurrency=4, top=100))
