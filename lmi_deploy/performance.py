@@ -37,15 +37,16 @@ class EngineSpeed:
     source: str  # ASSUMED, or how it was measured
     split_layers: bool = True  # False: Accelerate's device_map=auto puts whole layers on each GPU, run in turn
     rolling: bool = False  # continuous batching with a paged KV cache (reserves 10% of memory)
+    serial: bool = False  # one request at a time per copy: DJL's batch_size is 1 where lmi-deploy renders none
 
 
 _ASSUMED_SPEEDS: dict[Engine, EngineSpeed] = {
     Engine.VLLM: EngineSpeed(0.70, 0.50, 2.0, ASSUMED, rolling=True),
     Engine.LMI_DIST: EngineSpeed(0.70, 0.50, 2.0, ASSUMED, rolling=True),
     Engine.TENSORRT_LLM: EngineSpeed(0.80, 0.60, 1.5, ASSUMED, rolling=True),
-    Engine.DEEPSPEED: EngineSpeed(0.60, 0.40, 3.0, ASSUMED),
-    Engine.FASTER_TRANSFORMER: EngineSpeed(0.70, 0.50, 2.0, ASSUMED),
-    Engine.NEURONX: EngineSpeed(0.50, 0.40, 3.0, ASSUMED),
+    Engine.DEEPSPEED: EngineSpeed(0.60, 0.40, 3.0, ASSUMED, serial=True),
+    Engine.FASTER_TRANSFORMER: EngineSpeed(0.70, 0.50, 2.0, ASSUMED, serial=True),
+    Engine.NEURONX: EngineSpeed(0.50, 0.40, 3.0, ASSUMED),  # DJL batches up to batch_size (max_batch_size)
 }
 ACCELERATE_COMPUTE_EFFICIENCY = 0.50  # assumed: the benchmark measures decode, not the prompt pass alone
 
@@ -55,6 +56,7 @@ class Workload:
     input_tokens: int
     output_tokens: int
     concurrency: int  # requests in flight on the whole instance
+    prompts_per_request: int = 1  # a list of prompts in one request is one batch on every engine
 
 
 @dataclass(frozen=True)
@@ -77,9 +79,10 @@ class Estimate:
     """One setup's numbers, with what went into each."""
 
     batch: int  # sequences one copy decodes at once
+    turns: int  # requests one copy serves one after another (serial engines), each waiting for those before it
     step_ms: float  # one decode step: the latency of each generated token after the first
     prefill_ms: float  # the prompt pass of ``batch`` prompts
-    request_ms: float  # one request: prompt pass plus decode steps (the p50 at this concurrency)
+    request_ms: float  # one request: prompt pass plus decode steps, times its turn (the p50 at this concurrency)
     tokens_per_s: float  # generated tokens per second, whole instance
     step_gb: float  # bytes one step reads: weights + KV cache
     kv_gb: float  # of which KV cache
@@ -117,16 +120,20 @@ def _link_latency_us(instance: InstanceType) -> float:
     return next(us for kind, us in ALLREDUCE_LATENCY_US.items() if name.startswith(kind))
 
 
-def _allreduce_ms(facts: ModelFacts, setup: Setup, tokens: int, split: bool) -> float:
-    """All-reduces of one pass over ``tokens`` token positions: a latency plus the ring's traffic, per sublayer."""
+def _allreduce_ms(facts: ModelFacts, setup: Setup, tokens: int, prompt: bool) -> float:
+    """All-reduces of one pass over ``tokens`` token positions, a latency plus the ring's traffic each: two per layer
+    (attention and MLP outputs), three per decoder layer of an encoder-decoder (cross-attention too). The prompt pass
+    of an encoder-decoder runs the encoder's layers."""
     tp = setup.tensor_parallel
-    if tp == 1 or not split or facts.layers is None or facts.hidden_size is None:
+    if tp == 1 or facts.layers is None or facts.hidden_size is None:
         return 0.0
-    per_layer = 3 if facts.is_encoder_decoder else 2
-    layers = facts.layers + facts.encoder_layers
+    if prompt and facts.is_encoder_decoder:
+        count = 2 * facts.encoder_layers
+    else:
+        count = (3 if facts.is_encoder_decoder else 2) * facts.layers
     message = tokens * facts.hidden_size * DTYPE_BYTES[setup.dtype]
     traffic_s = 2 * (tp - 1) / tp * message / (setup.instance.interconnect.gb_s * 1e9)
-    return per_layer * layers * (_link_latency_us(setup.instance) * 1e-6 + traffic_s) * 1e3
+    return count * (_link_latency_us(setup.instance) * 1e-6 + traffic_s) * 1e3
 
 
 def _peak_tflops(setup: Setup, used: int) -> float:
@@ -139,40 +146,68 @@ def decode_parameters(facts: ModelFacts) -> int:
     return (facts.parameters or 0) - facts.encoder_parameters
 
 
+def _batch_and_turns(setup: Setup, work: Workload, speed: EngineSpeed) -> tuple[int, int]:
+    """Sequences a copy decodes at once, and how many requests it serves in turn."""
+    per_copy = math.ceil(work.concurrency / setup.copies)
+    batch, turns = (work.prompts_per_request, per_copy) if speed.serial else (per_copy * work.prompts_per_request, 1)
+    return _bucket(setup.engine, batch), turns
+
+
+def _kv_bytes(facts: ModelFacts, setup: Setup, work: Workload, batch: int) -> float:
+    """The KV cache one step reads: each sequence's at its mean context (prompt + half the output; self + cross)."""
+    per_token = (facts.kv_cache_bytes_per_token(setup.dtype) or 0) // (2 if facts.is_encoder_decoder else 1)
+    return per_token * (work.input_tokens + work.output_tokens / 2) * batch
+
+
+def prompt_flop(facts: ModelFacts, work: Workload, batch: int) -> float:
+    """2 FLOPs per parameter the prompt runs through (the encoder's, for an encoder-decoder) per prompt token, plus
+    attention (QK^T and AV: 4 x layers x tokens^2 x hidden), for ``batch`` prompts."""
+    layers = facts.encoder_layers or (facts.layers or 0)
+    attention = 4 * layers * work.input_tokens**2 * (facts.hidden_size or 0)
+    return (2 * prompt_parameters(facts) * work.input_tokens + attention) * batch
+
+
+def prompt_parameters(facts: ModelFacts) -> int:
+    return facts.encoder_parameters or (facts.parameters or 0)
+
+
+def _prefill_ms(facts: ModelFacts, setup: Setup, work: Workload, batch: int, at: tuple[float, float, bool]) -> float:
+    """The prompt pass of ``batch`` prompts, never faster than reading its weights once; ``at``: effective GB/s and
+    TFLOP/s, and whether layers are split (all-reduces)."""
+    bandwidth, achievable, split = at
+    weights = prompt_parameters(facts) * DTYPE_BYTES[setup.dtype]
+    seconds = max(prompt_flop(facts, work, batch) / (achievable * 1e12), weights / (bandwidth * 1e9))
+    allreduce = _allreduce_ms(facts, setup, batch * work.input_tokens, prompt=True) if split else 0.0
+    return seconds * 1e3 + allreduce
+
+
 def estimate(facts: ModelFacts, setup: Setup, work: Workload, speed: EngineSpeed | None = None) -> Estimate:
     """The numbers of one setup at this workload; ``speed`` overrides the engine's (for calibration)."""
     speed = speed or engine_speed(setup.engine)
-    size = DTYPE_BYTES[setup.dtype]
     used = setup.tensor_parallel if speed.split_layers else 1  # accelerators working at the same moment
-    batch = _bucket(setup.engine, math.ceil(work.concurrency / setup.copies))
-    kv_per_token = (facts.kv_cache_bytes_per_token(setup.dtype) or 0) // (2 if facts.is_encoder_decoder else 1)
-    context = work.input_tokens + work.output_tokens / 2  # the mean length a step attends to (self + cross)
-    kv_bytes = kv_per_token * context * batch
-    step_bytes = decode_parameters(facts) * size + kv_bytes
+    batch, turns = _batch_and_turns(setup, work, speed)
+    kv_bytes = _kv_bytes(facts, setup, work, batch)
+    step_bytes = decode_parameters(facts) * DTYPE_BYTES[setup.dtype] + kv_bytes
     bandwidth = setup.instance.speed.memory_bandwidth_gb_s * used * speed.bandwidth_efficiency
     achievable = _peak_tflops(setup, used) * speed.compute_efficiency
-    layers = facts.layers or 0
     step_s = max(step_bytes / (bandwidth * 1e9), 2 * decode_parameters(facts) * batch / (achievable * 1e12))
-    allreduce = _allreduce_ms(facts, setup, batch, speed.split_layers)
-    step_ms = step_s * 1e3 + allreduce + batch * layers * speed.sequence_layer_us / used / 1e3
-    prompt_parameters = facts.encoder_parameters or (facts.parameters or 0)
-    attention = 4 * (facts.encoder_layers or layers) * work.input_tokens**2 * (facts.hidden_size or 0)
-    prefill_flop = (2 * prompt_parameters * work.input_tokens + attention) * batch
-    prefill_s = max(prefill_flop / (achievable * 1e12), prompt_parameters * size / (bandwidth * 1e9))
-    prefill_ms = prefill_s * 1e3 + _allreduce_ms(facts, setup, batch * work.input_tokens, speed.split_layers)
+    allreduce = _allreduce_ms(facts, setup, batch, prompt=False) if speed.split_layers else 0.0
+    step_ms = step_s * 1e3 + allreduce + batch * (facts.layers or 0) * speed.sequence_layer_us / used / 1e3
+    prefill_ms = _prefill_ms(facts, setup, work, batch, (bandwidth, achievable, speed.split_layers))
     steps = work.output_tokens if facts.is_encoder_decoder else work.output_tokens - 1  # a decoder-only prompt
-    request_ms = prefill_ms + steps * step_ms  # pass yields the first token; a T5 decoder steps for every one
+    request_ms = (prefill_ms + steps * step_ms) * turns  # pass yields the first token; a T5 decoder steps for each
     return Estimate(
         batch=batch,
+        turns=turns,
         step_ms=step_ms,
         prefill_ms=prefill_ms,
         request_ms=request_ms,
-        tokens_per_s=work.concurrency * work.output_tokens / (request_ms / 1e3),
+        tokens_per_s=work.concurrency * work.prompts_per_request * work.output_tokens / (request_ms / 1e3),
         step_gb=step_bytes / 1e9,
         kv_gb=kv_bytes / 1e9,
         bandwidth_gb_s=bandwidth,
         allreduce_ms=allreduce,
-        prefill_tflop=prefill_flop / 1e12,
+        prefill_tflop=prompt_flop(facts, work, batch) / 1e12,
         achievable_tflops=achievable,
         speed=speed,
     )
@@ -205,12 +240,12 @@ def _benchmark_facts() -> ModelFacts:
 
 
 def benchmark_estimate(batch: int, speed: EngineSpeed | None = None) -> float:
-    """The estimate of the H200 benchmark's p50 at ``batch`` (ms): one H200 of the instance, TP1, ``batch`` requests
-    on that copy (the instance's 8 copies each get as many)."""
+    """The estimate of the H200 benchmark's p50 at ``batch`` (ms): one H200 of the instance, TP1, one request of
+    ``batch`` prompts on that copy (as on each of the instance's 8 copies)."""
     instance = instances.get(H200_HANDLER.instance_type)
     assert instance is not None
     setup = Setup(instance, Engine.ACCELERATE, 1, H200_HANDLER.dtype)
-    work = Workload(H200_HANDLER.input_tokens, H200_HANDLER.output_tokens, batch * setup.copies)
+    work = Workload(H200_HANDLER.input_tokens, H200_HANDLER.output_tokens, setup.copies, prompts_per_request=batch)
     return estimate(_benchmark_facts(), setup, work, speed).request_ms
 
 
@@ -221,7 +256,9 @@ def accelerate_speed() -> EngineSpeed:
     source = f"measured: fitted to the H200 handler benchmark, batch {small} and {large} (docs/benchmarks.md)"
 
     def speed(efficiency: float, per_sequence_us: float) -> EngineSpeed:
-        return EngineSpeed(efficiency, ACCELERATE_COMPUTE_EFFICIENCY, per_sequence_us, source, split_layers=False)
+        return EngineSpeed(
+            efficiency, ACCELERATE_COMPUTE_EFFICIENCY, per_sequence_us, source, split_layers=False, serial=True
+        )
 
     def per_sequence(efficiency: float) -> float:
         """The per-sequence cost that makes the small batch exact at this efficiency."""

@@ -98,7 +98,7 @@ class Option:
             "tensor_parallel_degree": self.setup.tensor_parallel,
             "dtype": self.setup.dtype,
             "max_sequence_length": max(16, ask.input_tokens + ask.output_tokens),
-            "max_batch_size": math.ceil(ask.concurrency / self.setup.copies),
+            "max_batch_size": 1 if engine_speed(self.setup.engine).serial else self.estimate.batch,
             "instance_type": self.setup.instance.name,
             "region": ask.region,
         }

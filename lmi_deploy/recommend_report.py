@@ -49,8 +49,11 @@ def option_reasons(option: Option, ask_concurrency: int, output_tokens: int) -> 
         f"{setup.instance.name}: {setup.instance.accelerator_count} x {setup.instance.accelerator} "
         f"({setup.instance.speed.source}); {setup.instance.interconnect.name}",
         *found.reasons(),
-        f"p50 {found.request_ms:.0f} ms = prompt pass + decode steps at {found.batch} sequence(s) per copy "
-        f"({copies} of TP{setup.tensor_parallel} on the instance)",
+        f"p50 {found.request_ms:.0f} ms = "
+        + (f"{found.turns} requests in turn x " if found.turns > 1 else "")
+        + f"(prompt pass + decode steps) at {found.batch} sequence(s) at once per copy ({copies} of "
+        f"TP{setup.tensor_parallel} on the instance"
+        + ("; the engine serves one request at a time)" if found.speed.serial else ")"),
         f"{found.tokens_per_s:.1f} tokens/s = {ask_concurrency} x {output_tokens} tokens / "
         f"{found.request_ms / 1e3:.2f} s; ${option.usd_per_million_tokens:.2f} per million = ${option.hourly_usd:g}/h "
         f"({pricing.PRICE_BASIS[setup.instance.name]}) / (tokens/s x 3600)",

@@ -94,6 +94,27 @@ def test_one_row_by_hand() -> None:
     )
 
 
+def test_all_reduces_and_one_request_at_a_time_by_hand() -> None:
+    """TP2 over PCIe pays 2 all-reduces per layer per step; an engine serving one request at a time queues them."""
+    result = recommend(Ask("meta-llama/Llama-2-7b-hf", input_tokens=512, output_tokens=128, concurrency=4, top=500))
+    by_name = {(o.setup.instance.name, o.setup.engine, o.setup.tensor_parallel): o for o in result.options}
+    tp2 = by_name["ml.g5.12xlarge", Engine.VLLM, 2].estimate  # 2 copies of TP2: 2 sequences each
+    kv = 2 * 32 * 128 * 2 * 32 * (512 + 64) * 2
+    allreduce_ms = 2 * 32 * (30e-6 + 2 * 1 / 2 * 2 * 4096 * 2 / 32e9) * 1e3  # message: 2 sequences x 4096 x 2 bytes
+    step_ms = (6_738_411_520 * 2 + kv) / (2 * 600e9 * 0.70) * 1e3 + allreduce_ms + 2 * 32 * 2.0 / 2 / 1e3
+    assert (tp2.batch, tp2.turns) == (2, 1)
+    assert tp2.allreduce_ms == pytest.approx(allreduce_ms, rel=1e-9)
+    assert tp2.step_ms == pytest.approx(step_ms, rel=1e-9)
+    serial = by_name["ml.g5.xlarge", Engine.ACCELERATE, 1].estimate  # one copy; each request waits for 3 others
+    alone = recommend(Ask("meta-llama/Llama-2-7b-hf", input_tokens=512, output_tokens=128, concurrency=1, top=500))
+    single = next(
+        o for o in alone.options if o.setup.instance.name == "ml.g5.xlarge" and o.setup.engine.value == "Accelerate"
+    )
+    assert (serial.batch, serial.turns, single.estimate.turns) == (2, 4, 1)  # batch 1 runs in the handler's bucket 2
+    assert serial.request_ms == pytest.approx(4 * single.estimate.request_ms, rel=1e-9)
+    assert serial.tokens_per_s == pytest.approx(single.estimate.tokens_per_s, rel=1e-9)
+
+
 def test_a_model_that_fits_nowhere_names_the_closest_miss(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     config = tmp_path / "config.json"
     config.write_text(
