@@ -40,10 +40,25 @@ SUPPORT_FILES = (
     "added_tokens.json",
 )
 MAX_RUNTIME_S = 4 * 3600
+# where the Accelerate handler looks for its compile cache, under the weights (lmi_deploy/handlers/compile_cache.py)
+COMPILE_CACHE_FOLDER = "partitioned/compile-cache"
+
+
+def makes_compile_cache(config: DeploymentConfig) -> bool:
+    """Accelerate with lmi-deploy's handler: the job runs that handler once and stages its compile cache."""
+    return config.engine is Engine.ACCELERATE and config.handler == "custom"
 
 
 def check_supported(config: DeploymentConfig) -> None:
-    """The registry's partition rules (LMI901, LMI902), also for a deployment that does not set partitioned yet."""
+    """The registry's partition rules (LMI901, LMI902), also for a deployment that does not set partitioned yet;
+    Accelerate's job makes a compile cache, which needs the handler to compile."""
+    if makes_compile_cache(config):
+        if render.handler_options(config).get("compile") != "true":
+            raise ConfigError(
+                "partition for engine=Accelerate stages the handler's compile cache, and compile is off here: "
+                "set compile=true (and kv_cache=static), or skip partitioning"
+            )
+        return
     problems = partition_problems(config.engine, config.lmi_version)
     if problems:
         raise ConfigError("\n".join(tagged(rule_id, message) for rule_id, message in problems))
@@ -58,6 +73,8 @@ def partition_files(config: DeploymentConfig) -> dict[str, str]:
             for key, value in render.serving_properties(config)
         ]
         return {"serving.properties": "".join(f"{key}={value}\n" for key, value in entries)}
+    if makes_compile_cache(config):  # the handler it runs, as the endpoint gets it
+        return {"partition.py": partition_script(config), **render.render_files(config)}
     return {"partition.py": partition_script(config)}
 
 
@@ -72,13 +89,16 @@ def partition_script(config: DeploymentConfig) -> str:
         dtype=config.resolved.dtype,
         input_dir=INPUT_DIR,
         output_dir=OUTPUT_DIR,
+        code_dir=CODE_DIR,
         support_files=list(SUPPORT_FILES),
     )
 
 
 def source_and_target(config: DeploymentConfig) -> tuple[str, str]:
-    """(staged weights, partitioned output) S3 prefixes."""
+    """(staged weights, partitioned output) S3 prefixes (Accelerate: where its compile cache goes)."""
     bucket, staged = config.staged_weights
+    if makes_compile_cache(config):
+        return f"s3://{bucket}/{staged}", f"s3://{bucket}/{staged}{COMPILE_CACHE_FOLDER}/"
     return f"s3://{bucket}/{staged}", f"s3://{bucket}/{config.partitioned_prefix}"
 
 

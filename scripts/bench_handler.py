@@ -31,6 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from scripts import bench_load  # noqa: E402  (after ROOT is importable)
+
 BATCHES = (1, 4, 16)
+CACHE_FOLDER = "partitioned/compile-cache"  # where the handler looks under the weights (lmi_handlers.compile_cache)
 INPUT_TOKENS = 128
 NEW_TOKENS = 64
 
@@ -56,7 +60,8 @@ def describe(fast: Any) -> str:
     if fast is None:
         return "generate()"
     graphs, compiled, fused = ("on" if flag else "off" for flag in (fast.graphs, fast.compiled_forward, fast.fused))
-    return f"static cache, cuda_graphs {graphs}, compile {compiled}, fused projections {fused}"
+    streamed = ", gemv kernel on" if getattr(fast, "streamed", False) else ""
+    return f"static cache, cuda_graphs {graphs}, compile {compiled}, fused projections {fused}{streamed}"
 
 
 def parse_pairs(text: str) -> list[tuple[str, str]]:
@@ -188,6 +193,10 @@ def measure_variant(
         "compilations": compiled_graphs(torch) - graphs_before,
         "warm_buckets": sorted(fast.warm) if fast is not None else [],
     }
+    if not overrides and fast is not None and fast.compiled_forward is not None:
+        from lmi_handlers import compile_cache  # the shipped module the rendered model.py imported
+
+        summary["compile_cache_saved"] = compile_cache.save(str(Path(properties["model_dir"]) / CACHE_FOLDER))
     log(f"{overrides or 'defaults'}: {summary}")
     handler.HANDLER.loaded = (model, tokenizer, seq2seq, fast)
     rows: dict[int, Any] = {}
@@ -347,6 +356,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         "'fuse_projections=false;compile=false' (repeatable; default: those two)",
     )
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: a smoke test only")
+    parser.add_argument("--warm-shapes", help="option.warm_shapes for the handler (default: the measured requests)")
+    parser.add_argument("--no-disk-cold", action="store_true", help="skip the disk-cold load and disk bandwidth")
+    parser.add_argument("--autotune-probe", help="row counts (e.g. 4,16): also time the compiler's max-autotune GEMMs")
+    parser.add_argument("--startup-only", type=Path, help=argparse.SUPPRESS)  # bench_load's fresh-process startup
     args = parser.parse_args(argv)
     if args.variants is None:
         args.variants = ["compile=false", "fuse_projections=false;compile=false"]
@@ -363,55 +376,55 @@ def main(argv: list[str] | None = None) -> int:
     if device == "cuda" and not torch.cuda.is_available():
         print("bench_handler: needs an NVIDIA GPU (torch.cuda.is_available() is False)", file=sys.stderr)
         return 2
-    from lmi_deploy.runtime import load_handler
-
-    context = deployment_context(args)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-handler-"))
     work.mkdir(parents=True, exist_ok=True)
-    model_py = args.model_py or render_model_py(context, work / "code")
+    model_py = args.model_py or render_model_py(deployment_context(args), work / "code")
+    checkpoint = work / "checkpoint"
+    if args.startup_only:
+        return startup_only(args, model_py, checkpoint)
+    for name in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):  # cold: nothing this run compiled before
+        os.environ.setdefault(name, tempfile.mkdtemp(prefix=f"bench-{name.lower()}-"))
     config_path = args.model_config or ROOT / "lmi_deploy" / "model_configs" / "google--flan-t5-xxl.json"
     model_config = json.loads(config_path.read_text())
     gpu = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
     log(f"{gpu}; torch {torch.__version__}")
     bandwidth = copy_bandwidth(torch, device)
     log(f"copy bandwidth {bandwidth / 1e12:.2f} TB/s (read + write)")
-
-    checkpoint = work / "checkpoint"
     if not (checkpoint / "config.json").exists():
         checkpoint.mkdir(parents=True, exist_ok=True)
         build_checkpoint(checkpoint, model_config, args.layers, device)
-    size = sum(f.stat().st_size for f in checkpoint.glob("*.safetensors"))
-
-    from transformers import AutoTokenizer
-
-    handler: Any = load_handler(model_py)  # the rendered module
-    properties = {"model_id": str(checkpoint), "dtype": "bf16", "model_dir": str(checkpoint)}
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint, padding_side="right")
-    cases = {}
-    for batch in [int(b) for b in args.batches.split(",")]:
-        prompts = prompts_of(tokenizer, batch, args.input_tokens)
-        cases[batch] = prompts, tokenizer(prompts, return_tensors="pt", padding=True)
-    variants: dict[str, Any] = {}
-    handler_rows: dict[str, dict[int, Any]] = {}
-    for name, overrides in [("handler", {}), *((v, dict(parse_pairs(v))) for v in args.variants if v)]:
-        variants[name], handler_rows[name] = measure_variant(handler, properties, overrides, cases, args)
+    shards = sorted(checkpoint.glob("*.safetensors"))
+    handler, properties = handler_for(model_py, checkpoint, args)
+    loading: dict[str, Any] = {}
+    if not args.no_disk_cold:
+        load, freed = partial(load_timed, handler, properties, args), partial(release, args)
+        loading["disk_cold"] = bench_load.disk_cold(shards, load, freed)
+        log(f"disk-cold load: {loading['disk_cold']}")
+    variants, handler_rows = measure_handler(handler, properties, args)
     args.out.mkdir(parents=True, exist_ok=True)
-    partial = {
+    handler_partial = {
         "handler_startup": variants,
+        "loading": loading,
+        "gemv": kernel_summary(handler),
         "handler": {n: {str(b): r for b, r in rows.items()} for n, rows in handler_rows.items()},
     }
-    (args.out / "handler-partial.json").write_text(json.dumps(partial, indent=1) + "\n")  # a run cut short keeps these
-    from_pretrained_s, decoder_params, peer_rows = measure_peers(checkpoint, cases, args)
+    (args.out / "handler-partial.json").write_text(json.dumps(handler_partial, indent=1) + "\n")  # a cut run keeps it
+    loading["compile_cache"] = compile_cache_startup(handler, model_py, checkpoint, work, args, variants)
+    if args.autotune_probe:
+        loading["autotune_probe"] = autotune_probe(handler, properties, args)
+    from_pretrained_s, decoder_params, peer_rows = measure_peers(checkpoint, args.cases, args)
     bound_per_token_ms = decoder_params * 2 / bandwidth * 1000  # bf16 weights read once per token
 
-    results = combine(peer_rows, handler_rows, bound_per_token_ms, tokenizer.eos_token_id)
+    results = combine(peer_rows, handler_rows, bound_per_token_ms, args.eos)
     measured = {
         "decoder_parameters": decoder_params,
         "copy_bandwidth_tb_s": round(bandwidth / 1e12, 2),
         "bound_ms_per_token": round(bound_per_token_ms, 3),
-        "checkpoint_gb": round(size / 1e9, 2),
+        "checkpoint_gb": round(sum(f.stat().st_size for f in shards) / 1e9, 2),
         "from_pretrained_load_s": round(from_pretrained_s, 2),
         "handler_startup": variants,
+        "loading": loading,
+        "gemv": kernel_summary(handler),
         "batches": results,
     }
     path = write_report(args, argv, gpu, config_path, model_config, measured)
@@ -419,6 +432,134 @@ def main(argv: list[str] | None = None) -> int:
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def handler_for(model_py: Path, checkpoint: Path, args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
+    """The rendered module and the properties the server would hand it; the requests per batch on ``args``."""
+    from transformers import AutoTokenizer
+
+    from lmi_deploy.runtime import load_handler
+
+    handler: Any = load_handler(model_py)  # the rendered module
+    properties = {"model_id": str(checkpoint), "dtype": "bf16", "model_dir": str(checkpoint)}
+    batches = [int(b) for b in args.batches.split(",")]
+    properties["warm_shapes"] = args.warm_shapes or ",".join(
+        f"{b}x{args.input_tokens}x{args.new_tokens}" for b in batches
+    )
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint, padding_side="right")
+    args.cases, args.eos = {}, tokenizer.eos_token_id
+    for batch in batches:
+        prompts = prompts_of(tokenizer, batch, args.input_tokens)
+        args.cases[batch] = prompts, tokenizer(prompts, return_tensors="pt", padding=True)
+    return handler, properties
+
+
+def measure_handler(
+    handler: Any, properties: dict[str, str], args: argparse.Namespace
+) -> tuple[dict[str, Any], dict[str, dict[int, Any]]]:
+    """The rendered defaults, then each --variant, each on a freshly loaded model."""
+    variants: dict[str, Any] = {}
+    handler_rows: dict[str, dict[int, Any]] = {}
+    for name, overrides in [("handler", {}), *((v, dict(parse_pairs(v))) for v in args.variants if v)]:
+        variants[name], handler_rows[name] = measure_variant(handler, properties, overrides, args.cases, args)
+    return variants, handler_rows
+
+
+def load_timed(handler: Any, properties: dict[str, str], args: argparse.Namespace) -> Any:
+    """The handler's model load alone (config, weights to the device, tokenizer), finished on the device."""
+    import torch
+
+    loaded = handler.HANDLER.load_model(properties)
+    synchronize(torch, args.device)
+    return loaded
+
+
+def release(args: argparse.Namespace) -> None:
+    import torch
+
+    free(torch, args.device)
+
+
+def startup_only(args: argparse.Namespace, model_py: Path, checkpoint: Path) -> int:
+    """In a fresh process (bench_load.startup_in_fresh_process): load and prepare the handler, report the times."""
+    import torch
+
+    handler, properties = handler_for(model_py, checkpoint, args)
+    started = time.perf_counter()
+    model, tokenizer, seq2seq = handler.HANDLER.load_model(properties)
+    synchronize(torch, args.device)
+    load_s = time.perf_counter() - started
+    fast = handler.HANDLER.fast_decoder(model, tokenizer, seq2seq, properties)
+    synchronize(torch, args.device)
+    report = {
+        "startup_s": round(time.perf_counter() - started, 1),
+        "load_s": round(load_s, 2),
+        "decoder": describe(fast),
+        "compile_cache_loaded": handler.HANDLER.compile_cache_loaded,
+        "warm_buckets": sorted(fast.warm) if fast is not None else [],
+    }
+    args.startup_only.write_text(json.dumps(report) + "\n")
+    return 0
+
+
+def compile_cache_startup(
+    handler: Any, model_py: Path, checkpoint: Path, work: Path, args: argparse.Namespace, variants: dict[str, Any]
+) -> dict[str, Any]:
+    """Startup in a fresh process with the compile cache the defaults' startup saved, beside the cold one."""
+    saved = variants["handler"].get("compile_cache_saved")
+    result: dict[str, Any] = {"cold_startup_s": variants["handler"]["startup_s"], "saved": saved}
+    if not saved:
+        return result
+    argv = ["--model-py", str(model_py), "--work", str(work), "--device", args.device, "--batches", args.batches]
+    argv += ["--input-tokens", str(args.input_tokens), "--new-tokens", str(args.new_tokens)]
+    if args.warm_shapes:
+        argv += ["--warm-shapes", args.warm_shapes]
+    result["with_cache"] = bench_load.startup_in_fresh_process(Path(__file__), argv, work / "startup.json")
+    log(f"startup with the compile cache, in a fresh process: {result['with_cache']}")
+    return result
+
+
+def kernel_summary(handler: Any) -> dict[str, Any]:
+    """gemv.choose's timings on this GPU, and what the chosen kernels save per decode step at each row count."""
+    timings = handler.HANDLER.kernel_timings
+    saved: dict[int, float] = {}
+    for rows_report in timings.values():
+        for rows, row in rows_report.items():
+            if row["chosen"] == "kernel":
+                saved[rows] = saved.get(rows, 0.0) + (row["cublas_ms"] - row["kernel_ms"]) * row["matrices"]
+    return {"timings": timings, "saved_ms_per_step": {k: round(v, 3) for k, v in sorted(saved.items())}}
+
+
+def autotune_probe(handler: Any, properties: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
+    """The compiler's autotuned GEMM templates (max-autotune) on each decode matrix shape, against cuBLAS."""
+    import torch
+
+    from lmi_deploy.handlers.gemv import _time_ms
+
+    results: dict[str, Any] = {}
+    model, _, seq2seq = handler.HANDLER.load_model(properties)
+    shapes: dict[tuple[int, ...], list[Any]] = {}
+    for module in (model.get_decoder() if seq2seq else model).modules():
+        if type(module) is torch.nn.Linear:
+            shapes.setdefault(tuple(module.weight.shape), []).append(module.weight)
+    for rows in [int(r) for r in args.autotune_probe.split(",")]:
+        for shape, weights in sorted(shapes.items()):
+            x = torch.randn((rows, shape[1]), dtype=weights[0].dtype, device=weights[0].device)
+            tuned = torch.compile(torch.nn.functional.linear, mode="max-autotune-no-cudagraphs", dynamic=False)
+            started = time.perf_counter()
+            with torch.inference_mode():
+                tuned(x, weights[0])
+                compile_s = time.perf_counter() - started
+                row = {
+                    "cublas_ms": round(_time_ms(partial(torch.nn.functional.linear, x), weights), 4),
+                    "autotuned_ms": round(_time_ms(partial(tuned, x), weights), 4),
+                    "compile_s": round(compile_s, 1),
+                }
+            results.setdefault(f"{shape[0]}x{shape[1]}", {})[rows] = row
+            log(f"  autotune probe {shape} rows {rows}: {row}")
+    del model
+    free(torch, args.device)
+    return results
 
 
 def write_report(

@@ -81,7 +81,10 @@ def main(argv: Sequence[str] | None = None, *, s3: Any = None, sagemaker: Any = 
             print(f"{request['ProcessingJobName']}: {status}")
             if status != "Completed":
                 return 1
-        print("when it completes, deploy with -c partitioned=true (same settings otherwise)")
+        if partition.makes_compile_cache(config):
+            print("when it completes, the handler loads the compile cache at startup (deploy as usual)")
+        else:
+            print("when it completes, deploy with -c partitioned=true (same settings otherwise)")
         return 0
     except ConfigError as error:
         print(f"lmi-deploy: {error}", file=sys.stderr)

@@ -20,10 +20,11 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-from . import hf_generate
+from . import compile_cache, gemv, hf_generate
 from .fast_decode import COMPILE_DEVICES, FastDecoder, parse_warm_shapes
 from .fast_load import CheckpointError, fast_load_device, load_direct, stale_single_file
 from .fused_projections import fuse_projections
+from .fused_projections import matrices as fused_projections_matrices
 from .handler import Handler, weights_location
 from .hf_generate import DTYPE_ARGUMENT, chars_per_token, load_tokenizer, torch_dtype
 from .request import Answers, BadRequest, Deadline, DeadlineExceeded, RequestRules, read_body, request_timeout
@@ -57,6 +58,8 @@ class AccelerateHandler(Handler):
         self.stream_refusal = stream_refusal  # why this release cannot stream, where it cannot
         self.timeout = 0.0  # option.request_timeout as loaded
         self.chars_per_token = 0  # of the loaded tokenizer
+        self.compile_cache_loaded = False  # whether a staged compile cache was loaded at startup
+        self.kernel_timings: dict[str, Any] = {}  # gemv.choose's measurements on this GPU, where it ran
 
     def option(self, properties: dict[str, str], name: str) -> str:
         return str(properties.get(name, self.options[name])).strip().lower()
@@ -100,8 +103,9 @@ class AccelerateHandler(Handler):
     def fast_decoder(self, model: Any, tokenizer: Any, seq2seq: bool, properties: dict[str, str]) -> FastDecoder | None:
         """The static-cache decoder, if option.kv_cache=static and it matches generate() token for token here.
 
-        Tries the configured variant first, then drops the fused projections, compile, graphs: the fastest one that
-        agrees is served, with option.warm_shapes prepared (compiled, captured) before the first request.
+        Tries the configured variant first (with the streaming kernel where it won its timing), then drops the kernel,
+        the fused projections, compile, graphs: the fastest one that agrees is served, with option.warm_shapes
+        prepared (compiled from the staged compile cache where there is one, captured) before the first request.
         """
         if self.option(properties, "kv_cache") != "static":
             return None
@@ -109,12 +113,22 @@ class AccelerateHandler(Handler):
         if len(set(getattr(model, "hf_device_map", {}).values())) > 1:
             graphs = False  # one graph cannot span the devices of a split model
         compiled = self.option(properties, "compile") == "true" and model.device.type in COMPILE_DEVICES
+        if compiled:
+            self.compile_cache_loaded = compile_cache.load(weights_location(properties))
         check = {"max_new_tokens": 8}
         plain = self.generate(model, tokenizer, seq2seq, SELF_CHECK_PROMPTS, check)
         fuse = self.option(properties, "fuse_projections") == "true"
         restore = fuse_projections(model, seq2seq) if fuse else None
-        variants = [(graphs, compiled, True), (graphs, compiled, False), (graphs, False, False), (False, False, False)]
-        for graphs, compiled, fused in [v for i, v in enumerate(variants) if v not in variants[:i]]:
+        streamed = restore is not None and self._choose_kernels(model, seq2seq, properties)
+        variants = [
+            (graphs, compiled, True, streamed),
+            (graphs, compiled, True, False),
+            (graphs, compiled, False, False),
+        ]
+        variants += [(graphs, False, False, False), (False, False, False, False)]
+        for graphs, compiled, fused, stream in [v for i, v in enumerate(variants) if v not in variants[:i]]:
+            if not stream:
+                gemv.CHOICES.clear()
             if fused and restore is None:
                 continue
             if not fused and restore is not None:
@@ -122,11 +136,11 @@ class AccelerateHandler(Handler):
                 restore = None
             name = (
                 f"kv_cache=static (cuda_graphs {'on' if graphs else 'off'}, compile {'on' if compiled else 'off'}, "
-                f"fused projections {'on' if fused else 'off'})"
+                f"fused projections {'on' if fused else 'off'}{', gemv kernel on' if stream else ''})"
             )
             try:
                 decoder = FastDecoder(model, tokenizer, seq2seq, graphs, compiled)
-                decoder.fused = fused
+                decoder.fused, decoder.streamed = fused, stream
                 fast = self.generate(model, tokenizer, seq2seq, SELF_CHECK_PROMPTS, check, decoder)
             except Exception as error:  # an architecture or transformers version this loop does not know
                 logging.warning("%s failed its self-check (%s)", name, error)
@@ -141,6 +155,23 @@ class AccelerateHandler(Handler):
             restore()
         logging.warning("kv_cache=static is off: decoding with generate()")
         return None
+
+    def _choose_kernels(self, model: Any, seq2seq: bool, properties: dict[str, str]) -> bool:
+        """Time the streaming kernel against cuBLAS on this GPU (gemv.choose); whether it won anywhere."""
+        why = gemv.unavailable(model.device)
+        if why is not None:
+            logging.info("gemv: not tried (%s); cuBLAS serves every projection", why)
+            return False
+        shapes = parse_warm_shapes(properties.get("warm_shapes", ",".join(self.warm_shapes)))
+        largest = max([rows for rows, _, _ in shapes] or [1])
+        rows = [r for r in (1, 2, 4, 8, 16) if r < 2 * largest]
+        try:
+            with torch.inference_mode():
+                self.kernel_timings = gemv.choose(fused_projections_matrices(model, seq2seq), rows)
+        except Exception as error:  # a Triton or driver problem: cuBLAS is always there
+            gemv.CHOICES.clear()
+            logging.warning("gemv: timing failed (%s); cuBLAS serves every projection", error)
+        return bool(gemv.CHOICES)
 
     def _warm_up(self, decoder: FastDecoder, properties: dict[str, str]) -> None:
         try:

@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from . import gemv
+
 # sibling Linear layers that a model's code calls with the same input, first-called first
 _FUSABLE = (("q", "k", "v"), ("q_proj", "k_proj", "v_proj"), ("wi_0", "wi_1"), ("gate_proj", "up_proj"))
 # attention modules whose keys and values read another sequence (the encoder's): never fused
@@ -33,7 +35,7 @@ class _SlicedLinear(torch.nn.Module):  # type: ignore[misc]
         pending, self.pending = self.pending, None
         if pending is not None and pending[0] is x:
             return pending[1]
-        return torch.nn.functional.linear(x, self.weight, self.bias)
+        return gemv.linear(x, self.weight, self.bias)
 
 
 class _FusedLinear(_SlicedLinear):
@@ -47,7 +49,7 @@ class _FusedLinear(_SlicedLinear):
         self.__dict__["siblings"] = siblings  # not submodules: each is already its parent's child
 
     def forward(self, x: Any) -> Any:
-        parts = torch.nn.functional.linear(x, self.fused, self.fused_bias).split(self.sizes, dim=-1)
+        parts = gemv.linear(x, self.fused, self.fused_bias).split(self.sizes, dim=-1)
         for sibling, part in zip(self.__dict__["siblings"], parts[1:]):
             sibling.pending = (x, part)
         return parts[0]
@@ -67,6 +69,32 @@ def _fusable_groups(root: Any) -> list[tuple[Any, tuple[str, ...]]]:
             if len({layer.bias is None for layer in layers}) == 1:
                 groups.append((module, names))
     return groups
+
+
+def _lone_projections(root: Any) -> list[tuple[Any, str, Any]]:
+    """The plain Linear layers left after fusing: (parent, attribute, layer)."""
+    return [
+        (module, name, child)
+        for module in root.modules()
+        for name, child in module.named_children()
+        if type(child) is torch.nn.Linear
+    ]
+
+
+def matrices(model: Any, seq2seq: bool) -> dict[tuple[int, int], list[Any]]:
+    """The matrices a fused decode step multiplies by (each fused one, each lone projection's), by shape."""
+    modules = list((model.get_decoder() if seq2seq else model).modules())
+    siblings = {id(s) for m in modules if isinstance(m, _FusedLinear) for s in m.__dict__["siblings"]}
+    found: dict[tuple[int, int], list[Any]] = {}
+    for module in modules:
+        if isinstance(module, _FusedLinear):
+            weight = module.fused
+        elif isinstance(module, _SlicedLinear) and id(module) not in siblings:
+            weight = module.weight
+        else:
+            continue
+        found.setdefault((weight.shape[0], weight.shape[1]), []).append(weight)
+    return found
 
 
 def fuse_projections(model: Any, seq2seq: bool) -> Any:
@@ -95,6 +123,9 @@ def fuse_projections(model: Any, seq2seq: bool) -> Any:
         setattr(module, names[0], _FusedLinear(views[0], bias_views[0], fused, fused_bias, siblings))
         for name, sibling in zip(names[1:], siblings):
             setattr(module, name, sibling)
+    for module, name, layer in _lone_projections(root):  # through gemv.linear too, where it wins
+        originals.append((module, name, layer))
+        setattr(module, name, _SlicedLinear(layer.weight.detach(), None if layer.bias is None else layer.bias.detach()))
     logging.info("fuse_projections: %d groups of projections fused (%.1f GB)", len(groups), extra / 1e9)
 
     def restore() -> None:
