@@ -18,8 +18,9 @@ from tests.conftest import ruff_py39
 
 PACKAGE = Path(__file__).resolve().parent.parent / "lmi_deploy" / "handlers"
 # what the containers have beside the standard library; anything else would fail there at import (each engine's
-# own library only in its container: fastertransformer.py and deepspeed.py import it when they load)
-ALLOWED_ROOTS = {"torch", "transformers", "safetensors", "boto3", "fastertransformer", "deepspeed"}
+# own library only in its container: fastertransformer.py and deepspeed.py import it when they load; triton comes with
+# torch's CUDA builds, and gemv.py does without it)
+ALLOWED_ROOTS = {"torch", "transformers", "safetensors", "boto3", "fastertransformer", "deepspeed", "triton"}
 
 
 def test_package_lints_for_the_oldest_container_python() -> None:
