@@ -92,6 +92,8 @@ def serve_several(multi: MultiModelDeployment, args: argparse.Namespace, scratch
             raise ConfigError(f"--model-dir {pair!r}: with several models give NAME=DIR, e.g. --model-dir {name}=DIR")
         dirs[multi.model(name).name] = Path(folder)
     rendered = render_multi(multi, scratch)
+    for model in multi.models:  # beside each model's code, where its container registers adapters at start
+        adapter_staging.place_locally(list(model.config.adapters), rendered.model(model.name).directory)
     try:
         router = router_for(multi, rendered, dirs).start()
     except ValueError as error:

@@ -305,3 +305,33 @@ def test_a_single_model_endpoint_loads_its_adapters_from_beside_the_weights(
         if s.get("Sid") == "ReadWeights"
     )
     assert json.dumps(read["Resource"]).endswith('/models/meta-llama/Llama-2-7b-hf/main/*"]]}')
+
+
+def test_locally_an_adapter_inference_component_reaches_its_base_with_the_adapter(
+    lora_models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Inference components: the adapter's component name routes to the base model's copy, which serves the adapter
+    SageMaker names in the identifier header (invoke.py --inference-component llama --adapter NAME)."""
+    from lmi_deploy.multi_model import load_multi_model
+    from lmi_deploy.multi_render import render_multi
+    from lmi_deploy.runtime.multi_server import router_for, serve_router
+
+    adapters = [{"name": n, "source": str(lora_models[n])} for n in NAMES]
+    entry = {"name": "llama", "model_id": str(lora_models["base"]), "adapters": adapters}
+    top = {"deployment": "tiny-lora", "multi_model": "inference_components", "engine": "vllm"}
+    multi = load_multi_model({}, {**top, "lmi_version": "0.33.0", "instance_type": "ml.g5.2xlarge", "models": [entry]})
+    rendered = render_multi(multi, tmp_path)
+    adapter_staging.place_locally(list(multi.models[0].config.adapters), rendered.model("llama").directory)
+    router = router_for(multi, rendered, {"llama": lora_models["base"]}).start()
+    port = free_port()
+    http = serve_router(router, "127.0.0.1", port)
+    try:
+        assert router.wait_ready(120), router.failure
+        url = f"http://127.0.0.1:{port}"
+        argv = ["--url", url, "--inference-component", "tiny-lora-llama", "--prompt", PROMPT]
+        assert invoke.main([*argv, "--adapter", "poem", "--param", "max_new_tokens=8", "--param", "details=true"]) == 0
+        answer = json.loads(capsys.readouterr().out)
+        assert [t["id"] for t in answer[0]["details"]["tokens"]] == peft_tokens(lora_models, "poem", PROMPT, 8)
+        assert post(url, {"inputs": PROMPT}, {"X-Amzn-SageMaker-Inference-Component": "tiny-lora-llama-nope"})[0] == 404
+    finally:
+        http.shutdown()

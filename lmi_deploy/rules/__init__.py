@@ -4,7 +4,7 @@
   read into; ``derive``: the ordered ``auto`` pipeline; ``runner``/``check``: running them.
 - one module per concern: ``settings``, ``model_family``, ``hardware``, ``handlers``, ``parallelism``,
   ``precision``, ``capacity``, ``timeouts``, ``scaling``, ``network``, ``endpoint``, ``delivery``, ``properties``,
-  ``multi_model``.
+  ``multi_model``, ``adapters``.
 
 ``docs/rules.md`` is generated from the registry: ``python -m lmi_deploy.rules.docs``.
 """

@@ -2,7 +2,9 @@
 
 A request names its model as the SageMaker runtime sends it: ``X-Amzn-SageMaker-Target-Model`` (a multi-model
 endpoint's ``TargetModel``: the versioned archive name ``<model>-<sha256[:12]>.tar.gz``, or ``<model>[.tar.gz]``) or
-``X-Amzn-SageMaker-Inference-Component`` (``<deployment>-<model>``, or ``<model>``). DJL's own
+``X-Amzn-SageMaker-Inference-Component`` (``<deployment>-<model>``, or ``<model>``; an adapter inference component's
+``<deployment>-<model>-<adapter>`` reaches its base model with the adapter named in
+``X-Amzn-SageMaker-Adapter-Identifier``, as SageMaker forwards it). DJL's own
 ``POST /models/<model>/invoke`` (the path SageMaker uses inside an MME container) works too. No name, with more than
 one model: 400; an unknown name: 404. ``GET /ping`` answers 200 once every model has loaded (503 while loading, 500
 if one failed); ``GET /models`` lists the models and their state. Each model is a :class:`ModelServer` of its own:
@@ -18,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lmi_deploy.adapters import IDENTIFIER_HEADER, component_name
 from lmi_deploy.runtime.http_guard import make_http_server
 from lmi_deploy.runtime.server import ModelServer, Reply, error_reply, http_response
 
@@ -33,11 +36,17 @@ _VERSIONED = re.compile(r"^(?P<name>.+)-[0-9a-f]{12}$")
 class ModelRouter:
     """Named :class:`ModelServer` instances, and how names in requests map onto them."""
 
-    def __init__(self, servers: Mapping[str, ModelServer], aliases: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        servers: Mapping[str, ModelServer],
+        aliases: Mapping[str, str] | None = None,
+        adapters: Mapping[str, str] | None = None,
+    ) -> None:
         if not servers:
             raise ValueError("a router needs at least one model")
         self.servers = dict(servers)
         self.aliases = dict(aliases or {})
+        self.adapters = dict(adapters or {})  # an adapter inference component's name -> its adapter (aliased too)
         self._loader: threading.Thread | None = None
 
     def start(self) -> ModelRouter:
@@ -83,12 +92,15 @@ class ModelRouter:
             return versioned.group("name")
         return None
 
+    def adapter_of(self, headers: Mapping[str, str], path_model: str | None = None) -> str | None:
+        """The adapter a request names by its adapter inference component (SageMaker then tells the base container
+        with the adapter identifier header), or None."""
+        requested = _requested(headers, path_model)
+        return self.adapters.get(requested.strip()) if requested else None
+
     def route(self, headers: Mapping[str, str], path_model: str | None = None) -> ModelServer | Reply:
         """The server for a request, or the error reply SageMaker-like routing gives."""
-        lowered = {key.lower(): value for key, value in headers.items()}
-        requested = (
-            path_model or lowered.get(TARGET_MODEL_HEADER.lower()) or lowered.get(INFERENCE_COMPONENT_HEADER.lower())
-        )
+        requested = _requested(headers, path_model)
         names = ", ".join(sorted(self.servers))
         if not requested:
             if len(self.servers) == 1:
@@ -105,6 +117,11 @@ class ModelRouter:
         return self.servers[name]
 
 
+def _requested(headers: Mapping[str, str], path_model: str | None) -> str | None:
+    lowered = {key.lower(): value for key, value in headers.items()}
+    return path_model or lowered.get(TARGET_MODEL_HEADER.lower()) or lowered.get(INFERENCE_COMPONENT_HEADER.lower())
+
+
 def create_router_app(router: ModelRouter) -> Any:
     """The Flask app speaking the SageMaker contract for several models behind one port."""
     from flask import Flask, Response, request
@@ -116,6 +133,9 @@ def create_router_app(router: ModelRouter) -> Any:
         target = router.route(headers, path_model)
         if isinstance(target, Reply):
             return http_response(target)
+        adapter = router.adapter_of(headers, path_model)
+        if adapter:
+            headers[IDENTIFIER_HEADER] = adapter
         return http_response(target.invoke(request.get_data(), headers, request.environ.get("werkzeug.socket")))
 
     @app.get("/ping")
@@ -167,4 +187,10 @@ def router_for(
     servers = {m.name: ModelServer(rendered.model(m.name).directory, Path(model_dirs[m.name])) for m in multi.models}
     aliases = {multi.inference_component_name(m): m.name for m in multi.models}
     aliases.update({rendered.model(m.name).target_model.removesuffix(".tar.gz"): m.name for m in multi.models})
-    return ModelRouter(servers, aliases)
+    adapters = {
+        component_name(multi.inference_component_name(m), a): (m.name, a.name)
+        for m in multi.models
+        for a in m.config.adapters
+    }
+    aliases.update({name: model for name, (model, _) in adapters.items()})
+    return ModelRouter(servers, aliases, {name: adapter for name, (_, adapter) in adapters.items()})
