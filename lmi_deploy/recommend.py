@@ -29,6 +29,7 @@ from lmi_deploy.rules.estimates import MemoryEstimate
 Reason = Literal[
     "engine lacks the family",
     "not in the region",
+    "no safe dtype",
     "does not fit",
     "misses the target",
     "over the price limit",
@@ -187,11 +188,14 @@ def engines_for(facts: ModelFacts, region: str, excluded: list[Excluded]) -> dic
     return chosen
 
 
-def _dtype(engine: Engine, instance: InstanceType, version: str, facts: ModelFacts) -> str:
-    """bf16 where the accelerator and engine have it; else fp16, or fp32 for T5 (fp16 overflows)."""
+def _dtype(engine: Engine, instance: InstanceType, version: str, facts: ModelFacts) -> str | None:
+    """bf16 where the accelerator and engine have it; else fp16, or fp32 for T5 (fp16 overflows it: LMI402);
+    None when T5 would have to run in fp16."""
     if supports_bf16(ENGINES[engine], instance, version):
         return "bf16"
-    return "fp32" if facts.is_encoder_decoder and "fp32" in ENGINES[engine].dtypes else "fp16"
+    if not facts.is_encoder_decoder:
+        return "fp16"
+    return "fp32" if "fp32" in ENGINES[engine].dtypes else None
 
 
 def _memory(facts: ModelFacts, setup: Setup, ask: Ask, batch: int) -> MemoryEstimate:
@@ -239,6 +243,10 @@ def _fitting(facts: ModelFacts, ask: Ask, engines: dict[Engine, str], excluded: 
             if ENGINES[engine].neuron != instance.is_neuron:
                 continue  # GPU engines on GPUs, NeuronX on NeuronCores (LMI201/LMI202): not worth a line each
             dtype = _dtype(engine, instance, version, facts)
+            if dtype is None:
+                why = f"T5 overflows fp16 and {engine.value} has no bf16 or fp32 on {instance.accelerator} (LMI402)"
+                excluded.append(Excluded(f"{instance.name} {engine.value}", "no safe dtype", why))
+                continue
             for tp in instance.valid_tensor_parallel_degrees():
                 found = _candidate(facts, Setup(instance, engine, tp, dtype), version, ask)
                 if isinstance(found, Option):
