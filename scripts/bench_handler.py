@@ -14,9 +14,11 @@ checkpoint; then measures, for batch 1/4/16 at 128 input / 64 new tokens, greedy
 - the bandwidth bound: the decoder's weights read once per new token at the copy bandwidth measured on this GPU;
 - agreement: every variant's and the static peer's greedy tokens against plain ``generate``.
 
-The handler runs first, so its compilation starts from empty in-process caches. Prints a table and writes
-``handler-<gpu>.json``. ``--model-py`` runs a model.py rendered elsewhere (a machine without this project's
-dependencies); ``--layers N`` shrinks the model for a quick check.
+Also: a disk-cold load (page cache dropped) beside the disk's read bandwidth, the streaming kernel's timings against
+cuBLAS, and, last, startup in a fresh process with the compile cache the defaults' startup saved (bench_load.py).
+The handler runs first, with empty compiler caches. Prints a table and writes ``handler-<gpu>.json``. ``--model-py``
+runs a model.py rendered elsewhere (a machine without this project's dependencies); ``--layers N`` shrinks the model
+for a quick check.
 """
 
 from __future__ import annotations
@@ -409,7 +411,6 @@ def main(argv: list[str] | None = None) -> int:
         "handler": {n: {str(b): r for b, r in rows.items()} for n, rows in handler_rows.items()},
     }
     (args.out / "handler-partial.json").write_text(json.dumps(handler_partial, indent=1) + "\n")  # a cut run keeps it
-    loading["compile_cache"] = compile_cache_startup(handler, model_py, checkpoint, work, args, variants)
     if args.autotune_probe:
         loading["autotune_probe"] = autotune_probe(handler, properties, args)
     from_pretrained_s, decoder_params, peer_rows = measure_peers(checkpoint, args.cases, args)
@@ -429,6 +430,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     path = write_report(args, argv, gpu, config_path, model_config, measured)
     print_table(results, variants, path)
+    # last, as the longest and least central step: the table is written even if a time limit cuts this one
+    loading["compile_cache"] = compile_cache_startup(handler, model_py, checkpoint, work, args, variants)
+    write_report(args, argv, gpu, config_path, model_config, measured)
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -159,9 +160,11 @@ def test_accelerate_partition_job_runs_the_handler_and_stages_its_cache(
     (code / "partition.py").write_text(script)
     monkeypatch.setattr(torch.compiler, "save_cache_artifacts", lambda: (b"compiled here", None))
     monkeypatch.syspath_prepend(str(code))
+    monkeypatch.setitem(sys.modules, "djl_python", None)  # a job's python3 without the server's path: names only
     with pytest.raises(SystemExit) as finished:
         runpy.run_path(str(code / "partition.py"), run_name="__main__")
     assert finished.value.code == 0
+    assert sys.modules.pop("model").Output is object  # the rendered handler, imported by the job
     name = shipped("compile_cache").cache_name()
     assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == {name: b"compiled here"}
 
