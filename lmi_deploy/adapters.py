@@ -24,7 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lmi_deploy import identifiers
-from lmi_deploy.containers import Engine, version_key
+from lmi_deploy.engines.base import Engine, version_key
 
 Kind = Literal["hub", "local", "s3"]
 ADAPTER_CONFIG = "adapter_config.json"

@@ -8,159 +8,16 @@ image URIs are resolved with ``sagemaker.core.image_uris``. Facts on engines are
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from enum import StrEnum
 from functools import cache
 from importlib import metadata
 from typing import Any
 
 from lmi_deploy import key_catalog
+from lmi_deploy.engines import ENGINE_ALIASES, ENGINES, Engine, EngineSpec, ImageLine, version_key
+from lmi_deploy.engines.accelerate import HANDLER_OPTIONS
 
-
-class Engine(StrEnum):
-    """LMI engines lmi-deploy renders for (the names users type, compared case-insensitively)."""
-
-    FASTER_TRANSFORMER = "FasterTransformer"
-    DEEPSPEED = "DeepSpeed"
-    ACCELERATE = "Accelerate"
-    LMI_DIST = "lmi-dist"
-    VLLM = "vLLM"
-    TENSORRT_LLM = "TensorRT-LLM"
-    NEURONX = "NeuronX"
-
-
-@dataclass(frozen=True)
-class ImageLine:
-    """A run of versions of one sagemaker-core image framework: ``first``..``last`` inclusive (``last=None``: all)."""
-
-    framework: str
-    first: str
-    last: str | None = None
-
-
-@dataclass(frozen=True)
-class EngineSpec:
-    engine: Engine
-    images: tuple[ImageLine, ...]  # where the engine ships; the first line holding a version wins
-    server_engine: str  # serving.properties ``engine=`` (DJL engine or alias)
-    builtin_entry_point: str | None  # no-code handler; None: the server picks it (rolling batch)
-    custom_template: str | None  # bring-your-own model.py template; None: no-code only
-    rolling_batch: str | None
-    dtypes: tuple[str, ...]
-    model_types: tuple[str, ...] | None  # None: any model the backend's loader knows (decoder-only LLMs)
-    neuron: bool = False
-    compiles_at_startup: bool = False  # TensorRT-LLM engines / Neuron graphs are built when the container starts
-    encoder_decoder: bool = False  # serves T5-style models
-
-
-_DECODER_TYPES = ("gpt2", "gpt_neo", "gptj", "opt", "gpt_neox", "bloom", "llama")
-
-ENGINES: dict[Engine, EngineSpec] = {
-    Engine.FASTER_TRANSFORMER: EngineSpec(
-        engine=Engine.FASTER_TRANSFORMER,
-        images=(ImageLine("djl-fastertransformer", "0.21.0", "0.24.0"),),
-        server_engine="FasterTransformer",
-        builtin_entry_point="djl_python.fastertransformer",
-        custom_template="fastertransformer_model.py.j2",
-        rolling_batch=None,
-        dtypes=("fp32", "fp16", "bf16", "int8"),
-        # fastertransformer wheel: t5 covers T5 / Flan-T5 / Flan-UL2
-        model_types=("t5", "gpt2", "gptj", "opt", "gpt_neox", "bloom"),
-        encoder_decoder=True,
-    ),
-    Engine.DEEPSPEED: EngineSpec(
-        engine=Engine.DEEPSPEED,
-        images=(ImageLine("djl-deepspeed", "0.19.0", "0.27.0"),),
-        server_engine="DeepSpeed",
-        builtin_entry_point="djl_python.deepspeed",
-        custom_template="deepspeed_model.py.j2",
-        rolling_batch=None,
-        dtypes=("fp16", "bf16", "fp32", "int8"),
-        # kernel injection (what makes DeepSpeed TP fast) covers these decoder-only families
-        model_types=_DECODER_TYPES,
-    ),
-    Engine.ACCELERATE: EngineSpec(
-        engine=Engine.ACCELERATE,
-        images=(ImageLine("djl-deepspeed", "0.19.0", "0.27.0"), ImageLine("djl-lmi", "0.28.0")),
-        server_engine="Python",
-        builtin_entry_point="djl_python.huggingface",
-        custom_template="accelerate_model.py.j2",
-        rolling_batch=None,
-        dtypes=("fp32", "fp16", "bf16"),
-        model_types=None,
-        encoder_decoder=True,
-    ),
-    Engine.LMI_DIST: EngineSpec(
-        engine=Engine.LMI_DIST,
-        images=(ImageLine("djl-deepspeed", "0.23.0", "0.27.0"), ImageLine("djl-lmi", "0.28.0", "0.32.0")),
-        server_engine="MPI",
-        builtin_entry_point=None,
-        custom_template=None,
-        rolling_batch="lmi-dist",
-        dtypes=("fp16", "bf16"),
-        model_types=None,
-        # T5 too: 0.23's rolling_batch=auto picks lmi-dist for T5 under MPI; DJL tests flan-t5-xxl on it
-        encoder_decoder=True,
-    ),
-    Engine.VLLM: EngineSpec(
-        engine=Engine.VLLM,
-        images=(ImageLine("djl-deepspeed", "0.23.0", "0.27.0"), ImageLine("djl-lmi", "0.28.0")),
-        server_engine="Python",
-        builtin_entry_point=None,
-        custom_template=None,
-        rolling_batch="vllm",
-        dtypes=("fp16", "bf16"),
-        model_types=None,
-    ),
-    Engine.TENSORRT_LLM: EngineSpec(
-        engine=Engine.TENSORRT_LLM,
-        images=(ImageLine("djl-tensorrtllm", "0.25.0", "0.33.0"),),
-        server_engine="MPI",
-        builtin_entry_point=None,
-        custom_template=None,
-        rolling_batch="trtllm",
-        dtypes=("fp16", "bf16"),
-        model_types=None,
-        compiles_at_startup=True,
-    ),
-    Engine.NEURONX: EngineSpec(
-        engine=Engine.NEURONX,
-        images=(ImageLine("djl-neuronx", "0.22.1", "0.29.0"),),
-        server_engine="Python",
-        builtin_entry_point="djl_python.transformers_neuronx",  # "transformers-neuronx" before 0.24.0
-        custom_template=None,
-        rolling_batch=None,
-        dtypes=("fp32", "fp16", "bf16"),
-        model_types=("opt", "gpt2", "gptj", "gpt_neox", "llama", "bloom"),
-        neuron=True,
-        compiles_at_startup=True,
-    ),
-}
-
-# Engines whose checkpoint lmi-deploy can partition/compile ahead of time (lmi_deploy.partition).
-PARTITIONABLE = (Engine.FASTER_TRANSFORMER, Engine.DEEPSPEED, Engine.TENSORRT_LLM)
-
-# Names users type for engines (compared lower-case).
-ENGINE_ALIASES: dict[str, Engine] = {
-    **{e.value.lower(): e for e in Engine},
-    "faster-transformer": Engine.FASTER_TRANSFORMER,
-    "faster_transformer": Engine.FASTER_TRANSFORMER,
-    "ft": Engine.FASTER_TRANSFORMER,
-    "ds": Engine.DEEPSPEED,
-    "huggingface": Engine.ACCELERATE,
-    "hf-accelerate": Engine.ACCELERATE,
-    "python": Engine.ACCELERATE,
-    "lmi_dist": Engine.LMI_DIST,
-    "lmidist": Engine.LMI_DIST,
-    "mpi": Engine.LMI_DIST,
-    "trtllm": Engine.TENSORRT_LLM,
-    "tensorrt_llm": Engine.TENSORRT_LLM,
-    "tensorrtllm": Engine.TENSORRT_LLM,
-    "trt-llm": Engine.TENSORRT_LLM,
-    "transformers-neuronx": Engine.NEURONX,
-    "transformers_neuronx": Engine.NEURONX,
-    "neuron": Engine.NEURONX,
-}
+# The engines live in lmi_deploy/engines/ (one module each); these names stay importable from here.
+PARTITIONABLE = tuple(engine for engine, spec in ENGINES.items() if spec.partitionable)
 
 
 @cache
@@ -169,10 +26,6 @@ def _image_config(framework: str) -> dict[str, Any]:
     path = metadata.distribution("sagemaker-core").locate_file(f"sagemaker/core/image_uri_config/{framework}.json")
     config: dict[str, Any] = json.loads(path.read_text())
     return config
-
-
-def version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split("."))
 
 
 def _image_line(engine: Engine, version: str) -> ImageLine | None:
@@ -247,55 +100,9 @@ def image_uri(engine: Engine, version: str, region: str) -> str:
     return f"{entry['registries'][region]}.dkr.ecr.{region}.{domain}/{entry['repository']}:{entry['tag_prefix']}"
 
 
-# Request parameters (Hugging Face names) -> FasterTransformer ``pipeline_generate`` arguments and their types.
-# From the fastertransformer wheel's t5model.py / gptmodel.py signatures (fact sheet §3).
-_FT_COMMON: dict[str, tuple[str, str]] = {
-    "num_beams": ("beam_width", "int"),
-    "top_k": ("top_k", "int"),
-    "top_p": ("top_p", "float"),
-    "temperature": ("temperature", "float"),
-    "repetition_penalty": ("repetition_penalty", "float"),
-    "length_penalty": ("len_penalty", "float"),
-    "min_length": ("min_length", "int"),
-    "seed": ("random_seed", "int"),
-}
-FT_GENERATION_PARAMETERS: dict[str, dict[str, tuple[str, str]]] = {
-    "t5": {
-        **_FT_COMMON,
-        "max_new_tokens": ("max_seq_len", "int"),
-        "max_length": ("max_seq_len", "int"),
-        "presence_penalty": ("presence_penalty", "float"),
-        "diversity_rate": ("beam_search_diversity_rate", "float"),
-    },
-    "gpt": {**_FT_COMMON, "max_new_tokens": ("output_len", "int")},
-}
-
-
-# Request parameters -> transformers ``generate`` arguments (Accelerate and DeepSpeed handlers); seed is applied
-# with torch.manual_seed rather than passed.
-HF_GENERATION_PARAMETERS: dict[str, tuple[str, str]] = {
-    name: (name, kind)
-    for name, kind in {
-        "max_new_tokens": "int",
-        "min_new_tokens": "int",
-        "do_sample": "bool",
-        "temperature": "float",
-        "top_k": "int",
-        "top_p": "float",
-        "num_beams": "int",
-        "repetition_penalty": "float",
-        "length_penalty": "float",
-        "no_repeat_ngram_size": "int",
-        "seed": "int",
-    }.items()
-}
-
-
 def generation_parameters(engine: Engine, model_type: str) -> dict[str, tuple[str, str]]:
     """The request parameters a custom handler for this engine and model family accepts, and what they map to."""
-    if engine is Engine.FASTER_TRANSFORMER:
-        return FT_GENERATION_PARAMETERS["t5" if model_type == "t5" else "gpt"]
-    return HF_GENERATION_PARAMETERS
+    return ENGINES[engine].generation_parameters(model_type)
 
 
 # ---- version-specific serving.properties facts (fact sheet §0, §1, §8) ----
@@ -303,10 +110,7 @@ def generation_parameters(engine: Engine, model_type: str) -> dict[str, tuple[st
 
 def entry_point(engine: Engine, version: str) -> str | None:
     """The no-code handler module for this engine at this version (None: the server chooses)."""
-    entry = ENGINES[engine].builtin_entry_point
-    if engine is Engine.NEURONX and version_key(version) < (0, 24, 0):
-        return "djl_python.transformers-neuronx"  # renamed with an underscore in 0.24.0
-    return entry
+    return ENGINES[engine].entry_point(version)
 
 
 def server_engine(engine: Engine, version: str) -> str:
@@ -347,17 +151,18 @@ def server_engines(version: str) -> tuple[str, ...]:
     return key_catalog.allowed_values("engine", version) or ("Python",)
 
 
-# Options of lmi-deploy's own Accelerate handler: config field -> default. DJL hands every option.* key to the
-# handler's properties, so these travel in serving.properties like the container's own keys.
-HANDLER_OPTIONS: dict[str, bool | str] = {
-    "kv_cache": "static",
-    "cuda_graphs": True,
-    "compile": True,
-    "fuse_projections": True,
-    "fast_load": True,
-}
-
-
 def all_versions() -> list[str]:
     """Every LMI/DJL version that has some container."""
     return sorted({v for e in Engine for v in versions(e)}, key=version_key)
+
+
+__all__ = [
+    "ENGINES",
+    "ENGINE_ALIASES",
+    "HANDLER_OPTIONS",
+    "PARTITIONABLE",
+    "Engine",
+    "EngineSpec",
+    "ImageLine",
+    "version_key",
+]

@@ -19,14 +19,13 @@ from typing import Any
 
 from lmi_deploy import render
 from lmi_deploy.config import DeploymentConfig
-from lmi_deploy.containers import PARTITIONABLE, Engine
+from lmi_deploy.containers import ENGINES, PARTITIONABLE
 from lmi_deploy.errors import ConfigError
 from lmi_deploy.model_facts import DTYPE_BYTES
 from lmi_deploy.rules.delivery import partition_problems
 from lmi_deploy.rules.registry import tagged
 
 SUPPORTED = PARTITIONABLE
-TRT_LLM_PARTITION = "/opt/djl/partition/trt_llm_partition.py"
 INPUT_DIR = "/opt/ml/processing/input/model"
 CODE_DIR = "/opt/ml/processing/input/code"
 OUTPUT_DIR = "/opt/ml/processing/output"
@@ -46,7 +45,7 @@ COMPILE_CACHE_FOLDER = "partitioned/compile-cache"
 
 def makes_compile_cache(config: DeploymentConfig) -> bool:
     """Accelerate with lmi-deploy's handler: the job runs that handler once and stages its compile cache."""
-    return config.engine is Engine.ACCELERATE and config.handler == "custom"
+    return bool(ENGINES[config.engine].handler_options) and config.handler == "custom"
 
 
 def check_supported(config: DeploymentConfig) -> None:
@@ -67,7 +66,7 @@ def check_supported(config: DeploymentConfig) -> None:
 def partition_files(config: DeploymentConfig) -> dict[str, str]:
     """The files the job's code input holds: our partition.py, or (TensorRT-LLM) the serving.properties it reads."""
     check_supported(config)
-    if config.engine is Engine.TENSORRT_LLM:
+    if ENGINES[config.engine].partition_reads_properties:
         entries = [
             (INPUT_DIR if key in ("option.model_id", "option.s3url") else value, key)[::-1]
             for key, value in render.serving_properties(config)
@@ -112,21 +111,7 @@ def job_request(
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
     name = f"{config.deployment}-partition-tp{tp}-{stamp}"[:63]
     script = f"{CODE_DIR}/partition.py"
-    if config.engine is Engine.DEEPSPEED:
-        entrypoint = ["deepspeed", "--num_gpus", str(tp), script]
-    elif config.engine is Engine.TENSORRT_LLM:
-        entrypoint = [
-            "python3",
-            TRT_LLM_PARTITION,
-            "--properties_dir",
-            CODE_DIR,
-            "--trt_llm_model_repo",
-            OUTPUT_DIR,
-            "--tensor_parallel_degree",
-            str(tp),
-        ]
-    else:
-        entrypoint = ["python3", script]
+    entrypoint = ENGINES[config.engine].partition_command(tp, script, CODE_DIR, OUTPUT_DIR)
     facts = config.facts
     served_dtype = config.resolved.dtype if config.resolved.dtype in DTYPE_BYTES else "fp32"
     weights_gb = facts.weight_bytes(facts.native_dtype or "fp32") / 1e9 if facts else 100.0

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import jinja2
 
-from lmi_deploy import containers, identifiers, key_catalog, known_keys, request_limits, warm_shapes
+from lmi_deploy import containers, identifiers, known_keys, request_limits, warm_shapes
 from lmi_deploy.config import DeploymentConfig
-from lmi_deploy.containers import Engine
 from lmi_deploy.errors import ConfigError
 from lmi_deploy.known_keys import TEMPLATES_DIR, handler_keys
 
@@ -82,7 +81,9 @@ def serving_properties(config: DeploymentConfig) -> list[tuple[str, str]]:
     """The serving.properties entries, in order. Keys and values exactly as DJL will read them.
 
     Every version rule lives in ``containers``: the weights key (s3url before 0.23), the handler module's name,
-    rolling batch (never written as ``disable`` on 0.23-0.26, where the key's presence turns it on).
+    rolling batch (never written as ``disable`` on 0.23-0.26, where the key's presence turns it on); what varies by
+    engine (its length and batch keys, its partitioned checkpoint, its handler's options) the engine's module says
+    (``lmi_deploy/engines/``).
     """
     spec = containers.ENGINES[config.engine]
     version = config.lmi_version
@@ -105,24 +106,15 @@ def serving_properties(config: DeploymentConfig) -> list[tuple[str, str]]:
         # our handlers stop generating at this per-request deadline (DJL does not read the key)
         entries.append(("option.request_timeout", str(config.request_timeout_s)))
     entries += [(f"option.{name}", value) for name, value in handler_options(config).items()]
-    if config.partitioned and config.engine is Engine.DEEPSPEED:
-        entries.append(("option.checkpoint", "ds_inference_config.json"))  # written by save_mp_checkpoint_path
+    if config.partitioned:
+        entries += spec.partitioned_properties()
     if spec.rolling_batch:
         entries.append(("option.rolling_batch", spec.rolling_batch))
         if config.max_batch_size:
             entries.append(("option.max_rolling_batch_size", str(config.max_batch_size)))
-    sequence = str(resolved.max_sequence_length)
-    if config.engine is Engine.DEEPSPEED:
-        if config.handler == "custom" or key_catalog.upstream_reads("option.max_tokens", version):  # not 0.19.0's
-            entries.append(("option.max_tokens", sequence))
-    elif config.engine in (Engine.VLLM, Engine.LMI_DIST) and known_keys.reads("option.max_model_len", version):
-        entries.append(("option.max_model_len", sequence))
-    elif config.engine is Engine.TENSORRT_LLM:
-        entries += tensorrt_llm_lengths(resolved.max_sequence_length, version)
-    elif config.engine is Engine.NEURONX:
-        entries.append(("option.n_positions", sequence))
-        if config.max_batch_size:
-            entries.append(("batch_size", str(config.max_batch_size)))
+    entries += spec.length_properties(
+        resolved.max_sequence_length, config.max_batch_size, version, config.handler == "custom", known_keys.reads
+    )
     entries += lora_properties(config)
     for key, _ in entries:
         if not (known_keys.reads(key, version) or (config.handler == "custom" and key in handler_keys(version))):
@@ -162,22 +154,6 @@ def check_line_value(where: str, key: str, value: str) -> None:
         raise ConfigError(f"{key}={value!r} cannot be written to {where}: it {problem}; fix the setting it comes from")
 
 
-def tensorrt_llm_lengths(sequence: int, version: str) -> list[tuple[str, str]]:
-    """The length limits the TensorRT-LLM engine is built with, in the keys this release passes on.
-
-    A quarter of the sequence for the output, the rest for the prompt. Up to 0.32 the tensorrt_llm_toolkit builds the
-    engine from ``max_input_len`` and ``max_output_len``. From 0.33 the startup build (``trt_llm_partition.py``)
-    turns each option into a ``--key value`` flag of TensorRT-LLM's build parser, which has ``--max_input_len`` and
-    ``--max_seq_len`` (input + output) but no ``--max_output_len``: that key would be dropped and the engine built
-    with the default limit, so the total goes in ``max_seq_len`` (also a field of 0.33's TensorRtLlmProperties).
-    """
-    output = sequence // 4
-    limits = [("option.max_input_len", str(sequence - output))]
-    if known_keys.reads("option.max_seq_len", version):
-        return [*limits, ("option.max_seq_len", str(sequence))]
-    return [*limits, ("option.max_output_len", str(output))]
-
-
 def custom_template(config: DeploymentConfig) -> str | None:
     """The template of the rendered ``model.py``, or None where the engine's built-in handler serves."""
     template = containers.ENGINES[config.engine].custom_template
@@ -185,11 +161,12 @@ def custom_template(config: DeploymentConfig) -> str | None:
 
 
 def handler_options(config: DeploymentConfig) -> dict[str, str]:
-    """lmi-deploy's own Accelerate handler options, as serving.properties values (none for other handlers)."""
-    if config.engine is not Engine.ACCELERATE or config.handler != "custom":
+    """lmi-deploy's own handler's options (the engine's ``handler_options``), as serving.properties values."""
+    options = containers.ENGINES[config.engine].handler_options
+    if not options or config.handler != "custom":
         return {}
     values = {}
-    for name, default in containers.HANDLER_OPTIONS.items():
+    for name, default in options.items():
         value = getattr(config, name)
         value = default if value is None else value
         values[name] = str(value).lower() if isinstance(value, bool) else str(value)

@@ -6,7 +6,6 @@ import math
 from collections.abc import Iterator
 
 from lmi_deploy import instances
-from lmi_deploy.containers import Engine
 from lmi_deploy.rules.derive import Derived
 from lmi_deploy.rules.estimates import weights_gb
 from lmi_deploy.rules.registry import Example, rule
@@ -53,7 +52,12 @@ def memory_fits(view: View, derived: Derived) -> Iterator[str]:
     memory, instance, tp = derived.memory, view.instance, derived.tensor_parallel_degree
     if memory is None or memory.fits or instance is None or tp is None:
         return
-    offloads = view.source == "serving.properties" and view.engine is Engine.ACCELERATE and not view.rolling
+    offloads = (
+        view.source == "serving.properties"
+        and view.spec is not None
+        and view.spec.offloads_to_host
+        and not view.rolling
+    )
     host = instances.host_memory_gib(instance.name) or 0
     if offloads and memory.weights_gib * tp <= instance.accelerator_count * memory.usable_gib + host:
         return  # the built-in Accelerate handler loads with device_map=auto: what the GPUs lack goes to host memory

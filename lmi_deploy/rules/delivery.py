@@ -5,13 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from lmi_deploy import containers
-from lmi_deploy.containers import Engine, version_key
+from lmi_deploy.containers import ENGINES, Engine
 from lmi_deploy.rules.derive import Derived
 from lmi_deploy.rules.registry import Example, rule
 from lmi_deploy.rules.view import View
 from lmi_deploy.runtime.versions import S3_WEIGHTS_DOWNLOAD, STREAM_CONTENT, Release
-
-TRT_LLM_PARTITION_FIRST = "0.26.0"  # /opt/djl/partition/trt_llm_partition.py arrives in the 0.26.0 image
 
 
 def partition_problems(engine: Engine, version: str) -> list[tuple[str, str]]:
@@ -27,16 +25,8 @@ def partition_problems(engine: Engine, version: str) -> list[tuple[str, str]]:
                 "engine when the container starts (the startup timeout includes it): set partitioned=false",
             )
         ]
-    if engine is Engine.TENSORRT_LLM and version_key(version) < version_key(TRT_LLM_PARTITION_FIRST):
-        return [
-            (
-                "LMI902",
-                f"TensorRT-LLM ahead-of-time compilation (trt_llm_partition.py) needs lmi_version "
-                f"{TRT_LLM_PARTITION_FIRST} or later (this is {version}): set lmi_version={TRT_LLM_PARTITION_FIRST} or "
-                "later, or partitioned=false",
-            )
-        ]
-    return []
+    problem = ENGINES[engine].partition_problem(version)
+    return [("LMI902", problem)] if problem else []
 
 
 @rule(
@@ -149,7 +139,7 @@ def release_loads_staged_weights(view: View, derived: Derived) -> Iterator[str]:
 def accelerate_streaming_release(view: View, derived: Derived) -> Iterator[str]:
     config = view.config
     if (
-        config.engine is Engine.ACCELERATE
+        ENGINES[config.engine].handler_options
         and config.handler == "custom"
         and not Release(view.version).has(STREAM_CONTENT)
     ):

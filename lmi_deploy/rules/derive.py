@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lmi_deploy import adapters, containers, warm_shapes
-from lmi_deploy.containers import Engine
+from lmi_deploy import adapters, warm_shapes
+from lmi_deploy.engines.base import ENGINES, Engine, EngineSpec, model_dtype, version_key
 from lmi_deploy.instances import InstanceType
 from lmi_deploy.model_facts import DTYPE_BYTES, ModelFacts
 from lmi_deploy.rules import estimates
@@ -70,24 +70,20 @@ def bf16_supported(view: View) -> bool:
     return spec is not None and instance is not None and supports_bf16(spec, instance, view.version)
 
 
-def supports_bf16(spec: containers.EngineSpec, instance: InstanceType, version: str) -> bool:
+def supports_bf16(spec: EngineSpec, instance: InstanceType, version: str) -> bool:
     """Whether this engine at this version computes in bf16 on this instance's accelerators."""
     if "bf16" not in spec.dtypes or instance.accelerator in estimates.NO_BF16:
         return False
-    return not (spec.neuron and containers.version_key(version) < (0, 24, 0))
+    return not (spec.neuron and version_key(version) < (0, 24, 0))
 
 
 def _engine_default_dtype(view: View) -> tuple[str, str]:
     """What an unset (or ``auto``) option.dtype means to the engine that reads it."""
-    native = view.facts.native_dtype if view.facts else None
-    engine = view.engine
-    if engine in (Engine.VLLM, Engine.LMI_DIST, Engine.TENSORRT_LLM) or view.dtype == "auto":
-        dtype = native if native in ("bf16", "fp16") else "fp16"
-        return dtype, f"the model's own dtype ({native or 'unknown'})" if native in ("bf16", "fp16") else "fp16"
-    if engine is Engine.DEEPSPEED:
-        return ("bf16", "the GPU supports bf16") if bf16_supported(view) else ("fp16", "no bf16 on this GPU")
-    if engine is Engine.NEURONX:
-        return ("fp16", "the handler's default") if view.at_least("0.24.0") else ("fp32", "the handler's default")
+    spec = view.spec
+    if view.dtype == "auto" or (spec is not None and spec.dtype_from_model):
+        return model_dtype(view.facts.native_dtype if view.facts else None)
+    if spec is not None:
+        return spec.unset_dtype(bf16_supported(view), view.version)
     return "fp32", "the handler's default"
 
 
@@ -135,7 +131,8 @@ def divides_heads(view: View, tp: int) -> str | None:
 
 def heads_not_split(facts: ModelFacts | None, tp: int, engine: Engine | None, rolling: bool) -> str | None:
     """:func:`divides_heads` for a model, engine and batching known apart from a view."""
-    if engine is Engine.NEURONX or facts is None or facts.attention_heads is None or facts.kv_heads is None:
+    pads_heads = engine is not None and ENGINES[engine].splits_any_core_count
+    if pads_heads or facts is None or facts.attention_heads is None or facts.kv_heads is None:
         return None
     if facts.attention_heads % tp:
         return f"its {facts.attention_heads} attention heads"
@@ -225,7 +222,7 @@ def tp_fits_instance(view: View, tp: int | None) -> bool:
     if tp is None or view.instance is None:
         return False
     count = view.instance.accelerator_count
-    return tp <= count and (count % tp == 0 or view.engine is Engine.NEURONX)
+    return tp <= count and (count % tp == 0 or (view.spec is not None and view.spec.splits_any_core_count))
 
 
 def derive_memory(view: View, derived: Derived) -> None:
@@ -253,14 +250,15 @@ def _timeout(name: str, value: int | str | None, needed: int | None, how: str, d
 def handler_warm_up(view: View, derived: Derived) -> float:
     """Seconds lmi-deploy's Accelerate handler compiles and captures at load (0 for every other handler)."""
     config = view.config
-    if config is None or config.engine is not Engine.ACCELERATE or config.handler != "custom":
+    options = view.spec.handler_options if view.spec is not None else {}
+    if config is None or not options or config.handler != "custom":
         return 0.0
     if config.kv_cache == "dynamic":
         return 0.0
 
     def on(name: str) -> bool:
         value = getattr(config, name, None)
-        return bool(containers.HANDLER_OPTIONS[name] if value is None else value)
+        return bool(options[name] if value is None else value)
 
     shapes = warm_shapes.warm_shapes(derived.max_batch_size, derived.max_sequence_length)
     return float(warm_shapes.startup_seconds(shapes, on("compile"), on("cuda_graphs")))
@@ -270,7 +268,7 @@ def derive_timeouts(view: View, derived: Derived) -> None:
     facts = view.facts
     if facts is not None and facts.parameters is not None:
         warm_up = handler_warm_up(view, derived)
-        derived.load = estimates.load_times(facts, view.engine, view.partitioned, warm_up)
+        derived.load = estimates.load_times(facts, view.spec, view.partitioned, warm_up)
     load = derived.load
     derived.download_timeout = _timeout(
         "model_data_download_timeout",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from lmi_deploy.containers import Engine
+from lmi_deploy.engines.base import EngineSpec
 from lmi_deploy.instances import InstanceType
 from lmi_deploy.model_facts import DTYPE_BYTES, ModelFacts
 
@@ -15,8 +15,6 @@ OVERHEAD_GIB = 1.5  # per accelerator: CUDA/Neuron runtime context, activations,
 ROLLING_BATCH_RESERVE = 0.10  # vLLM/lmi-dist/TRT-LLM leave 10% unallocated (gpu_memory_utilization=0.9)
 DOWNLOAD_MIB_S = 100  # S3 to the instance, conservative for s5cmd inside the LMI container
 LOAD_MIB_S = 200  # local disk to accelerator memory, conservative
-COMPILE_S_PER_BILLION = {Engine.TENSORRT_LLM: 120, Engine.NEURONX: 180}  # engine build at startup
-COMPILE_MIN_S = {Engine.TENSORRT_LLM: 600, Engine.NEURONX: 900}
 TIMEOUT_FLOOR_S = 600  # the seed's timeouts and the LMI guidance's starting point
 TIMEOUT_MARGIN = 1.25
 SAGEMAKER_TIMEOUT_MAX_S = 3600
@@ -98,19 +96,20 @@ class LoadTimes:
     how_startup: str
 
 
-def load_times(facts: ModelFacts, engine: Engine | None, compiled: bool = False, warm_up_s: float = 0.0) -> LoadTimes:
+def load_times(facts: ModelFacts, spec: EngineSpec | None, compiled: bool = False, warm_up_s: float = 0.0) -> LoadTimes:
     """``warm_up_s``: what lmi-deploy's Accelerate handler spends at load compiling and capturing its decode step
     for the warm shapes (``lmi_deploy.warm_shapes``)."""
     stored = facts.weight_bytes(facts.native_dtype or "fp32")
     download = stored / MIB / DOWNLOAD_MIB_S
     load = stored / MIB / LOAD_MIB_S
     compile_s = 0.0
-    if engine in COMPILE_S_PER_BILLION and not compiled:
-        assert engine is not None and facts.parameters is not None
-        compile_s = max(COMPILE_MIN_S[engine], COMPILE_S_PER_BILLION[engine] * facts.parameters / 1e9)
+    if spec is not None and spec.compile_seconds is not None and not compiled:
+        assert facts.parameters is not None
+        per_billion, at_least = spec.compile_seconds  # the engine build at startup
+        compile_s = max(at_least, per_billion * facts.parameters / 1e9)
     size = f"{stored / GIB:.1f} GiB of weights"
     how_download = f"{size} at {DOWNLOAD_MIB_S} MiB/s, x{TIMEOUT_MARGIN} margin"
-    compiling = f" + {compile_s:.0f} s {engine.value} compile" if compile_s and engine else ""
+    compiling = f" + {compile_s:.0f} s {spec.engine.value} compile" if compile_s and spec else ""
     compiling += f" + {warm_up_s:.0f} s handler compile/capture of warm shapes" if warm_up_s else ""
     how_startup = f"{size} loaded at {LOAD_MIB_S} MiB/s{compiling}, x{TIMEOUT_MARGIN} margin"
     startup = (load + compile_s + warm_up_s) * TIMEOUT_MARGIN

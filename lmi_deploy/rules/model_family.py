@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from lmi_deploy.containers import Engine
 from lmi_deploy.rules.derive import Derived
 from lmi_deploy.rules.registry import Example, rule
 from lmi_deploy.rules.view import View
@@ -69,30 +68,4 @@ def encoder_decoder_not_served(view: View, derived: Derived) -> Iterator[str]:
         yield (
             f"{view.model_id} is an encoder-decoder (T5) model, which {spec.engine.value} does not serve: use "
             "engine=FasterTransformer (LMI 0.21-0.24) or engine=Accelerate"
-        )
-
-
-@rule(
-    "LMI104",
-    title="NeuronX before 0.24.0 serves only OPT, GPT-2 and GPT-J",
-    why="LMI 0.22.1-0.23.0's Transformers-NeuronX handler has no Llama, GPT-NeoX or BLOOM support.",
-    fix="Set lmi_version=0.24.0 or later.",
-    example=Example(
-        settings={
-            "engine": "neuronx",
-            "lmi_version": "0.23.0",
-            "model_id": "meta-llama/Llama-2-7b-hf",
-            "instance_type": "ml.inf2.24xlarge",
-        }
-    ),
-    needs=("engine",),
-    gate=True,
-)
-def neuronx_early_families(view: View, derived: Derived) -> Iterator[str]:
-    unknown_in_file = view.source == "serving.properties" and not view.model_type  # nothing to check it against
-    early = view.engine is Engine.NEURONX and not view.at_least("0.24.0") and not unknown_in_file
-    if early and view.model_type not in ("opt", "gpt2", "gptj"):
-        yield (
-            f"model_type={view.model_type!r} needs NeuronX from 0.24.0 (0.22.1-0.23.0 serve opt, gpt2, gptj): "
-            "set lmi_version=0.24.0 or later"
         )

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from lmi_deploy import instances
-from lmi_deploy.containers import ENGINES, Engine, version_key
+from lmi_deploy.containers import ENGINES, version_key
 from lmi_deploy.instances import InstanceType
 from lmi_deploy.rules.registry import RULES, Example, Finding, parse_rule, rule
 
 MME_FIRST_VERSION = "0.21.0"  # DJL Serving answers SageMaker's MME load/invoke calls from 0.21.0
-MME_ENGINES = (Engine.ACCELERATE,)
+MME_ENGINES = tuple(engine for engine, spec in ENGINES.items() if spec.multi_model)
 HOST_MEMORY_USABLE = 0.9  # of the instance's memory; the rest for the OS and SageMaker's agents (an assumption)
 MIB_PER_GIB = 1024
 _TWO = [

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from lmi_deploy import containers
-from lmi_deploy.containers import Engine
 from lmi_deploy.model_facts import DTYPE_BYTES
 from lmi_deploy.rules.derive import Derived, divides_heads, tp_fits_instance
 from lmi_deploy.rules.registry import Example, rule
@@ -48,7 +47,11 @@ def tp_fits_accelerators(view: View, derived: Derived) -> Iterator[str]:
     tp = derived.tensor_parallel_degree
     if tp is not None and not derived.tp_auto_failed and not tp_fits_instance(view, tp):
         valid = ", ".join(str(d) for d in view.instance.valid_tensor_parallel_degrees())
-        valid = f"at most {view.instance.accelerator_count}" if view.engine is Engine.NEURONX else f"one of {valid}"
+        valid = (
+            f"at most {view.instance.accelerator_count}"
+            if view.spec and view.spec.splits_any_core_count
+            else f"one of {valid}"
+        )
         yield (
             f"tensor_parallel_degree={tp} does not fit {view.instance.name}, which has "
             f"{view.instance.accelerator_count} {view.instance.accelerator_noun}; use {valid}, or a larger "

@@ -46,18 +46,6 @@ def t5_not_fp16(view: View, derived: Derived) -> Iterator[str]:
 
 
 @rule(
-    "LMI403",
-    title="int8 with T5 on FasterTransformer",
-    why="FasterTransformer's T5 path refuses int8 weights.",
-    fix="Use dtype=bf16 or dtype=fp32.",
-    example=Example(settings={"dtype": "int8"}),
-)
-def t5_not_int8_on_ft(view: View, derived: Derived) -> Iterator[str]:
-    if view.is_t5 and derived.dtype == "int8" and view.engine is Engine.FASTER_TRANSFORMER:
-        yield "dtype='int8' is refused by FasterTransformer for T5 models: use dtype=bf16 or dtype=fp32"
-
-
-@rule(
     "LMI404",
     title="bf16 on a pre-Ampere GPU",
     why="T4 and V100 GPUs have no bf16 arithmetic; the engine fails or emulates it very slowly.",
@@ -72,23 +60,3 @@ def bf16_needs_ampere(view: View, derived: Derived) -> Iterator[str]:
             f"dtype='bf16' needs an Ampere or newer GPU, but {view.instance.name} has {view.instance.accelerator}s: "
             "use fp16 (fp32 for T5) or an ml.g5/g6/p4d instance"
         )
-
-
-@rule(
-    "LMI405",
-    title="bf16 on NeuronX before 0.24.0",
-    why="The 0.22.1-0.23.0 Transformers-NeuronX handler takes fp32 and fp16 only.",
-    fix="Use lmi_version 0.24.0 or later, or fp16.",
-    example=Example(
-        settings={
-            "engine": "neuronx",
-            "lmi_version": "0.23.0",
-            "model_id": "facebook/opt-1.3b",
-            "dtype": "bf16",
-            "instance_type": "ml.inf2.xlarge",
-        }
-    ),
-)
-def neuronx_bf16_version(view: View, derived: Derived) -> Iterator[str]:
-    if derived.dtype == "bf16" and view.engine is Engine.NEURONX and not view.at_least("0.24.0"):
-        yield "dtype='bf16' on NeuronX needs lmi_version 0.24.0 or later (0.22.1-0.23.0: fp32, fp16)"

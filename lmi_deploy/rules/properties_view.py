@@ -14,13 +14,8 @@ from lmi_deploy.instances import InstanceType
 from lmi_deploy.model_facts import ModelFacts, model_type_from_name
 from lmi_deploy.rules.view import Entry, View
 
-_BY_ROLLING_BATCH = {
-    "vllm": Engine.VLLM,
-    "lmi-dist": Engine.LMI_DIST,
-    "trtllm": Engine.TENSORRT_LLM,
-    "tnx": Engine.NEURONX,
-    "deepspeed": Engine.DEEPSPEED,
-}
+# option.rolling_batch values that name an engine (each engine module lists its own)
+_BY_ROLLING_BATCH = {name: spec.engine for spec in ENGINES.values() for name in spec.rolling_batch_names}
 
 
 def parse_properties(text: str) -> list[Entry]:
@@ -40,18 +35,10 @@ def parse_properties(text: str) -> list[Entry]:
 
 
 def _engine_from_handler(entry: str, server: str) -> Engine | None:
-    if "neuronx" in entry:
-        return Engine.NEURONX
-    if "fastertransformer" in entry or server == "FasterTransformer":
-        return Engine.FASTER_TRANSFORMER
-    if "tensorrt_llm" in entry or "trtllm" in entry:
-        return Engine.TENSORRT_LLM
-    if "vllm" in entry:
-        return Engine.VLLM
-    if "lmi_dist" in entry:
-        return Engine.LMI_DIST
-    if "deepspeed" in entry or server == "DeepSpeed":
-        return Engine.DEEPSPEED
+    """The engine whose handler option.entryPoint names, or whose own engine= value the file sets."""
+    for spec in sorted(ENGINES.values(), key=lambda s: s.recognition_order):
+        if spec.recognises(entry, server):
+            return spec.engine
     return None
 
 

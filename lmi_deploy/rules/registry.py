@@ -104,12 +104,15 @@ def rule(
     subject: Subject = "deployment",
     needs: tuple[Fact, ...] = (),
     gate: bool = False,
+    concern: str | None = None,
 ) -> Callable[[F], F]:
-    """Register the decorated check under ``rule_id``."""
+    """Register the decorated check under ``rule_id``; ``concern``: the rules module whose section of docs/rules.md
+    it belongs to, for a rule that lives elsewhere (an engine's own rules live in its ``lmi_deploy/engines/``
+    module)."""
 
     def decorate(check: F) -> F:
-        concern = check.__module__.rsplit(".", 1)[-1]
-        register(Rule(rule_id, title, why, fix, example, level, subject, concern, needs, gate, check))
+        module = concern or check.__module__.rsplit(".", 1)[-1]
+        register(Rule(rule_id, title, why, fix, example, level, subject, module, needs, gate, check))
         return check
 
     return decorate

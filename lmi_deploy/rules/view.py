@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from lmi_deploy import containers, instances
-from lmi_deploy.containers import ENGINES, Engine, version_key
+from lmi_deploy.engines.base import ENGINES, Engine, EngineSpec, version_key
 from lmi_deploy.instances import InstanceType
 from lmi_deploy.model_facts import ModelFacts
 
@@ -63,7 +62,7 @@ class View:
     image_tag: str = ""  # the container's tag when given (``0.26.0-deepspeed0.12.6-cu121``); "" for a bare version
 
     @property
-    def spec(self) -> containers.EngineSpec | None:
+    def spec(self) -> EngineSpec | None:
         return ENGINES[self.engine] if self.engine is not None else None
 
     @property
@@ -73,6 +72,18 @@ class View:
     @property
     def values(self) -> dict[str, str]:
         return {entry.key: entry.value for entry in self.properties}
+
+    def handler_module(self) -> str | None:
+        """The handler module the server runs for this view: option.entryPoint, else the release's default (None: a
+        custom model.py, or a file that leaves it to the server and its container)."""
+        if self.entry_point:
+            return self.entry_point
+        if self.server_engine == "DeepSpeed" and not self.at_least("0.28.0"):
+            return "djl_python.deepspeed"
+        implied = self.spec.implied_handler(self.version) if self.spec is not None else None
+        if implied is not None:
+            return implied
+        return "djl_python.huggingface" if self.source == "serving.properties" else None
 
     def at_least(self, version: str) -> bool:
         return version_key(self.version) >= version_key(version)
@@ -92,39 +103,3 @@ class View:
             "startup_timeout": isinstance(self.startup_timeout, int),
         }
         return known[fact]
-
-
-def from_config(config: Any, facts: ModelFacts | None, facts_note: str) -> View:
-    """The view of a typed deployment (``DeploymentConfig``, whose fields are each already valid)."""
-    engine: Engine = config.engine
-    version: str = config.lmi_version
-    known_version = version in containers.versions(engine)
-    entry_point = containers.entry_point(engine, version) if config.handler == "builtin" else None
-    return View(
-        source="deployment",
-        version=version,
-        engine=engine,
-        server_engine=containers.server_engine(engine, version) if known_version else None,
-        entry_point=entry_point,
-        rolling_batch=ENGINES[engine].rolling_batch,
-        instance_type=config.instance_type,
-        instance=instances.get(config.instance_type),
-        model_id=config.model_id,
-        model_type=config.resolved_model_type,
-        facts=facts,
-        facts_note=facts_note,
-        dtype=config.dtype,
-        tensor_parallel=config.tensor_parallel_degree,
-        max_sequence_length=config.max_sequence_length,
-        max_batch_size=config.max_batch_size,
-        handler=config.handler,
-        partitioned=config.partitioned,
-        weights_delivery=config.weights_delivery,
-        download_timeout=config.model_data_download_timeout,
-        startup_timeout=config.container_startup_health_check_timeout,
-        model_loading_timeout=config.model_loading_timeout,
-        reserved_memory_mb=None,
-        volume_size_gb=config.volume_size_gb,
-        config=config,
-        rolling=ENGINES[engine].rolling_batch is not None,
-    )

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from lmi_deploy import adapters as lora_adapters
-from lmi_deploy.containers import Engine
+from lmi_deploy.containers import ENGINES, Engine
 from lmi_deploy.settings.values import shown
 
 Dtype = Literal["fp32", "fp16", "bf16", "int8", "auto"]
@@ -54,11 +54,9 @@ class ModelSettings(BaseModel):
     )
     engine: Engine = Field(
         Engine.FASTER_TRANSFORMER,
-        description="Case-insensitive: `FasterTransformer` (0.21.0-0.24.0), `DeepSpeed` (0.19.0-0.27.0), `Accelerate` "
-        "(Hugging Face Accelerate on the Python engine, every GPU container 0.19.0-0.38.0), `lmi-dist` (rolling batch, "
-        "0.23.0-0.32.0), `vLLM` (rolling batch, 0.23.0 onward), `TensorRT-LLM` (0.25.0-0.33.0, no 0.31.0), `NeuronX` "
-        "(Transformers-NeuronX on inf2/trn1, 0.22.1-0.29.0). Versions and image tags come from sagemaker-core's "
-        "image config.",
+        description="Case-insensitive: "
+        + ", ".join(f"`{spec.engine.value}` ({spec.summary})" for spec in ENGINES.values())  # each engine's module
+        + ". Versions and image tags come from sagemaker-core's image config.",
     )
     lmi_version: str = Field(
         "",
