@@ -41,6 +41,9 @@ def test_names_users_type_are_unambiguous() -> None:
     assert not clashes, f"these names point at more than one engine: {clashes}; drop them from an engine's aliases"
     assert all(alias == alias.lower() for alias in ENGINE_ALIASES), "aliases are compared lower-case"
     assert engines.ENGINE_ALIASES is containers.ENGINE_ALIASES
+    rolling = [name for spec in ENGINES.values() for name in spec.rolling_batch_names]
+    shared = sorted({name for name in rolling if rolling.count(name) > 1})
+    assert not shared, f"option.rolling_batch {shared} is claimed by more than one engine's rolling_batch_names"
 
 
 def _problems(engine: Engine) -> list[str]:
@@ -73,6 +76,8 @@ def test_engine_is_covered_everywhere(engine: Engine) -> None:
 def test_a_rendered_file_reads_back_as_its_engine(engine: Engine) -> None:
     """What lmi-deploy renders, `scripts/validate.py --serving-properties` must recognise as the same engine at every
     version: otherwise the rules would check an imported or hand-edited file of it as another engine's."""
+    if engine not in _MATRIX_MODELS:
+        pytest.fail(f"add {engine.value} to _MATRIX_MODELS in tests/test_render.py (its models are rendered here too)")
     models, instance_type, _ = _MATRIX_MODELS[engine]
     for version in containers.versions(engine):
         if version == "0.19.0":

@@ -131,8 +131,9 @@ class EngineSpec:
         """Why this version cannot be partitioned ahead of time (the engine is partitionable), or None."""
         return None
 
-    def recognises(self, entry_point: str, server_engine: str) -> bool:
-        """Whether a serving.properties' option.entryPoint or engine= names this engine's handler."""
+    def recognises(self, entry_point: str, server_engine: str, rolling_batch: str) -> bool:
+        """Whether a serving.properties' option.entryPoint or engine= names this engine's handler (its
+        option.rolling_batch, "" when unset, for an engine that shares another's handler)."""
         named = any(mark in entry_point for mark in self.handler_marks)
         return named or (server_engine == self.server_engine and server_engine not in ("Python", "MPI"))
 

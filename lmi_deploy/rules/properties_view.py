@@ -34,10 +34,10 @@ def parse_properties(text: str) -> list[Entry]:
     return entries
 
 
-def _engine_from_handler(entry: str, server: str) -> Engine | None:
+def _engine_from_handler(entry: str, server: str, rolling: str = "") -> Engine | None:
     """The engine whose handler option.entryPoint names, or whose own engine= value the file sets."""
     for spec in sorted(ENGINES.values(), key=lambda s: s.recognition_order):
-        if spec.recognises(entry, server):
+        if spec.recognises(entry, server, rolling):
             return spec.engine
     return None
 
@@ -68,7 +68,7 @@ def infer_engine(
         return Engine.NEURONX
     if "tensorrtllm" in tag and not entry:
         return Engine.TENSORRT_LLM
-    by_handler = _engine_from_handler(entry, server)
+    by_handler = _engine_from_handler(entry, server, rolling)
     if by_handler is not None:
         return by_handler
     if rolling in _BY_ROLLING_BATCH:
