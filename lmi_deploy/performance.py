@@ -45,6 +45,7 @@ _ASSUMED_SPEEDS: dict[Engine, EngineSpeed] = {
     Engine.LMI_DIST: EngineSpeed(0.70, 0.50, 2.0, ASSUMED, rolling=True),
     Engine.TENSORRT_LLM: EngineSpeed(0.80, 0.60, 1.5, ASSUMED, rolling=True),
     Engine.DEEPSPEED: EngineSpeed(0.60, 0.40, 3.0, ASSUMED, serial=True),
+    Engine.DEEPSPEED_ROLLING: EngineSpeed(0.60, 0.40, 3.0, ASSUMED, rolling=True),  # DeepSpeed's kernels, batched
     Engine.FASTER_TRANSFORMER: EngineSpeed(0.70, 0.50, 2.0, ASSUMED, serial=True),
     Engine.NEURONX: EngineSpeed(0.50, 0.40, 3.0, ASSUMED),  # DJL batches up to batch_size (max_batch_size)
 }

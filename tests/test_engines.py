@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lmi_deploy import containers, engines
+from lmi_deploy import containers, engines, performance
 from lmi_deploy.config import load_config
 from lmi_deploy.engines import ENGINE_ALIASES, ENGINES, Engine, EngineSpec
 from lmi_deploy.render import serving_properties
@@ -61,6 +61,10 @@ def _problems(engine: Engine) -> list[str]:
         problems.append(f"list rolling_batch_names=({spec.rolling_batch!r},) so existing files are recognised")
     if spec.custom_template is not None and not (ROOT / "templates" / spec.custom_template).exists():
         problems.append(f"templates/{spec.custom_template} does not exist")
+    try:
+        performance.engine_speed(engine)
+    except KeyError:
+        problems.append("add its assumed speed to _ASSUMED_SPEEDS in lmi_deploy/performance.py (recommend uses it)")
     if spec.partitionable and not spec.partition_command(2, "partition.py", "code", "out"):
         problems.append("a partitionable engine needs a partition_command")
     return problems

@@ -37,6 +37,7 @@ _GPU = "ml.g5.48xlarge"  # 8 x A10G
 _MATRIX_MODELS = {
     Engine.FASTER_TRANSFORMER: (("google/flan-t5-xxl", "EleutherAI/gpt-j-6b"), _GPU, (4, 8)),
     Engine.DEEPSPEED: (("EleutherAI/gpt-j-6b",), _GPU, (2, 8)),
+    Engine.DEEPSPEED_ROLLING: (("EleutherAI/gpt-j-6b", "meta-llama/Llama-2-7b-hf"), _GPU, (1, 8)),
     Engine.ACCELERATE: (("google/flan-t5-xxl", "meta-llama/Llama-2-7b-hf"), _GPU, (4, 8)),
     Engine.LMI_DIST: (("meta-llama/Llama-2-7b-hf",), _GPU, (1, 8)),
     Engine.VLLM: (("mistralai/Mistral-7B-Instruct-v0.2",), _GPU, (1, 8)),

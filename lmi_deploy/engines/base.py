@@ -18,6 +18,7 @@ class Engine(StrEnum):
 
     FASTER_TRANSFORMER = "FasterTransformer"
     DEEPSPEED = "DeepSpeed"
+    DEEPSPEED_ROLLING = "DeepSpeed-rolling"
     ACCELERATE = "Accelerate"
     LMI_DIST = "lmi-dist"
     VLLM = "vLLM"

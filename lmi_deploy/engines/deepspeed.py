@@ -42,7 +42,6 @@ SPEC = register(
         aliases=("ds",),
         partitionable=True,
         handler_marks=("deepspeed",),
-        rolling_batch_names=("deepspeed",),
         recognition_order=5,
     )
 )
