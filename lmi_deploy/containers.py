@@ -1,8 +1,8 @@
 """Catalog of LMI containers: which engine ships in which image, for which versions and regions.
 
 Versions, tags and registries come from sagemaker-core's bundled ``image_uri_config`` (not a hand-kept list);
-image URIs are resolved with ``sagemaker.core.image_uris``. Facts on engines are from the fact sheet
-(``shared/reference/lmi-serving.md`` §0, §3, §5).
+image URIs are resolved with ``sagemaker.core.image_uris``. The engines themselves (which image lines ship each one,
+what it renders) are declared one module each in :mod:`lmi_deploy.engines`; their names stay importable from here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from lmi_deploy import key_catalog
 from lmi_deploy.engines import ENGINE_ALIASES, ENGINES, Engine, EngineSpec, ImageLine, version_key
 from lmi_deploy.engines.accelerate import HANDLER_OPTIONS
 
-# The engines live in lmi_deploy/engines/ (one module each); these names stay importable from here.
 PARTITIONABLE = tuple(engine for engine, spec in ENGINES.items() if spec.partitionable)
 
 
