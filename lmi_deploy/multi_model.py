@@ -287,110 +287,18 @@ def load_multi_model(
     where = f" in {path}" if path else ""
     overrides = {k: v for k, v in context.items() if not _is_cdk_key(k)}
     top = {**file_values, **overrides}
-    problems: list[str] = []
     mode = top.pop("multi_model", None)
     raw_models = top.pop("models", None)
-    if mode not in MODES:
-        problems.append(
-            f"{FILE_SHAPE} multi_model={mode!r}{where}: a deployment with a models: list needs multi_model: "
-            "inference_components "
-            "(one inference component per model, each with its own accelerators and copies) or mme (a multi-model "
-            "endpoint: one container loading models on demand)"
-            if mode is not None
-            else f"{FILE_SHAPE} a deployment with a models: list{where} needs multi_model: inference_components or mme"
-        )
-    if not isinstance(raw_models, list) or not raw_models:
-        problems.append(
-            f"{FILE_SHAPE} models{where} must be a list of models, each a mapping with a name and its settings"
-        )
-        raw_models = []
-    known = _top_level_keys()
-    for key in top:
-        if key not in known:
-            close = difflib.get_close_matches(key, [*known, "models", "multi_model"], n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            problems.append(f"{setting_rules.UNKNOWN_SETTING} unknown setting {key!r}{where}{hint}")
-    for key, neutral in SINGLE_ENDPOINT_ONLY.items():
-        if key in top and str(top[key]).strip().lower() not in neutral:
-            problems.append(
-                f"{MISPLACED} {key}={top[key]!r}{where}: lmi-deploy builds this for single-model endpoints only, "
-                "not yet for multi-model ones: remove it, or deploy the models as separate deployments"
-            )
-    if not top.get("deployment"):
-        problems.append(
-            f"{FILE_SHAPE} a multi-model deployment{where} needs deployment: NAME (it names the endpoint, the stacks "
-            "and the bucket)"
-        )
-    if problems:
-        raise ConfigError("\n".join(problems))
-    assert mode is not None
-
-    entries: list[tuple[str, dict[str, Any], ComponentSettings]] = []
+    _raise_all(_file_shape_problems(top, mode, raw_models, where))
+    assert mode is not None and isinstance(raw_models, list)
+    problems: list[str] = []
     names: set[str] = set()
-    for index, raw in enumerate(raw_models):
-        label = f"models[{index}]"
-        if not isinstance(raw, dict):
-            problems.append(
-                f"{FILE_SHAPE} {label}{where} must be a mapping with a name and settings, not {type(raw).__name__}"
-            )
-            continue
-        name = str(raw.get("name") or "")
-        if not _NAME.match(name):
-            problems.append(
-                f"{MODEL_NAME} {label}{where}: name={name!r} must be 1-{_MAX_NAME} characters of a-z, 0-9 and '-', "
-                "starting with "
-                "a letter (it names the model's archive or inference component)"
-            )
-            continue
-        if name in names:
-            problems.append(f"{MODEL_NAME} {label}{where}: name={name!r} is used twice; give every model its own name")
-            continue
-        names.add(name)
-        label = f"{label} ({name})"
-        settings: dict[str, Any] = {}
-        component: dict[str, Any] = {}
-        for key, value in raw.items():
-            if key == "name":
-                continue
-            if key in PER_MODEL_KEYS:
-                settings[key] = value
-            elif key in COMPONENT_KEYS:
-                if mode == "mme":
-                    problems.append(
-                        f"{MISPLACED} {label}{where}: {key} sizes an inference component; a multi-model endpoint (mme) "
-                        "loads "
-                        "models on demand into the GPUs they share: remove it, or use multi_model: "
-                        "inference_components"
-                    )
-                component[key] = value
-            elif key in known:
-                problems.append(
-                    f"{MISPLACED} {label}{where}: {key} is an endpoint setting shared by every model; set it at "
-                    "the top level of the deployment file"
-                )
-            else:
-                close = difflib.get_close_matches(key, [*PER_MODEL_KEYS, *COMPONENT_KEYS], n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else f"; a model takes {', '.join(PER_MODEL_KEYS)}"
-                hint += "" if close or mode == "mme" else f", {', '.join(COMPONENT_KEYS)}"
-                problems.append(f"{setting_rules.UNKNOWN_SETTING} unknown setting {key!r} in {label}{where}{hint}")
-        if "adapters" in settings and path is not None:
-            settings["adapters"] = resolve_sources(settings["adapters"], path.parent)
-        if isinstance(settings.get("model_config"), str) and path is not None:
-            relative = path.parent / settings["model_config"]
-            settings["model_config"] = str(relative) if relative.exists() else settings["model_config"]
-        try:
-            parsed = ComponentSettings.model_validate(component if mode == "inference_components" else {})
-        except ValidationError as error:
-            for item in error.errors():
-                key = str(item["loc"][0]) if item["loc"] else ""
-                message = str(item["msg"]).removeprefix("Value error, ")
-                problems.append(
-                    f"{setting_rules.INVALID_VALUE} {label}{where}: invalid {key}={item['input']!r}: {message}"
-                )
-            continue
-        entries.append((name, settings, parsed))
-    if problems:
-        raise ConfigError("\n".join(problems))
+    entries = [
+        entry
+        for index, raw in enumerate(raw_models)
+        if (entry := _model_entry(index, raw, mode, names, path, where, problems)) is not None
+    ]
+    _raise_all(problems)
 
     # Every model as a single deployment: file top level < entry < -c values; the endpoint's name and settings shared.
     configs: list[DeploymentConfig] = []
@@ -409,10 +317,125 @@ def load_multi_model(
         for index, ((name, _, component), config) in enumerate(zip(entries, configs, strict=True))
     )
     findings, notes = check_together(Together(mode, models, models[0].config.instance, models[0].config))
-    if any(f.level == "error" for f in findings):
-        raise ConfigError("\n".join(str(f) for f in findings if f.level == "error"))
+    _raise_all([str(f) for f in findings if f.level == "error"])
     warnings = tuple(str(f) for f in findings if f.level == "warning")
     return MultiModelDeployment(mode, models, tuple(notes), warnings)
+
+
+def _raise_all(problems: list[str]) -> None:
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def _file_shape_problems(top: dict[str, Any], mode: Any, raw_models: Any, where: str) -> list[str]:
+    """What is wrong with the file's top level: the mode, the models list, keys unknown or not for multi-model."""
+    problems: list[str] = []
+    if mode not in MODES:
+        problems.append(
+            f"{FILE_SHAPE} multi_model={mode!r}{where}: a deployment with a models: list needs multi_model: "
+            "inference_components "
+            "(one inference component per model, each with its own accelerators and copies) or mme (a multi-model "
+            "endpoint: one container loading models on demand)"
+            if mode is not None
+            else f"{FILE_SHAPE} a deployment with a models: list{where} needs multi_model: inference_components or mme"
+        )
+    if not isinstance(raw_models, list) or not raw_models:
+        problems.append(
+            f"{FILE_SHAPE} models{where} must be a list of models, each a mapping with a name and its settings"
+        )
+    known = _top_level_keys()
+    for key in top:
+        if key not in known:
+            close = difflib.get_close_matches(key, [*known, "models", "multi_model"], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{setting_rules.UNKNOWN_SETTING} unknown setting {key!r}{where}{hint}")
+    for key, neutral in SINGLE_ENDPOINT_ONLY.items():
+        if key in top and str(top[key]).strip().lower() not in neutral:
+            problems.append(
+                f"{MISPLACED} {key}={top[key]!r}{where}: lmi-deploy builds this for single-model endpoints only, "
+                "not yet for multi-model ones: remove it, or deploy the models as separate deployments"
+            )
+    if not top.get("deployment"):
+        problems.append(
+            f"{FILE_SHAPE} a multi-model deployment{where} needs deployment: NAME (it names the endpoint, the stacks "
+            "and the bucket)"
+        )
+    return problems
+
+
+def _model_entry(
+    index: int, raw: Any, mode: Mode, names: set[str], path: Path | None, where: str, problems: list[str]
+) -> tuple[str, dict[str, Any], ComponentSettings] | None:
+    """One entry of models: its name, its deployment settings and its component's; None (with the problems
+    appended) when it cannot be read."""
+    label = f"models[{index}]"
+    if not isinstance(raw, dict):
+        problems.append(
+            f"{FILE_SHAPE} {label}{where} must be a mapping with a name and settings, not {type(raw).__name__}"
+        )
+        return None
+    name = str(raw.get("name") or "")
+    if not _NAME.match(name):
+        problems.append(
+            f"{MODEL_NAME} {label}{where}: name={name!r} must be 1-{_MAX_NAME} characters of a-z, 0-9 and '-', "
+            "starting with "
+            "a letter (it names the model's archive or inference component)"
+        )
+        return None
+    if name in names:
+        problems.append(f"{MODEL_NAME} {label}{where}: name={name!r} is used twice; give every model its own name")
+        return None
+    names.add(name)
+    label = f"{label} ({name})"
+    settings, component = _split_entry(raw, label, mode, where, problems)
+    if "adapters" in settings and path is not None:
+        settings["adapters"] = resolve_sources(settings["adapters"], path.parent)
+    if isinstance(settings.get("model_config"), str) and path is not None:
+        relative = path.parent / settings["model_config"]
+        settings["model_config"] = str(relative) if relative.exists() else settings["model_config"]
+    try:
+        parsed = ComponentSettings.model_validate(component if mode == "inference_components" else {})
+    except ValidationError as error:
+        for item in error.errors():
+            key = str(item["loc"][0]) if item["loc"] else ""
+            message = str(item["msg"]).removeprefix("Value error, ")
+            problems.append(f"{setting_rules.INVALID_VALUE} {label}{where}: invalid {key}={item['input']!r}: {message}")
+        return None
+    return name, settings, parsed
+
+
+def _split_entry(
+    raw: dict[str, Any], label: str, mode: Mode, where: str, problems: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A model entry's keys: its deployment settings and its inference component's (problems for the others)."""
+    known = _top_level_keys()
+    settings: dict[str, Any] = {}
+    component: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "name":
+            continue
+        if key in PER_MODEL_KEYS:
+            settings[key] = value
+        elif key in COMPONENT_KEYS:
+            if mode == "mme":
+                problems.append(
+                    f"{MISPLACED} {label}{where}: {key} sizes an inference component; a multi-model endpoint (mme) "
+                    "loads "
+                    "models on demand into the GPUs they share: remove it, or use multi_model: "
+                    "inference_components"
+                )
+            component[key] = value
+        elif key in known:
+            problems.append(
+                f"{MISPLACED} {label}{where}: {key} is an endpoint setting shared by every model; set it at "
+                "the top level of the deployment file"
+            )
+        else:
+            close = difflib.get_close_matches(key, [*PER_MODEL_KEYS, *COMPONENT_KEYS], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; a model takes {', '.join(PER_MODEL_KEYS)}"
+            hint += "" if close or mode == "mme" else f", {', '.join(COMPONENT_KEYS)}"
+            problems.append(f"{setting_rules.UNKNOWN_SETTING} unknown setting {key!r} in {label}{where}{hint}")
+    return settings, component
 
 
 def _top_level_keys() -> list[str]:
