@@ -24,7 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lmi_deploy import identifiers
-from lmi_deploy.engines.base import Engine, version_key
+from lmi_deploy.engines.base import version_key
 
 Kind = Literal["hub", "local", "s3"]
 ADAPTER_CONFIG = "adapter_config.json"
@@ -33,7 +33,6 @@ ADAPTER_ARCHIVE = "adapter.tar.gz"  # an adapter inference component's ArtifactU
 LORA_FIRST = "0.27.0"  # option.enable_lora & co. in vLLM and lmi-dist rolling batch
 ADAPTER_COMPONENTS_FIRST = "0.31.0"  # the adapters API takes SageMaker's alias; requests carry the identifier header
 LMI_DIST_LAST = "0.32.0"
-LORA_ENGINES = (Engine.VLLM, Engine.LMI_DIST)
 CONTAINER_MAX_LORAS = 4  # LMI's default option.max_loras
 CONTAINER_MAX_LORA_RANK = 16  # LMI's default option.max_lora_rank
 # max_lora_rank values vLLM accepts (LoRAConfig.possible_max_ranks): 8-64 in vLLM 0.3-0.4 (LMI 0.27-0.28; lmi-deploy

@@ -87,6 +87,7 @@ class EngineSpec:
     partitionable: bool = False  # scripts/partition_model.py can partition/compile it ahead of time
     partition_reads_properties: bool = False  # the partition job runs the container's compiler on serving.properties
     multi_model: bool = False  # served as a model of a multi-model endpoint (inference components)
+    serves_lora: bool = False  # LoRA adapters (option.enable_lora) from lmi_deploy.adapters.LORA_FIRST
     # Recognising an existing serving.properties: substrings of option.entryPoint naming its handler, values of
     # option.rolling_batch selecting it, and the order engines are tried in (lower first).
     handler_marks: tuple[str, ...] = ()

@@ -22,5 +22,6 @@ SPEC = register(
         rolling_batch_names=("lmi-dist",),
         recognition_order=4,
         dtype_from_model=True,
+        serves_lora=True,
     )
 )

@@ -27,6 +27,7 @@ SPEC = register(
         rolling_batch_names=("vllm",),
         recognition_order=3,
         dtype_from_model=True,
+        serves_lora=True,
     )
 )
 

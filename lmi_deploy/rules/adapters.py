@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from lmi_deploy import adapters
-from lmi_deploy.containers import version_key
+from lmi_deploy.containers import ENGINES, version_key
 from lmi_deploy.rules.derive import Derived
 from lmi_deploy.rules.multi_model import Together
 from lmi_deploy.rules.registry import Example, rule
@@ -56,7 +56,7 @@ def lora_engine(view: View, derived: Derived) -> Iterator[str]:
     for key in sorted(set(config.extra_properties) & set(LORA_KEYS)):
         yield f"extra_properties sets {key}, which lmi-deploy writes for adapters/lora: set it under lora: instead"
     too_old = version_key(view.version) < version_key(adapters.LORA_FIRST)
-    if config.engine in adapters.LORA_ENGINES and not too_old:
+    if ENGINES[config.engine].serves_lora and not too_old:
         return
     what = "adapters" if config.adapters else "lora"
     yield (
