@@ -25,8 +25,6 @@ LONG_FUNCTIONS: dict[str, str] = {
 # path -> why it is longer
 LONG_MODULES: dict[str, str] = {
     "lmi_deploy/staging.py": "upload, download and verification of weights; to be split with the staging rework",
-    "lmi_deploy/multi_model.py": "the multi-model file's settings, its loading and the endpoint it describes, which "
-    "app.py and the scripts import as one module; the loading could move out behind a re-export",
     "lmi_deploy/runtime/server.py": "the local SageMaker-contract server and its workers; the LoRA stand-in is "
     "landing in it",
 }
