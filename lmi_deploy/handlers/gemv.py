@@ -196,4 +196,6 @@ def choose(matrices: dict[tuple[int, int], list[Any]], rows: list[int]) -> dict[
     device = weights[0].device if matrices else None
     name = torch.cuda.get_device_name(device) if device is not None and device.type == "cuda" else "this device"
     logging.info("gemv on %s: %s", name, report)
+    if CHOICES:
+        _operator()  # registered now, eagerly, not first while torch.compile traces a step
     return report
