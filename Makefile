@@ -22,7 +22,7 @@ node_modules/.installed: package.json package-lock.json
 setup: $(VENV)/.installed node_modules/.installed
 
 local: setup
-	$(PY) scripts/deploy_local.py $(ARGS)
+	@$(PY) scripts/deploy_local.py $(ARGS)
 
 lint: setup
 	$(PY) -m ruff check .

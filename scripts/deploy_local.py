@@ -4,9 +4,11 @@
 ``python scripts/deploy_local.py [--config FILE] [-c key=value ...] [--destroy]`` validates the config, starts the
 local AWS emulator, bootstraps it like a real account, deploys both stacks with the real CDK CLI, prints the
 deployed endpoint config and where the rendered artifacts are, and stops the emulator. (No container runs: the
-emulator records the endpoint; ``scripts/serve_local.py``-style local serving is separate.) A multi-model endpoint
-(``multi_model: mme``) deploys too, its code archives staged into the emulator's bucket; inference components are
-refused before anything starts (the emulator cannot create them).
+emulator records the endpoint.) Then the demo: a tiny T5 trained here on the seed's four tasks (lmi_deploy/demo_model,
+cached in ``<workdir>/demo-model``) served by the rendered handler, answering the seed's request. The console shows
+the steps and their times; everything else goes to ``<workdir>/deploy-local.log`` (``-v``: shown too).
+A multi-model endpoint (``multi_model: mme``) deploys too, its code archives staged into the emulator's bucket;
+inference components are refused before anything starts (the emulator cannot create them).
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from lmi_deploy.cli import add_config_arguments, cdk_context_arguments, context_from_args
 from lmi_deploy.config import DeploymentConfig, load_config
+from lmi_deploy.console import Console
 from lmi_deploy.errors import ConfigError
 from lmi_deploy.multi_model import MultiModelDeployment, load_deployment
 from scripts.local_aws import LOCAL_ACCOUNT, LOCAL_REGION, LocalAws
@@ -34,26 +37,46 @@ class DeployError(Exception):
     """A CDK CLI step failed; the message carries the end of its log."""
 
 
-def _run_cdk(args: Sequence[str], env: Mapping[str, str], log: Path) -> None:
+def _run_cdk(args: Sequence[str], env: Mapping[str, str], log: Path, echo: Callable[[str], None] | None = None) -> None:
+    """Run the CDK CLI, its output appended to ``log`` (and handed to ``echo`` line by line, when given)."""
     command = [str(CDK), *args]
     with log.open("a") as handle:
         handle.write(f"\n$ cdk {' '.join(args)}\n")
         handle.flush()
-        result = subprocess.run(command, cwd=ROOT, env=dict(env), stdout=handle, stderr=subprocess.STDOUT, check=False)
-    if result.returncode != 0:
+        if echo is None:
+            result = subprocess.run(command, cwd=ROOT, env=dict(env), stdout=handle, stderr=subprocess.STDOUT)
+            returncode = result.returncode
+        else:
+            with subprocess.Popen(
+                command, cwd=ROOT, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            ) as process:
+                assert process.stdout is not None
+                for line in process.stdout:
+                    handle.write(line)
+                    echo(line)
+            returncode = process.returncode
+    if returncode != 0:
         tail = "\n".join(log.read_text().splitlines()[-25:])
-        raise DeployError(f"`cdk {args[0]}` failed (exit {result.returncode}); full log: {log}\n{tail}")
+        raise DeployError(f"`cdk {args[0]}` failed (exit {returncode}); full log: {log}\n{tail}")
 
 
 class LocalDeployment:
     """Drives the CDK CLI against a running :class:`LocalAws` for one deployment's context."""
 
-    def __init__(self, aws: LocalAws, context: Mapping[str, Any], workdir: Path) -> None:
+    def __init__(
+        self,
+        aws: LocalAws,
+        context: Mapping[str, Any],
+        workdir: Path,
+        log: Path | None = None,
+        echo: Callable[[str], None] | None = None,
+    ) -> None:
         self.aws = aws
         self.context = dict(context)
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self.log = workdir / "cdk.log"
+        self.log = log or workdir / "cdk.log"
+        self.echo = echo
         self.outputs_file = workdir / "outputs.json"
         self.env = {
             **os.environ,
@@ -63,11 +86,11 @@ class LocalDeployment:
         }
 
     def _cdk(self, *args: str) -> None:
-        _run_cdk([*args, "--output", str(self.workdir / "cdk.out")], self.env, self.log)
+        _run_cdk([*args, "--output", str(self.workdir / "cdk.out")], self.env, self.log, self.echo)
 
     def bootstrap(self) -> None:
         """Like a real account: the code tarball is a CDK file asset, published to the bootstrap bucket."""
-        _run_cdk(["bootstrap", f"aws://{LOCAL_ACCOUNT}/{LOCAL_REGION}", "--app", ""], self.env, self.log)
+        _run_cdk(["bootstrap", f"aws://{LOCAL_ACCOUNT}/{LOCAL_REGION}", "--app", ""], self.env, self.log, self.echo)
 
     def deploy(self, **overrides: Any) -> dict[str, dict[str, str]]:
         """``cdk deploy --all`` with this context (plus overrides); returns the stacks' outputs."""
@@ -137,7 +160,11 @@ def summary(config: DeploymentConfig, outputs: Mapping[str, Mapping[str, str]], 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Deploy into a fresh emulator, print the endpoint config, stop the emulator. Exit 2 on a bad config."""
+    """Deploy into a fresh emulator, print the endpoint config, stop the emulator, run the demo. Exit 2 on a bad config.
+
+    The console shows the steps with their times, the result and where things are; what the emulator, the CDK CLI
+    and the libraries print goes to ``<workdir>/deploy-local.log`` (``-v``: to the console too).
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_config_arguments(parser)
     parser.add_argument("--destroy", action="store_true", help="destroy both stacks before stopping the emulator")
@@ -145,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-demo", action="store_true", help="skip the local endpoint demo (a tiny model served by the real handler)"
     )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show everything: emulator, CDK CLI, libraries")
     args = parser.parse_args(argv)
     try:
         context = context_from_args(args)
@@ -159,33 +187,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lmi-deploy: the CDK CLI is missing ({CDK}); run `make setup` (npm ci) first", file=sys.stderr)
         return 2
     workdir = Path(args.workdir)
-    with LocalAws() as aws:
-        print(f"local AWS emulator on {aws.endpoint_url}")
-        deployment = LocalDeployment(aws, context, workdir)
+    with Console(workdir / "deploy-local.log", verbose=args.verbose) as console:
         try:
-            print("cdk bootstrap ...", flush=True)
+            status = deploy_into_emulator(console, config, context, workdir, args.destroy)
+        except DeployError as error:
+            console.error(f"lmi-deploy: {error}")
+            status = 1
+        if status == 0 and not args.no_demo:
+            demo = multi_model_demo if isinstance(config, MultiModelDeployment) else local_endpoint_demo
+            status = demo(workdir, console=console)
+        outcome = "done" if status == 0 else "failed"
+        console.say(
+            f"{outcome} in {console.elapsed()}; everything else (emulator, CDK CLI, libraries): {shown(console.log)}"
+        )
+    return status
+
+
+def deploy_into_emulator(
+    console: Console,
+    config: DeploymentConfig | MultiModelDeployment,
+    context: Mapping[str, Any],
+    workdir: Path,
+    destroy: bool,
+) -> int:
+    """Emulator up, cdk bootstrap, cdk deploy --all, read back what was created, (destroy,) emulator down."""
+    with LocalAws() as aws:
+        console.say(f"lmi-deploy: {config.deployment} into a local AWS emulator (moto on {aws.endpoint_url})")
+        deployment = LocalDeployment(aws, context, workdir, log=console.log, echo=console.tee)
+        with console.step("cdk bootstrap"):
             deployment.bootstrap()
-            print(f"cdk deploy --all ({config.artifacts_stack_name}, {config.endpoint_stack_name}) ...", flush=True)
+        with console.step(f"cdk deploy --all ({config.artifacts_stack_name}, {config.endpoint_stack_name})"):
             outputs = deployment.deploy()
             deployed = describe_deployment(
                 aws.client("cloudformation"), aws.client("sagemaker"), config.endpoint_stack_name
             )
-            if isinstance(config, MultiModelDeployment):
-                staged = stage_archives(aws.client("s3"), config, outputs, workdir / "model_code")
-                print(multi_model_summary(config, outputs, deployed, staged))
-            else:
-                print(summary(config, outputs, deployed))
-            if args.destroy:
-                print("cdk destroy --all ...", flush=True)
-                deployment.destroy()
-        except DeployError as error:
-            print(f"lmi-deploy: {error}", file=sys.stderr)
-            return 1
-        print(f"stopping the emulator (CDK log: {deployment.log})")
-    if not args.no_demo:
         if isinstance(config, MultiModelDeployment):
-            return multi_model_demo(workdir)
-        return local_endpoint_demo(workdir)
+            with console.step("stage the code archives"):
+                staged = stage_archives(aws.client("s3"), config, outputs, workdir / "model_code")
+            console.say(multi_model_summary(config, outputs, deployed, staged))
+        else:
+            console.say(summary(config, outputs, deployed))
+        if destroy:
+            with console.step("cdk destroy --all"):
+                deployment.destroy()
     return 0
 
 
@@ -234,24 +278,18 @@ def multi_model_summary(
     return "\n".join(lines)
 
 
-def multi_model_demo(workdir: Path, folders: Mapping[str, Path] | None = None) -> int:
+def multi_model_demo(workdir: Path, folders: Mapping[str, Path] | None = None, *, console: Console) -> int:
     """Two tiny models made on the spot (or given), behind one port and routed by TargetModel, as an MME routes them."""
-    try:
-        from lmi_deploy import tiny_models
-    except ImportError:
-        return 0
+    from lmi_deploy import tiny_models
     from lmi_deploy.client import UrlClient, payload
     from lmi_deploy.multi_model import load_multi_model
     from lmi_deploy.multi_render import render_multi
     from lmi_deploy.runtime.multi_server import TARGET_MODEL_HEADER, router_for, serve_router
     from scripts.local_aws import free_port
 
-    print("local multi-model demo: a tiny random T5 and Llama behind one port, routed by TargetModel ...", flush=True)
-    try:
+    console.say("demo: a tiny random T5 and Llama behind one port, routed by TargetModel, as an MME routes them")
+    with console.step("make the two tiny models"):
         folders = folders or {kind: tiny_models.make(workdir / f"demo-{kind}", kind) for kind in ("t5", "llama")}
-    except ImportError as error:
-        print(f"  skipped: {error.name} is not installed (pip install -r requirements-dev.txt)")
-        return 0
     multi = load_multi_model(
         {},
         {
@@ -270,41 +308,44 @@ def multi_model_demo(workdir: Path, folders: Mapping[str, Path] | None = None) -
     port = free_port()
     http = serve_router(router, "127.0.0.1", port)
     try:
-        if not router.wait_ready(timeout=300):
-            print(f"lmi-deploy: a demo model failed to load: {router.failure}", file=sys.stderr)
+        with console.step(f"load both behind http://127.0.0.1:{port}"):
+            ready = router.wait_ready(timeout=300)
+        if not ready:
+            console.error(f"lmi-deploy: a demo model failed to load: {router.failure}")
             return 1
         for model in rendered.models:
             client = UrlClient(f"http://127.0.0.1:{port}", headers={TARGET_MODEL_HEADER: model.target_model})
             answer = client.invoke(
                 payload(["summarize: the quick brown fox"], {"max_new_tokens": 12, "do_sample": True, "seed": 0})
             )
-            print(f"  {TARGET_MODEL_HEADER}: {model.target_model} -> {answer['outputs'][0]!r}  (random weights)")
+            console.say(f"  {TARGET_MODEL_HEADER}: {model.target_model} -> {answer['outputs'][0]!r}  (random weights)")
     finally:
         http.shutdown()
-    print(
-        f"  handlers: {rendered.directory}/<model>/model.py; serve your own with scripts/serve_local.py --config FILE"
+    console.say(
+        f"  handlers: {shown(rendered.directory)}/<model>/model.py; serve your own: lmi-deploy serve --config FILE"
     )
     return 0
 
 
-def local_endpoint_demo(workdir: Path) -> int:
-    """Serve a tiny model made on the spot with the rendered Accelerate handler and send it the seed's request."""
-    try:
-        from lmi_deploy import tiny_models
-    except ImportError:
-        return 0
+def local_endpoint_demo(workdir: Path, *, console: Console) -> int:
+    """Serve the demo T5 (trained here on the seed's four tasks, cached) with the rendered Accelerate handler and send
+    it the seed's request."""
+    from lmi_deploy import demo_model
     from lmi_deploy.client import UrlClient, payload
     from lmi_deploy.render import render
     from lmi_deploy.runtime.server import ModelServer, serve
     from scripts.benchmark import PRESETS
     from scripts.local_aws import free_port
 
-    print("local endpoint demo: a tiny random T5 served by the rendered Accelerate handler ...", flush=True)
-    try:
-        model_dir = tiny_models.make(workdir / "demo-model", "t5")
-    except ImportError as error:
-        print(f"  skipped: {error.name} is not installed (pip install -r requirements-dev.txt)")
-        return 0
+    console.say("demo: a tiny T5 taught here the seed's four tasks, served by the rendered Accelerate handler")
+    folder = workdir / "demo-model"
+    label = (
+        f"reuse it from {shown(folder)} (trained by an earlier run)"
+        if demo_model.is_cached(folder)
+        else f"train it on {len(demo_model.TASKS)} examples (kept in {shown(folder)} for the next run)"
+    )
+    with console.step(label):
+        model_dir = demo_model.make(folder)
     config = load_config(
         {
             "engine": "accelerate",
@@ -321,19 +362,31 @@ def local_endpoint_demo(workdir: Path) -> int:
     port = free_port()
     http = serve(server, "127.0.0.1", port)
     try:
-        if not server.wait_ready(timeout=300):
-            print(f"lmi-deploy: the demo model failed to load: {server.failure}", file=sys.stderr)
+        with console.step(f"load it behind http://127.0.0.1:{port}/invocations"):
+            ready = server.wait_ready(timeout=300)
+        if not ready:
+            console.error(f"lmi-deploy: the demo model failed to load: {server.failure}")
             return 1
-        # sampled (seeded): the tiny model's greedy choice is its padding token, which decodes to nothing
-        request = payload(PRESETS["seed"], {"max_new_tokens": 12, "do_sample": True, "seed": 0})
-        print(f"  POST http://127.0.0.1:{port}/invocations {json.dumps(request)[:100]}...")
+        request = payload(PRESETS["seed"], {"max_new_tokens": 24})
         answer = UrlClient(f"http://127.0.0.1:{port}").invoke(request)
         for prompt, output in zip(request["inputs"], answer["outputs"], strict=True):
-            print(f"  {prompt[:48]!r:52} -> {output!r}  (random weights: random text)")
+            console.say(f"  {_shorten(prompt, 50):52} -> {output}")
     finally:
         http.shutdown()
-    print(f"  handler: {code.directory / 'model.py'}; serve your own with scripts/serve_local.py")
+    console.say(f"  handler: {shown(code.directory / 'model.py')}; serve your own: lmi-deploy serve --config FILE")
     return 0
+
+
+def shown(path: Path) -> str:
+    """A path as the user would type it: relative to the current folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "\N{HORIZONTAL ELLIPSIS}"
 
 
 if __name__ == "__main__":

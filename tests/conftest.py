@@ -54,3 +54,11 @@ def ruff_py39(*paths: str | Path) -> subprocess.CompletedProcess[str]:
         text=True,
         check=False,
     )
+
+
+@pytest.fixture(scope="session")
+def demo_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``make local`` demo T5, trained once per session (tests copy it where the demo caches it)."""
+    from lmi_deploy import demo_model
+
+    return demo_model.make(tmp_path_factory.mktemp("demo") / "demo-model")

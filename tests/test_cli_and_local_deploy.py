@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -88,3 +89,27 @@ def test_embedded_deploy_update_destroy(tmp_path: Path) -> None:
         stacks = aws.client("cloudformation").list_stacks()["StackSummaries"]
         live = {s["StackName"] for s in stacks if s["StackStatus"] != "DELETE_COMPLETE"}
         assert "flan-t5-xxl-endpoint" not in live
+
+
+def test_make_local_console_is_short_and_quiet(
+    demo_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """What `make local` prints: the steps with their times, the result, the demo, where things are; at most 30
+    lines, and none of the emulator's or the libraries' warnings (they go to the log it names)."""
+    import shutil
+
+    shutil.copytree(demo_model, tmp_path / "demo-model")  # the demo's cache, as a second `make local` finds it
+    monkeypatch.chdir(tmp_path)
+    assert deploy_local.main(["--workdir", str(tmp_path)]) == 0
+    out, err = capfd.readouterr()
+    console = (out + err).splitlines()
+    assert 10 < len(console) <= 30, "\n".join(console)
+    for noise in ("Warning", "warning", "No Moto", "Traceback", "site-packages", "\x1b["):
+        assert noise not in out + err, noise
+    assert all(line.isprintable() for line in console)
+    assert re.search(r"^  cdk bootstrap \.\.\. \d+\.\d s$", out, flags=re.MULTILINE)
+    assert "  instance            ml.g5.12xlarge x 1" in console
+    assert sum(" -> " in line for line in console) == 4  # the seed's four answers
+    assert console[-1].startswith("done in ") and console[-1].endswith("deploy-local.log")
+    log = (tmp_path / "deploy-local.log").read_text()
+    assert "No Moto CloudFormation support" in log and "$ cdk deploy --all" in log  # kept, not lost

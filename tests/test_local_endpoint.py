@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import shutil
 import sys
 import time
 import types
@@ -415,11 +417,34 @@ def test_serve_local_script_renders_and_serves(tiny_models: dict[str, Path]) -> 
     assert (bad.returncode == 2 and "built-in handler" in bad.stderr) or "--model-dir is required" in bad.stderr
 
 
-def test_make_local_demo_serves_a_tiny_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_make_local_demo_answers_the_seed_in_readable_words(
+    demo_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lmi_deploy.console import Console
     from scripts.deploy_local import local_endpoint_demo
 
-    assert local_endpoint_demo(tmp_path) == 0
+    shutil.copytree(demo_model, tmp_path / "demo-model")  # trained once per session (conftest)
+    assert local_endpoint_demo(tmp_path, console=Console(tmp_path / "log", verbose=True)) == 0
     out = capsys.readouterr().out
-    assert out.count("(random weights: random text)") == 4  # the seed's four tasks, each answered
-    assert "-> ''" not in out  # sampled: every answer shows some (random) text
+    assert "reuse it from" in out  # the cached model, not a second training
+    answers = [line.split(" -> ", 1)[1] for line in out.splitlines() if " -> " in line]
+    assert len(answers) == 4  # the seed's four tasks, each answered
+    for answer in answers:  # words of letters and sentence punctuation: no byte soup, no control characters
+        assert re.fullmatch(r"[A-Za-zÄÖÜäöüß]+([ ,]+[A-Za-zÄÖÜäöüß]+)*[.?!]?", answer), answer
+    translation, summary, answer, sentiment = answers
+    assert translation.startswith("Das Haus ist") and "fox" in summary
+    assert (answer, sentiment) == ("Paris", "positive")
     assert (tmp_path / "model_code" / "demo-tiny-t5" / "model.py").exists()
+
+
+def test_demo_model_is_trained_once_and_reused(demo_model: Path, tmp_path: Path) -> None:
+    from lmi_deploy import demo_model as recipe
+
+    assert recipe.is_cached(demo_model) and not recipe.is_cached(tmp_path)
+    started = time.monotonic()
+    assert recipe.make(demo_model) == demo_model  # cached: no training
+    assert time.monotonic() - started < 1
+    marker = demo_model.parent / "changed"
+    shutil.copytree(demo_model, marker)
+    (marker / recipe.MARKER).write_text('{"fingerprint": "another task set"}')
+    assert not recipe.is_cached(marker)

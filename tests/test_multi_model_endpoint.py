@@ -153,8 +153,9 @@ def test_embedded_deploy_of_a_multi_model_endpoint(tmp_path: Path) -> None:
 def test_make_local_demo_of_a_multi_model_file_routes_two_tiny_models(
     tiny_models: dict[str, Path], tmp_path: Path, capsys
 ) -> None:
+    from lmi_deploy.console import Console
     from scripts.deploy_local import multi_model_demo
 
-    assert multi_model_demo(tmp_path, tiny_models) == 0
+    assert multi_model_demo(tmp_path, tiny_models, console=Console(tmp_path / "log", verbose=True)) == 0
     out = capsys.readouterr().out
     assert out.count(f"{TARGET_MODEL_HEADER}: tiny-") == 2 and "tiny-t5-" in out and "tiny-llama-" in out
