@@ -5,6 +5,7 @@ reads this."""
 from __future__ import annotations
 
 from lmi_deploy.config import DeploymentConfig
+from lmi_deploy.live_prices import price_for
 from lmi_deploy.pricing import cost_range
 
 
@@ -13,7 +14,7 @@ def report_lines(config: DeploymentConfig) -> list[str]:
     lines = [f"{config.deployment}: {config.engine.value} {config.lmi_version} on {config.instance_type}"]
     lines += [f"  {note}" for note in config.resolved.notes]
     lines += [f"  warning: {finding}" for finding in config.resolved.warnings]
-    cost = cost_range(config)
+    cost = cost_range(config, price_for(config.instance_type, config.region))
     if cost is not None:
         lines.append(f"  cost: {cost.describe()}")
     return lines

@@ -83,6 +83,7 @@ class LocalDeployment:
             **aws.environment(),
             "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
             "CDK_DISABLE_CLI_TELEMETRY": "true",
+            "LMI_DEPLOY_PRICES": "bundled",  # the emulator has no Price List API
         }
 
     def _cdk(self, *args: str) -> None:

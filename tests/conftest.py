@@ -10,6 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 os.environ["HF_HUB_OFFLINE"] = "1"  # model facts come from files the tests write or the bundled configs
+os.environ["LMI_DEPLOY_PRICES"] = "bundled"  # synth's cost line from the table; tests of the Price List API stub it
 
 
 @pytest.fixture
