@@ -1,15 +1,17 @@
-"""Stage a model's files in S3: select, hash, upload in parallel, verify, and write a manifest last.
+"""Stage a model's files in S3: select, checksum, upload in parallel, verify, and write a manifest last.
 
-S3 is the state: an object that is already there with the right size, our sha256 and the ETag S3 computed from the
-bytes it received (MD5, or the multipart MD5-of-MD5s for our part size) is intact and is not sent again. Under SSE-KMS
-the ETag is no MD5, so there objects are sent with S3's SHA256 checksum (S3 checks every part as it arrives) and
-verified by that checksum (the SHA256 of the part SHA256s, for our part size, when multipart) instead. So a re-run
-uploads nothing, an interrupted run resumes where it stopped, and a corrupted or missing object is found and sent
-again. Then what an earlier staging left under the prefix that this one does not hold is deleted (s3_prefix), so the
-prefix holds exactly the model. The manifest (size and sha256 of every file) is deleted before the first change and
-written only after every object verified and the prefix holds exactly the set, so there is never a half-written one
-nor one left claiming the previous set. The model folder is read by model_folder: no link out of it, nothing
-unreadable skipped. boto3 clients are passed in; nothing here reads the environment.
+S3 is the state. Every object is sent with its CRC64NVME checksum, computed here over the whole file by the AWS CRT
+(a few GB/s a core, files checksummed in parallel threads: the CRT releases the GIL); S3 checks the bytes it receives
+against it (a single PUT) or computes the full-object CRC64NVME of the assembled parts and checks it against ours
+(multipart, ChecksumType FULL_OBJECT), and stores it. An object already there with the right size and that stored
+checksum is intact and is not sent again, whatever the part size and under SSE-S3 or SSE-KMS alike (unlike an ETag,
+a checksum does not depend on the encryption). So a re-run uploads nothing, an interrupted run resumes where it
+stopped, and a corrupted or missing object is found and sent again. Then what an earlier staging left under the
+prefix that this one does not hold is deleted (s3_prefix), so the prefix holds exactly the model. The manifest (size
+and CRC64NVME of every file) is deleted before the first change and written only after every object verified and the
+prefix holds exactly the set, so there is never a half-written one nor one left claiming the previous set. The model
+folder is read by model_folder: no link out of it, nothing unreadable skipped. boto3 clients are passed in; nothing
+here reads the environment.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from __future__ import annotations
 import base64
 import errno
 import fnmatch
-import hashlib
 import json
 import os
 import sys
@@ -33,8 +34,10 @@ from lmi_deploy.errors import ConfigError
 
 MANIFEST = s3_prefix.MANIFEST
 MiB = 1024 * 1024
-PART_SIZE = 64 * MiB  # multipart chunk size; also what the expected ETag is computed with
+PART_SIZE = 64 * MiB  # multipart chunk size (the full-object checksum does not depend on it)
 MAX_PARTS = 10_000
+CHUNK = 8 * MiB  # read size while checksumming
+HASH_THREADS = max(2, min(8, os.cpu_count() or 2))  # files checksummed at once
 
 # What a served model needs (the seed's allow-patterns): config, tokenizer, generation config, and the weights.
 SUPPORT_PATTERNS = (
@@ -63,9 +66,7 @@ class LocalFile:
     relative: str
     path: Path
     size: int
-    sha256: str
-    etag: str  # what S3 will report for our upload of it
-    checksum_sha256: str = ""  # S3's SHA256 checksum of our upload: base64, "-<parts>" when multipart
+    crc64nvme: str  # base64 of the whole file's CRC64NVME (8 bytes, big-endian), as S3 reports it
 
 
 @dataclass
@@ -99,32 +100,21 @@ def select_files(folder: Path, within: Path | None = None) -> list[str]:
     return chosen
 
 
-def hash_file(
-    path: Path, relative: str, progress: Callable[[int], None] | None = None, part_size: int = PART_SIZE
-) -> LocalFile:
-    """sha256, the S3 ETag our upload will get (MD5, or MD5 of part MD5s when multipart) and S3's SHA256 checksum of
-    it (SHA256, or SHA256 of part SHA256s when multipart), in one read."""
-    size = path.stat().st_size
-    part = part_size
-    sha, whole_md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-    part_md5s: list[bytes] = []
-    part_shas: list[bytes] = []
-    with path.open("rb") as handle:
-        while chunk := handle.read(part):
-            sha.update(chunk)
-            whole_md5.update(chunk)
-            part_md5s.append(hashlib.md5(chunk, usedforsecurity=False).digest())
-            part_shas.append(hashlib.sha256(chunk).digest())
+def hash_file(path: Path, relative: str, progress: Callable[[int], None] | None = None) -> LocalFile:
+    """The file's full-object CRC64NVME, in one read through a reused buffer (the CRT releases the GIL meanwhile)."""
+    try:
+        from awscrt import checksums
+    except ImportError:
+        raise StagingError("staging needs the AWS CRT for its checksums: pip install -r requirements.txt") from None
+    crc = 0
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    with path.open("rb", buffering=0) as handle:
+        while count := handle.readinto(buffer):
+            crc = checksums.crc64nvme(view[:count], crc)
             if progress:
-                progress(len(chunk))
-    if size < part_size:  # single PUT (multipart_threshold == part size)
-        etag = whole_md5.hexdigest()
-        checksum = base64.b64encode(sha.digest()).decode()
-    else:
-        etag = f"{hashlib.md5(b''.join(part_md5s), usedforsecurity=False).hexdigest()}-{len(part_md5s)}"
-        composite = base64.b64encode(hashlib.sha256(b"".join(part_shas)).digest()).decode()
-        checksum = f"{composite}-{len(part_shas)}"
-    return LocalFile(relative, path, size, sha.hexdigest(), etag, checksum)
+                progress(count)
+    return LocalFile(relative, path, path.stat().st_size, base64.b64encode(crc.to_bytes(8, "big")).decode())
 
 
 def _client_error_code(error: Exception) -> str:
@@ -195,41 +185,11 @@ def _remote_state(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
     return head
 
 
-def _same_checksum(remote: str, local: str) -> bool:
-    """S3's composite checksum carries "-<parts>"; compare that too when both say it."""
-    remote_value, _, remote_parts = remote.partition("-")
-    local_value, _, local_parts = local.partition("-")
-    return remote_value == local_value and (not remote_parts or remote_parts == local_parts)
-
-
 def _intact(head: dict[str, Any] | None, local: LocalFile) -> bool:
-    """Size, our sha256, and what S3 computed from the bytes it received: the ETag (an MD5, except under SSE-KMS)
-    and, when the object has one, its SHA256 checksum. An SSE-KMS object without a checksum has nothing S3
-    computed that we can compare, so it is not taken as intact (it is sent again, with a checksum)."""
-    if head is None:
+    """Size, and the full-object CRC64NVME S3 checked and stored for the bytes it received."""
+    if head is None or head.get("ContentLength") != local.size:
         return False
-    if head.get("ContentLength") != local.size or head.get("Metadata", {}).get("sha256") != local.sha256:
-        return False
-    checksum = head.get("ChecksumSHA256")
-    if checksum and not _same_checksum(str(checksum), local.checksum_sha256):
-        return False
-    if str(head.get("ServerSideEncryption", "")).startswith("aws:kms"):
-        return bool(checksum)
-    return str(head.get("ETag", "")).strip('"') == local.etag
-
-
-def bucket_uses_kms(s3: Any, bucket: str) -> bool | None:
-    """Whether the bucket encrypts with SSE-KMS by default; None when its encryption cannot be read."""
-    try:
-        rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
-    except Exception as error:
-        if _client_error_code(error) == "ServerSideEncryptionConfigurationNotFoundError":
-            return False
-        return None
-    return any(
-        str(rule.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm", "")).startswith("aws:kms")
-        for rule in rules
-    )
+    return head.get("ChecksumCRC64NVME") == local.crc64nvme and head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT"
 
 
 def stage(
@@ -245,7 +205,6 @@ def stage(
     show_progress: bool = True,
     on_verified: Callable[[LocalFile], None] | None = None,
     part_size: int = PART_SIZE,
-    checksums: bool | None = None,
     dry_run: bool = False,
 ) -> StageResult:
     """Make ``s3://bucket/prefix`` hold exactly ``files`` of ``folder`` (default: select_files) and their manifest.
@@ -256,9 +215,7 @@ def stage(
     set. A ``partitioned/`` checkpoint is kept only when the files are those the previous manifest lists (it was
     built from them); otherwise it was built from other weights and is removed too. Sub-prefixes holding their own
     manifest.json are another staging and are left alone. ``dry_run``: hash and compare, change nothing.
-    ``on_verified`` is called after each object verified (tests use it to interrupt a run midway). ``checksums``:
-    send S3 SHA256 checksums with the uploads; default: when the bucket uses SSE-KMS, or when its encryption cannot
-    be read.
+    ``on_verified`` is called after each object verified (tests use it to interrupt a run midway).
     """
     prefix = prefix.rstrip("/") + "/" if prefix.rstrip("/") else ""
     if not prefix:
@@ -276,8 +233,6 @@ def stage(
         code = _client_error_code(error)
         raise explain(error if code not in ("404", "NotFound") else _NoSuchBucket(), bucket, "") from None
     try:
-        if checksums is None:
-            checksums = bucket_uses_kms(s3, bucket) is not False
         existing = s3_prefix.list_names(s3, bucket, prefix)
         previous = _read_manifest(s3, bucket, prefix) if MANIFEST in existing else None
         manifest = _ManifestGuard(s3, bucket, prefix, present=MANIFEST in existing and not dry_run)
@@ -285,10 +240,10 @@ def stage(
         if left.stale:
             manifest.remove()
         sent = _send(
-            s3, folder, bucket, prefix, names, concurrency, show_progress, on_verified, part_size, checksums,
+            s3, folder, bucket, prefix, names, concurrency, show_progress, on_verified, part_size,
             before_change=manifest.remove, dry_run=dry_run,
         )  # fmt: skip
-        listed = {i.relative: {"size": i.size, "sha256": i.sha256} for i in sorted(sent.local, key=_relative)}
+        listed = {i.relative: {"size": i.size, "crc64nvme": i.crc64nvme} for i in sorted(sent.local, key=_relative)}
         same_weights = previous is not None and previous.get("files") == listed
         removed = left.stale + ([] if same_weights else left.partitioned)
         total = sum(i.size for i in sent.local)
@@ -360,7 +315,6 @@ def _send(
     show_progress: bool,
     on_verified: Callable[[LocalFile], None] | None,
     part_size: int,
-    checksums: bool,
     *,
     before_change: Callable[[], None],
     dry_run: bool,
@@ -368,13 +322,12 @@ def _send(
     """Hash every file, upload those not intact in S3 (calling ``before_change`` first) and verify each upload.
 
     All uploads share one s3transfer manager (parallel files and parallel parts). A pipeline: files are hashed in
-    parallel (hashlib releases the GIL), and each one that is not already intact starts uploading as soon as its
+    parallel (the CRT releases the GIL), and each one that is not already intact starts uploading as soon as its
     own hash is known, while the others are still hashed.
     """
     from boto3.s3.transfer import TransferConfig, create_transfer_manager
     from s3transfer.subscribers import BaseSubscriber
 
-    extra_args: dict[str, Any] = {"ChecksumAlgorithm": "SHA256"} if checksums else {}
     total = sum((folder / n).stat().st_size for n in names)
     progress = _Progress(2 * total, "hash+upload", show_progress)  # every byte is read to hash, then maybe sent
 
@@ -384,16 +337,20 @@ def _send(
 
     sent = _Sent([], [], [], [])
     config = TransferConfig(
-        multipart_threshold=part_size, multipart_chunksize=part_size, max_concurrency=concurrency, use_threads=True
+        multipart_threshold=part_size,
+        multipart_chunksize=part_size,
+        max_concurrency=concurrency,
+        use_threads=True,
+        preferred_transfer_client="classic",  # not the CRT client boto3 picks on some instance types: same behaviour
     )
     try:
         with (
             create_transfer_manager(s3, config) as manager,
-            ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2)), thread_name_prefix="hash") as hashers,
+            ThreadPoolExecutor(max_workers=HASH_THREADS, thread_name_prefix="hash") as hashers,
         ):
             # Largest first, so one big shard does not start last and finish alone.
             ordered = sorted(names, key=lambda n: -(folder / n).stat().st_size)
-            hashing = [hashers.submit(hash_file, folder / n, n, progress, part_size) for n in ordered]
+            hashing = [hashers.submit(hash_file, folder / n, n, progress) for n in ordered]
             sending: list[tuple[LocalFile, Any]] = []
             for done in as_completed(hashing):
                 item = done.result()
@@ -411,7 +368,8 @@ def _send(
                     str(item.path),
                     bucket,
                     prefix + item.relative,
-                    extra_args={"Metadata": {"sha256": item.sha256}, **extra_args},
+                    # S3 checks the bytes against it (a PUT), or the assembled parts' full-object CRC (multipart)
+                    extra_args={"ChecksumAlgorithm": "CRC64NVME", "ChecksumCRC64NVME": item.crc64nvme},
                     subscribers=[Progress()],
                 )
                 sending.append((item, upload))
@@ -419,8 +377,8 @@ def _send(
                 upload.result()
                 if not _intact(_remote_state(s3, bucket, prefix + item.relative), item):
                     raise StagingError(
-                        f"s3://{bucket}/{prefix}{item.relative} does not match the local file after upload (size, "
-                        "sha256, ETag or checksum differ); run again to retry it"
+                        f"s3://{bucket}/{prefix}{item.relative} does not match the local file after upload (size or "
+                        "CRC64NVME differ); run again to retry it"
                     )
                 if on_verified is not None:
                     on_verified(item)

@@ -8,7 +8,8 @@
 Bucket and prefix default to the ``<deployment>-artifacts`` stack's outputs (``BucketName``, ``WeightsPrefix``).
 A re-run uploads nothing that is already there and intact; an interrupted run resumes; a corrupted or missing object
 is found and sent again; objects of an earlier staging that this one does not hold are deleted (and printed);
-``manifest.json`` (size and sha256 of every file) is deleted first and written last.
+``manifest.json`` (size and CRC64NVME of every file) is deleted first and written last. Every object carries the
+CRC64NVME S3 checked and stored for it (full object, under SSE-KMS too): that is what "intact" means.
 """
 
 from __future__ import annotations

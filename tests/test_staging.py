@@ -78,10 +78,11 @@ def test_fresh_then_idempotent_then_repairs_corruption_and_loss(s3: Any, model_d
     listed = manifest(s3)
     assert listed["model"] == "acme/tiny" and set(listed["files"]) == set(staging.select_files(model_dir))
     big = listed["files"]["model-00001-of-00002.safetensors"]
-    local = staging.hash_file(model_dir / "model-00001-of-00002.safetensors", "x", part_size=PART)
-    assert big == {"size": PART + 1024 * 1024, "sha256": local.sha256}
-    head = s3.head_object(Bucket=BUCKET, Key=PREFIX + "model-00001-of-00002.safetensors")
-    assert head["ETag"].strip('"') == local.etag and local.etag.endswith("-2")  # multipart, verified by S3's ETag
+    local = staging.hash_file(model_dir / "model-00001-of-00002.safetensors", "x")
+    assert big == {"size": PART + 1024 * 1024, "crc64nvme": local.crc64nvme}
+    head = s3.head_object(Bucket=BUCKET, Key=PREFIX + "model-00001-of-00002.safetensors", ChecksumMode="ENABLED")
+    assert head["ETag"].endswith('-2"')  # multipart: S3 computed the full-object CRC64NVME of the assembled parts
+    assert (head["ChecksumCRC64NVME"], head["ChecksumType"]) == (local.crc64nvme, "FULL_OBJECT")
 
     again = staging.stage(s3, model_dir, BUCKET, PREFIX, part_size=PART, show_progress=False)
     assert again.uploaded == [] and again.repaired == [] and len(again.skipped) == 6
@@ -110,7 +111,7 @@ class _SseKmsEtags:
         return head
 
 
-def test_sse_kms_bucket_is_verified_by_sha256_checksums(s3: Any, model_dir: Path) -> None:
+def test_sse_kms_bucket_is_verified_by_the_same_checksums(s3: Any, model_dir: Path) -> None:
     key = boto3.client("kms", region_name="us-east-1").create_key()["KeyMetadata"]["Arn"]
     s3.create_bucket(Bucket="kms-bucket")
     s3.put_bucket_encryption(
@@ -120,33 +121,25 @@ def test_sse_kms_bucket_is_verified_by_sha256_checksums(s3: Any, model_dir: Path
         },
     )
     client = _SseKmsEtags(s3)
-    assert staging.bucket_uses_kms(client, "kms-bucket") is True and staging.bucket_uses_kms(s3, BUCKET) is False
     first = staging.stage(client, model_dir, "kms-bucket", PREFIX, part_size=PART, show_progress=False)
     assert len(first.uploaded) == 6 and first.repaired == []  # verified although no ETag is an MD5
     big = "model-00001-of-00002.safetensors"
-    local = staging.hash_file(model_dir / big, big, part_size=PART)
+    local = staging.hash_file(model_dir / big, big)
     head = s3.head_object(Bucket="kms-bucket", Key=PREFIX + big, ChecksumMode="ENABLED")
     assert head["ServerSideEncryption"] == "aws:kms"
-    assert local.checksum_sha256.endswith("-2") and head["ChecksumSHA256"] == local.checksum_sha256.split("-")[0]
+    assert (head["ChecksumCRC64NVME"], head["ChecksumType"]) == (local.crc64nvme, "FULL_OBJECT")
 
     again = staging.stage(client, model_dir, "kms-bucket", PREFIX, part_size=PART, show_progress=False)
     assert again.uploaded == [] and again.repaired == [] and len(again.skipped) == 6
 
-    # same size and the same sha256 metadata, other bytes: the checksum tells
+    # same size, other bytes, with S3's own CRC64NVME of them: the checksum tells
     original = (model_dir / "tokenizer.json").read_bytes()
-    s3.put_object(
-        Bucket="kms-bucket",
-        Key=PREFIX + "tokenizer.json",
-        Body=b"[]",
-        Metadata={"sha256": staging.hash_file(model_dir / "tokenizer.json", "t").sha256},
-        ChecksumAlgorithm="SHA256",
-    )
-    # an SSE-KMS object without any checksum has nothing to verify its bytes by: sent again
+    s3.put_object(Bucket="kms-bucket", Key=PREFIX + "tokenizer.json", Body=b"[]", ChecksumAlgorithm="CRC64NVME")
+    # an object without a CRC64NVME (staged by another tool, or an earlier lmi-deploy) has nothing to verify by: resent
     s3.put_object(
         Bucket="kms-bucket",
         Key=PREFIX + "config.json",
         Body=(model_dir / "config.json").read_bytes(),
-        Metadata={"sha256": staging.hash_file(model_dir / "config.json", "c").sha256},
         ChecksumAlgorithm="CRC32",
     )
     fixed = staging.stage(client, model_dir, "kms-bucket", PREFIX, part_size=PART, show_progress=False)
@@ -306,7 +299,7 @@ def test_staging_benchmark_runs_all_three_tools(capsys: pytest.CaptureFixture[st
     out = capsys.readouterr().out
     for name in ("server ceiling", "lmi-deploy stager", "s5cmd", "aws s3 cp --recursive"):
         assert name in out
-    assert out.count("MiB/s") == 4
+    assert out.count("MiB/s") == 4 and "CRC64NVME checksum alone" in out and "GB/s" in out
 
 
 # ---- re-staging: the prefix holds exactly the model -------------------------------------------------------------
