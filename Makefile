@@ -9,15 +9,17 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 .PHONY: setup local test lint synth clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
-	$(PY) -m pip install --quiet --no-deps -e .
-	touch $@
+	@echo "setting up $(VENV) from the pinned requirements (first time: minutes; log: $(VENV)/setup.log) ..."
+	@$(PYTHON) -m venv $(VENV)
+	@( $(PY) -m pip install --quiet --upgrade pip && \
+	   $(PY) -m pip install --quiet -r requirements-dev.txt && \
+	   $(PY) -m pip install --quiet --no-deps -e . ) > $(VENV)/setup.log 2>&1 || { tail -25 $(VENV)/setup.log; exit 1; }
+	@touch $@
 
 node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
-	touch $@
+	@echo "installing the pinned CDK CLI (npm ci) ..."
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 setup: $(VENV)/.installed node_modules/.installed
 
