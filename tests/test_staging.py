@@ -18,7 +18,7 @@ from scripts import stage_model
 
 BUCKET = "weights-bucket"
 PREFIX = "models/acme/tiny/abc123/"
-PART = 5 * 1024 * 1024  # S3's smallest part; production uses staging.PART_SIZE (64 MiB)
+PART = 5 * 1024 * 1024  # S3's smallest part; production uses staging.PART_SIZE (16 MiB)
 
 
 @pytest.fixture
