@@ -14,7 +14,11 @@ def report_lines(config: DeploymentConfig) -> list[str]:
     lines = [f"{config.deployment}: {config.engine.value} {config.lmi_version} on {config.instance_type}"]
     lines += [f"  {note}" for note in config.resolved.notes]
     lines += [f"  warning: {finding}" for finding in config.resolved.warnings]
+    cost = cost_line(config)
+    return lines + ([f"  {cost}"] if cost else [])
+
+
+def cost_line(config: DeploymentConfig) -> str | None:
+    """``cost: about 1 x ml.g5.12xlarge at ~$7.09/h (<where the price came from>) = ...``; None without a price."""
     cost = cost_range(config, price_for(config.instance_type, config.region))
-    if cost is not None:
-        lines.append(f"  cost: {cost.describe()}")
-    return lines
+    return f"cost: {cost.describe()}" if cost is not None else None

@@ -25,6 +25,7 @@ from lmi_deploy.cli import add_config_arguments, context_from_args, environment_
 from lmi_deploy.errors import ConfigError
 from lmi_deploy.multi_model import MultiModelDeployment, load_deployment, report_lines
 from lmi_deploy.render import container_environment, render_files
+from lmi_deploy.report import cost_line
 from lmi_deploy.rules.check import check_serving_properties
 from lmi_deploy.rules.properties_view import from_properties, parse_properties
 from lmi_deploy.rules.registry import Finding
@@ -113,7 +114,8 @@ def validate_config(args: argparse.Namespace) -> tuple[list[Finding], list[str]]
         warnings += [Finding("warning", *warning.split(" ", 1)) for warning in config.warnings]
         return warnings, [line for line in report_lines(config) if "warning:" not in line]
     notes = [f"{config.deployment}: {config.engine.value} {config.lmi_version} on {config.instance_type}"]
-    return list(config.resolved.warnings), notes + config.resolved.notes
+    cost = cost_line(config)
+    return list(config.resolved.warnings), notes + config.resolved.notes + ([cost] if cost else [])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -115,14 +115,20 @@ def test_no_credentials_is_the_bundled_table(tmp_path: Path, monkeypatch: pytest
     assert price is not None and price.label() == "us-east-1 on-demand, bundled table of 2026-11-26; no AWS credentials"
 
 
-def test_cost_command_prices_the_deployment_from_the_api(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.fixture
+def eu_price(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[object, Stubber]:
+    """Prices asked live, cached under tmp_path; a stubbed client that knows ml.g5.12xlarge in eu-west-1."""
     monkeypatch.setenv("LMI_DEPLOY_PRICES", "live")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    client, _ = stubbed([product("ml.g5.12xlarge", "eu-west-1", "7.956")])
+    return stubbed([product("ml.g5.12xlarge", "eu-west-1", "7.956")])
+
+
+def test_cost_command_prices_the_deployment_from_the_api(
+    eu_price: tuple[object, Stubber], capsys: pytest.CaptureFixture[str]
+) -> None:
     from scripts import cost
 
+    client, _ = eu_price
     assert cost.main(["-c", "region=eu-west-1", "-c", "autoscaling_max_instances=2", "--json"], pricing=client) == 0
     answer = json.loads(capsys.readouterr().out)
     assert (answer["hourly_usd"], answer["source"], answer["region"]) == (7.956, "AWS Price List API", "eu-west-1")
@@ -131,3 +137,20 @@ def test_cost_command_prices_the_deployment_from_the_api(
     assert "at ~$7.956/h (eu-west-1 on-demand, AWS Price List API " in capsys.readouterr().out
     assert main(["cost", "--bundled"]) == 0
     assert "(us-east-1 on-demand, bundled table of 2026-11-26; LMI_DEPLOY_PRICES=bundled)" in capsys.readouterr().out
+
+
+def test_validate_and_synth_report_print_the_live_price(
+    eu_price: tuple[object, Stubber], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lmi_deploy import live_prices
+    from lmi_deploy.config import load_config
+    from lmi_deploy.report import report_lines
+
+    client, stub = eu_price
+    monkeypatch.setattr(live_prices, "_client", lambda region: client)
+    assert main(["validate", "-c", "region=eu-west-1", "--json"]) == 0
+    notes = json.loads(capsys.readouterr().out)["notes"]
+    assert notes[-1].startswith("cost: about 1 x ml.g5.12xlarge at ~$7.956/h (eu-west-1 on-demand, AWS Price List API ")
+    stub.assert_no_pending_responses()  # asked once; synth's report below reads the cache
+    lines = report_lines(load_config({"region": "eu-west-1"}))
+    assert "~$7.956/h (eu-west-1 on-demand, AWS Price List API" in lines[-1]
