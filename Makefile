@@ -18,7 +18,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 
 node_modules/.installed: package.json package-lock.json
 	@echo "installing the pinned CDK CLI (npm ci) ..."
-	@npm ci --no-audit --no-fund --loglevel=error
+	@npm ci --no-audit --no-fund --loglevel=error >/dev/null  # errors still reach stderr
 	@touch $@
 
 setup: $(VENV)/.installed node_modules/.installed
