@@ -13,17 +13,18 @@ H200 benchmark (``docs/benchmarks.md``, ``docs/benchmarks/handler-h200.json``); 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
-from lmi_deploy import instances, model_facts
+from lmi_deploy import containers, instances, model_facts, mpi_mode
 from lmi_deploy.containers import Engine
 from lmi_deploy.instances import InstanceType
 from lmi_deploy.model_facts import DTYPE_BYTES, ModelFacts
 
 # Seconds one all-reduce of a decode step's small message takes, by link kind (assumed: NCCL's small-message
 # latency over PCIe is tens of microseconds, over NVLink a few).
-ALLREDUCE_LATENCY_US = {"PCIe": 30.0, "NVLink": 8.0, "NeuronLink": 15.0}
+ALLREDUCE_LATENCY_US = {"PCIe": 30.0, "NVLink": 18.0, "NeuronLink": 15.0}
+# NVLink: measured, NCCL in a CUDA graph on 2 x H200, 17.9 us for [4, 4096] (docs/benchmarks/tp2-h200.json)
 ASSUMED = "assumed"
 
 
@@ -58,6 +59,24 @@ class Workload:
     output_tokens: int
     concurrency: int  # requests in flight on the whole instance
     prompts_per_request: int = 1  # a list of prompts in one request is one batch on every engine
+
+
+@dataclass(frozen=True)
+class StatedWorkload:
+    """The workload of the latency estimate printed before deploying: the seed's benchmark shape."""
+
+    input_tokens: int = 128
+    output_tokens: int = 64
+    batch: int = 4  # sequences per model copy
+
+    def workload(self, copies: int) -> Workload:
+        return Workload(self.input_tokens, self.output_tokens, self.batch * copies)
+
+    def describe(self) -> str:
+        return f"{self.input_tokens} in / {self.output_tokens} out, batch {self.batch}"
+
+
+STATED = StatedWorkload()
 
 
 @dataclass(frozen=True)
@@ -107,8 +126,13 @@ class Estimate:
         return lines
 
 
-def engine_speed(engine: Engine) -> EngineSpeed:
-    return accelerate_speed() if engine is Engine.ACCELERATE else _ASSUMED_SPEEDS[engine]
+def engine_speed(engine: Engine, facts: ModelFacts | None = None, tensor_parallel: int = 1) -> EngineSpeed:
+    """The engine's speed; the Accelerate handler splits layers where it runs tensor-parallel (``mpi_mode``: its
+    plans cover the model and the degree divides the heads), else device_map runs whole layers in turn."""
+    if engine is not Engine.ACCELERATE:
+        return _ASSUMED_SPEEDS[engine]
+    split = tensor_parallel > 1 and mpi_mode.fallback_reason(containers.versions(engine)[-1], facts, tensor_parallel)
+    return replace(accelerate_speed(), split_layers=split is None)
 
 
 def _bucket(engine: Engine, batch: int) -> int:
@@ -121,6 +145,11 @@ def _link_latency_us(instance: InstanceType) -> float:
     return next(us for kind, us in ALLREDUCE_LATENCY_US.items() if name.startswith(kind))
 
 
+def decode_allreduces(facts: ModelFacts) -> int:
+    """All-reduces of one decode step: two per layer, three per decoder layer of an encoder-decoder."""
+    return (3 if facts.is_encoder_decoder else 2) * (facts.layers or 0)
+
+
 def _allreduce_ms(facts: ModelFacts, setup: Setup, tokens: int, prompt: bool) -> float:
     """All-reduces of one pass over ``tokens`` token positions, a latency plus the ring's traffic each: two per layer
     (attention and MLP outputs), three per decoder layer of an encoder-decoder (cross-attention too). The prompt pass
@@ -128,10 +157,7 @@ def _allreduce_ms(facts: ModelFacts, setup: Setup, tokens: int, prompt: bool) ->
     tp = setup.tensor_parallel
     if tp == 1 or facts.layers is None or facts.hidden_size is None:
         return 0.0
-    if prompt and facts.is_encoder_decoder:
-        count = 2 * facts.encoder_layers
-    else:
-        count = (3 if facts.is_encoder_decoder else 2) * facts.layers
+    count = 2 * facts.encoder_layers if prompt and facts.is_encoder_decoder else decode_allreduces(facts)
     message = tokens * facts.hidden_size * DTYPE_BYTES[setup.dtype]
     traffic_s = 2 * (tp - 1) / tp * message / (setup.instance.interconnect.gb_s * 1e9)
     return count * (_link_latency_us(setup.instance) * 1e-6 + traffic_s) * 1e3
@@ -184,7 +210,7 @@ def _prefill_ms(facts: ModelFacts, setup: Setup, work: Workload, batch: int, at:
 
 def estimate(facts: ModelFacts, setup: Setup, work: Workload, speed: EngineSpeed | None = None) -> Estimate:
     """The numbers of one setup at this workload; ``speed`` overrides the engine's (for calibration)."""
-    speed = speed or engine_speed(setup.engine)
+    speed = speed or engine_speed(setup.engine, facts, setup.tensor_parallel)
     used = setup.tensor_parallel if speed.split_layers else 1  # accelerators working at the same moment
     batch, turns = _batch_and_turns(setup, work, speed)
     kv_bytes = _kv_bytes(facts, setup, work, batch)

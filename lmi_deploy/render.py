@@ -20,7 +20,7 @@ from pathlib import Path
 
 import jinja2
 
-from lmi_deploy import containers, identifiers, known_keys, request_limits, warm_shapes
+from lmi_deploy import containers, identifiers, known_keys, mpi_mode, request_limits, warm_shapes
 from lmi_deploy.config import DeploymentConfig
 from lmi_deploy.errors import ConfigError
 from lmi_deploy.known_keys import TEMPLATES_DIR, handler_keys
@@ -88,7 +88,10 @@ def serving_properties(config: DeploymentConfig) -> list[tuple[str, str]]:
     spec = containers.ENGINES[config.engine]
     version = config.lmi_version
     resolved = config.resolved
-    entries = [("engine", containers.server_engine(config.engine, version))]
+    if handler_tensor_parallel(config):
+        entries = [("engine", mpi_mode.MPI_ENGINE), *mpi_mode.server_entries(version)]
+    else:
+        entries = [("engine", containers.server_engine(config.engine, version))]
     entry_point = containers.entry_point(config.engine, version)
     if config.handler == "builtin" and entry_point:
         entries.append(("option.entryPoint", entry_point))
@@ -152,6 +155,12 @@ def check_line_value(where: str, key: str, value: str) -> None:
         problem = "starts or ends with whitespace, which is dropped on reading"
     if problem:
         raise ConfigError(f"{key}={value!r} cannot be written to {where}: it {problem}; fix the setting it comes from")
+
+
+def handler_tensor_parallel(config: DeploymentConfig) -> bool:
+    """Whether the rendered Accelerate handler runs tensor-parallel under ``engine=MPI`` (``lmi_deploy.mpi_mode``)."""
+    tp = config.resolved.tensor_parallel_degree
+    return mpi_mode.tensor_parallel_at(config.engine, config.handler, tp, config.lmi_version, config.facts)
 
 
 def custom_template(config: DeploymentConfig) -> str | None:
@@ -248,7 +257,8 @@ def render_files(config: DeploymentConfig) -> dict[str, str]:
             warm_shapes=[shape for shape in options.get("warm_shapes", "").split(",") if shape],
             hub_token_secret_env=HUB_TOKEN_SECRET_ENV if config.endpoint_reads_hub_token else None,
             region=config.region,
-            stream_refusal=config.streaming_refusal,
+            stream_refusal=config.streaming_refusal
+            or (mpi_mode.STREAM_REFUSAL if handler_tensor_parallel(config) else None),
             parameters={k: list(v) for k, v in parameters.items()},
             bounds=request_limits.parameter_bounds(list(parameters), sequence),
             lowest_excluded=request_limits.lowest_excluded(list(parameters)),

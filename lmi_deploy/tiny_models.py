@@ -36,7 +36,8 @@ def _tokenizer() -> object:
 
 
 def make(folder: Path, kind: str = "t5", seed: int = 0) -> Path:
-    """Write a tiny random ``t5`` or ``llama`` model with its tokenizer to ``folder``; returns ``folder``."""
+    """Write a tiny random ``t5``, ``flan-t5`` (gated-GELU FFN, varied greedy output) or ``llama`` model with its
+    tokenizer to ``folder``; returns ``folder``."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
     from transformers.utils import logging as transformers_logging
@@ -46,7 +47,8 @@ def make(folder: Path, kind: str = "t5", seed: int = 0) -> Path:
     tokenizer = _tokenizer()
     vocab = len(tokenizer)  # type: ignore[arg-type]
     torch.manual_seed(seed)
-    if kind == "t5":
+    if kind in ("t5", "flan-t5"):
+        flan = {"feed_forward_proj": "gated-gelu"} if kind == "flan-t5" else {}
         model = T5ForConditionalGeneration(
             T5Config(
                 vocab_size=vocab,
@@ -59,8 +61,12 @@ def make(folder: Path, kind: str = "t5", seed: int = 0) -> Path:
                 pad_token_id=0,
                 eos_token_id=1,
                 decoder_start_token_id=0,
+                **flan,
             )
         )
+        if flan:  # a smaller embedding: attention and the FFN decide the tokens, not one repeated token
+            with torch.no_grad():
+                model.shared.weight.mul_(1 / 16)
     elif kind == "llama":
         model = LlamaForCausalLM(
             LlamaConfig(
@@ -77,7 +83,7 @@ def make(folder: Path, kind: str = "t5", seed: int = 0) -> Path:
             )
         )
     else:
-        raise ValueError(f"kind must be t5 or llama, not {kind!r}")
+        raise ValueError(f"kind must be t5, flan-t5 or llama, not {kind!r}")
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)  # type: ignore[attr-defined]

@@ -362,6 +362,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-disk-cold", action="store_true", help="skip the disk-cold load and disk bandwidth")
     parser.add_argument("--autotune-probe", help="row counts (e.g. 4,16): also time the compiler's max-autotune GEMMs")
     parser.add_argument("--startup-only", type=Path, help=argparse.SUPPRESS)  # bench_load's fresh-process startup
+    parser.add_argument(
+        "--tp",
+        type=int,
+        default=1,
+        help="N > 1: TP 1 vs TP N vs device_map over N GPUs (scripts/bench_tensor_parallel.py)",
+    )
     args = parser.parse_args(argv)
     if args.variants is None:
         args.variants = ["compile=false", "fuse_projections=false;compile=false"]
@@ -369,6 +375,11 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else argv
+    if _tensor_parallel_degree(given) > 1:  # its own options: scripts/bench_tensor_parallel.py
+        from scripts import bench_tensor_parallel
+
+        return bench_tensor_parallel.main(given)
     args = parse_arguments(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
 
@@ -436,6 +447,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def _tensor_parallel_degree(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--tp", type=int, default=1)
+    return int(parser.parse_known_args(argv)[0].tp)
 
 
 def handler_for(model_py: Path, checkpoint: Path, args: argparse.Namespace) -> tuple[Any, dict[str, str]]:

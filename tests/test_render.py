@@ -13,7 +13,14 @@ import pytest
 from lmi_deploy import containers, known_keys
 from lmi_deploy.config import load_config
 from lmi_deploy.containers import Engine
-from lmi_deploy.render import HANDLERS_PACKAGE, handler_keys, render, render_files, serving_properties
+from lmi_deploy.render import (
+    HANDLERS_PACKAGE,
+    handler_keys,
+    handler_tensor_parallel,
+    render,
+    render_files,
+    serving_properties,
+)
 from lmi_deploy.rules.check import check_serving_properties
 from lmi_deploy.rules.properties_view import from_properties
 from scripts import render as render_script
@@ -109,8 +116,11 @@ def test_render_matrix(
     assert properties == dict(serving_properties(config))
     # 0.20-0.22 download S3 weights named by option.s3url; 0.19.0 reads no s3url at all.
     weights_key = "option.s3url" if (0, 20, 0) <= containers.version_key(version) < (0, 23, 0) else "option.model_id"
-    assert properties["engine"] == containers.server_engine(engine, version)
-    assert properties["engine"] in (spec.server_engine, "Python")
+    if handler_tensor_parallel(config):  # our handler splits every layer over the ranks mpirun starts
+        assert (properties["engine"], tp > 1, engine) == ("MPI", True, Engine.ACCELERATE)
+    else:
+        assert properties["engine"] == containers.server_engine(engine, version)
+        assert properties["engine"] in (spec.server_engine, "Python")
     assert properties[weights_key] == config.weights_s3_uri
     assert properties["option.tensor_parallel_degree"] == str(tp)
     dtype_key = "option.dtype" if handler == "custom" else containers.dtype_key(version)

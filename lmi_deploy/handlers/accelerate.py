@@ -9,6 +9,8 @@ with ``option.cuda_graphs``, one captured CUDA graph per token; ``option.compile
 Serves ``{"inputs": str | [str], "parameters": {...}}`` in one batch and answers
 ``{"outputs": [str, ...], "generated_tokens": [int, ...]}``; with ``"stream": true`` (one input) it streams
 ``{"outputs": "<text>"}`` lines as they are generated. Past ``option.request_timeout`` a request gets a 504.
+Under ``engine=MPI`` (``tensor_parallel_degree`` > 1) each rank loads its shard and runs the same steps
+(``tensor_parallel``, ``tp_shards``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from .fused_projections import matrices as fused_projections_matrices
 from .handler import Handler, weights_location
 from .hf_generate import DTYPE_ARGUMENT, chars_per_token, load_tokenizer, torch_dtype
 from .request import Answers, BadRequest, Deadline, DeadlineExceeded, RequestRules, read_body, request_timeout
+from .tensor_parallel import Ranks, SharedDeadline, init_ranks, world_size
+from .tp_shards import IDLE, load_tensor_parallel
 
 SELF_CHECK_PROMPTS = [
     "translate English to German: How old are you?",
@@ -60,6 +64,7 @@ class AccelerateHandler(Handler):
         self.chars_per_token = 0  # of the loaded tokenizer
         self.compile_cache_loaded = False  # whether a staged compile cache was loaded at startup
         self.kernel_timings: dict[str, Any] = {}  # gemv.choose's measurements on this GPU, where it ran
+        self.ranks: Ranks | None = None  # this rank's process group under engine=MPI (None: one process)
 
     def option(self, properties: dict[str, str], name: str) -> str:
         return str(properties.get(name, self.options[name])).strip().lower()
@@ -68,8 +73,13 @@ class AccelerateHandler(Handler):
         """hf_generate.generate within this deployment's max_sequence_length."""
         return hf_generate.generate(*args, max_sequence_length=self.rules.max_sequence_length)
 
-    def load(self, properties: dict[str, str]) -> tuple[Any, Any, bool, FastDecoder | None]:
+    def load(self, properties: dict[str, str]) -> Any:
+        """(model, tokenizer, seq2seq, fast decoder); IDLE on a rank with nothing to do (see tp_shards)."""
+        degree = int(properties.get("tensor_parallel_degree") or world_size())
+        self.ranks = init_ranks(degree, properties)
         model, tokenizer, seq2seq = self.load_model(properties)
+        if model is IDLE:
+            return IDLE
         fast = self.fast_decoder(model, tokenizer, seq2seq, properties)
         self.timeout = request_timeout(properties, self.request_timeout_s)
         self.chars_per_token = chars_per_token(tokenizer)
@@ -86,7 +96,12 @@ class AccelerateHandler(Handler):
         model_class = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
         dtype = torch_dtype(properties, self.dtype)
         model = None
-        if self.option(properties, "fast_load") == "true" and not trust_remote_code:
+        if self.ranks is not None:  # engine=MPI: this rank's shard, or the device_map fallback
+            one_shot = str(properties.get("tp_all_reduce", "nccl")).strip().lower() == "one_shot"
+            model = load_tensor_parallel(location, model_class, config, dtype, self.ranks, one_shot)
+            if model is IDLE:
+                return IDLE, None, seq2seq
+        elif self.option(properties, "fast_load") == "true" and not trust_remote_code:
             device = fast_load_device(location)
             if device is not None:
                 try:
@@ -119,7 +134,12 @@ class AccelerateHandler(Handler):
         plain = self.generate(model, tokenizer, seq2seq, SELF_CHECK_PROMPTS, check)
         fuse = self.option(properties, "fuse_projections") == "true"
         restore = fuse_projections(model, seq2seq) if fuse else None
+        if self.ranks is not None and not self.ranks.agree(restore is not None) and restore is not None:
+            restore()  # another rank could not fuse (memory): the ranks try the same variants in turn
+            restore = None
         streamed = restore is not None and self._choose_kernels(model, seq2seq, properties)
+        if self.ranks is not None:  # the ranks time the kernels apart: they must try the same variants in turn
+            streamed = self.ranks.agree(streamed)
         variants = [
             (graphs, compiled, True, streamed),
             (graphs, compiled, True, False),
@@ -138,15 +158,19 @@ class AccelerateHandler(Handler):
                 f"kv_cache=static (cuda_graphs {'on' if graphs else 'off'}, compile {'on' if compiled else 'off'}, "
                 f"fused projections {'on' if fused else 'off'}{', gemv kernel on' if stream else ''})"
             )
+            agrees = False
             try:
                 decoder = FastDecoder(model, tokenizer, seq2seq, graphs, compiled)
                 decoder.fused, decoder.streamed = fused, stream
                 fast = self.generate(model, tokenizer, seq2seq, SELF_CHECK_PROMPTS, check, decoder)
+                agrees = fast == plain
+                if not agrees:
+                    logging.warning("%s disagrees with generate() (%s vs %s)", name, fast, plain)
             except Exception as error:  # an architecture or transformers version this loop does not know
                 logging.warning("%s failed its self-check (%s)", name, error)
-                continue
-            if fast != plain:
-                logging.warning("%s disagrees with generate() (%s vs %s)", name, fast, plain)
+            if self.ranks is not None:  # every rank serves the same variant: each takes part in the collectives
+                agrees = self.ranks.agree(agrees)
+            if not agrees:
                 continue
             logging.info("%s: agrees with generate(); serving with it", name)
             self._warm_up(decoder, properties)
@@ -180,10 +204,14 @@ class AccelerateHandler(Handler):
             decoder.loaded = True
             logging.warning("warm_shapes: stopped (%s); the rest are prepared on first use", error)
 
-    def answer(self, loaded: tuple[Any, Any, bool, FastDecoder | None], inputs: Any) -> Any:
+    def answer(self, loaded: Any, inputs: Any) -> Any:
         """One request: batched JSON, or a stream of JSON lines; 504 past the request's deadline."""
+        if loaded is IDLE:
+            return None  # the server answers with the answering rank's output
         model, tokenizer, seq2seq, fast = loaded
-        deadline = Deadline(inputs, self.timeout or self.request_timeout_s)
+        deadline: Any = Deadline(inputs, self.timeout or self.request_timeout_s)
+        if self.ranks is not None:  # every rank stops at the same token
+            deadline = SharedDeadline(deadline, self.ranks)
         body = read_body(inputs)
         prompts, kwargs = self.rules.parse(body, self.chars_per_token)
         stream = body.get("stream") is True

@@ -8,12 +8,14 @@ rules in the registry turn that into findings.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from lmi_deploy import adapters, warm_shapes
+from lmi_deploy import adapters, mpi_mode, warm_shapes
 from lmi_deploy.engines.base import ENGINES, Engine, EngineSpec, model_dtype, version_key
 from lmi_deploy.instances import InstanceType
 from lmi_deploy.model_facts import DTYPE_BYTES, ModelFacts
+from lmi_deploy.performance import STATED, Estimate, Setup, engine_speed
+from lmi_deploy.performance import estimate as performance_estimate
 from lmi_deploy.rules import estimates
 from lmi_deploy.rules.estimates import LoadTimes, MemoryEstimate
 from lmi_deploy.rules.registry import Finding
@@ -327,12 +329,50 @@ def note_adapters(view: View, derived: Derived) -> None:
         derived.notes += plan.notes
 
 
+def handler_latency(view: View, derived: Derived) -> tuple[Setup, Estimate] | None:
+    """The Accelerate handler's latency at the stated workload (``performance.STATED``), or None where unknown."""
+    tp, facts, instance, dtype = derived.tensor_parallel_degree, view.facts, view.instance, derived.dtype
+    if view.source != "deployment" or view.engine is not Engine.ACCELERATE or view.handler != "custom":
+        return None
+    if facts is None or facts.parameters is None or instance is None or dtype not in DTYPE_BYTES or tp is None:
+        return None
+    if instance.is_neuron:
+        return None
+    assert dtype is not None
+    setup = Setup(instance, Engine.ACCELERATE, tp, dtype)
+    speed = replace(engine_speed(Engine.ACCELERATE), split_layers=tensor_parallel_at(view, derived))
+    return setup, performance_estimate(facts, setup, STATED.workload(setup.copies), speed)
+
+
+def tensor_parallel_at(view: View, derived: Derived) -> bool:
+    """Whether lmi-deploy's Accelerate handler runs this deployment tensor-parallel (``lmi_deploy.mpi_mode``)."""
+    tp = derived.tensor_parallel_degree
+    return mpi_mode.tensor_parallel_at(view.engine, view.handler, tp, view.version, view.facts)
+
+
+def note_latency(view: View, derived: Derived) -> None:
+    """The Accelerate handler's printed latency estimate, with its all-reduces where it runs tensor-parallel."""
+    found = handler_latency(view, derived)
+    if found is None:
+        return
+    setup, latency = found
+    how = "tensor parallel" if tensor_parallel_at(view, derived) else "device_map: one GPU busy at a time"
+    how = how if setup.tensor_parallel > 1 else "one GPU"
+    reduce = f", of which {latency.allreduce_ms:.2f} ms all-reduce over {setup.instance.interconnect.name}"
+    derived.notes.append(
+        f"latency estimate at TP{setup.tensor_parallel} ({how}), {STATED.describe()}: {latency.step_ms:.1f} ms per "
+        f"token{reduce if latency.allreduce_ms else ''}, p50 ~{latency.request_ms:.0f} ms per request "
+        "(lmi_deploy/performance.py)"
+    )
+
+
 Step = Callable[[View, Derived], None]
 PIPELINE: tuple[Step, ...] = (
     derive_dtype,
     derive_sequence_and_batch,
     derive_tensor_parallel,
     derive_memory,
+    note_latency,
     derive_timeouts,
     note_operations,
     note_adapters,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from lmi_deploy import containers
+from lmi_deploy import containers, mpi_mode
+from lmi_deploy.containers import Engine
 from lmi_deploy.model_facts import DTYPE_BYTES
-from lmi_deploy.rules.derive import Derived, divides_heads, tp_fits_instance
+from lmi_deploy.performance import STATED, decode_allreduces
+from lmi_deploy.rules.derive import Derived, divides_heads, handler_latency, tensor_parallel_at, tp_fits_instance
 from lmi_deploy.rules.registry import Example, rule
 from lmi_deploy.rules.view import View
 
@@ -118,4 +120,73 @@ def tp_auto_fits(view: View, derived: Derived) -> Iterator[str]:
         f"no tensor_parallel_degree on {instance.name} fits {view.model_id} in {dtype}{estimate}: {weights} on "
         f"{total:.0f} GiB of {instance.accelerator_noun}; {'; '.join(derived.tp_search)}; choose a larger instance or "
         "a smaller dtype/batch/sequence length"
+    )
+
+
+def _accelerate_tp(view: View, derived: Derived) -> int | None:
+    """The degree of lmi-deploy's Accelerate handler in a deployment, when it spans several GPUs."""
+    tp = derived.tensor_parallel_degree
+    custom = view.engine is Engine.ACCELERATE and view.handler == "custom" and view.source == "deployment"
+    return tp if custom and tp is not None and tp > 1 else None
+
+
+@rule(
+    "LMI305",
+    title="The Accelerate handler spreads whole layers with device_map instead of tensor parallelism",
+    why="Tensor parallelism (engine=MPI) splits every layer across the GPUs, so each token reads 1/N of the weights "
+    "on each GPU at once; device_map puts whole layers on each GPU, one busy at a time, so each token reads all the "
+    "weights at one GPU's bandwidth (about N times slower). It applies to the architectures the handler has a "
+    "plan for (T5, Llama, Mistral, Qwen2), degrees that divide their heads, and releases with the MPI engine (0.23+).",
+    fix="Use a covered architecture and a degree that divides its heads on LMI 0.23.0 or later, or one GPU per copy "
+    "if the model fits it.",
+    example=Example(
+        settings={
+            "engine": "accelerate",
+            "model_id": "EleutherAI/gpt-j-6b",
+            "instance_type": "ml.g5.12xlarge",
+            "tensor_parallel_degree": "4",
+            "dtype": "fp16",
+        }
+    ),
+    level="warning",
+)
+def accelerate_device_map_fallback(view: View, derived: Derived) -> Iterator[str]:
+    tp = _accelerate_tp(view, derived)
+    reason = None if tp is None else mpi_mode.fallback_reason(view.version, view.facts, tp)
+    if tp is not None and reason is not None:
+        yield (
+            f"tensor_parallel_degree={tp} with the Accelerate handler: {reason}, so device_map spreads whole layers "
+            f"over the {tp} GPUs (one busy at a time, about {tp}x slower per token than tensor parallelism)"
+        )
+
+
+@rule(
+    "LMI306",
+    title="Tensor parallelism over PCIe: every token pays its all-reduces",
+    why="g4dn, g5, g6 and g6e GPUs have no NVLink: the 2-3 all-reduces per decoder layer go through the PCIe host "
+    "bridge at tens of microseconds each, a share of each token's time that NVLink instances do not pay.",
+    fix="Prefer the smallest degree that fits the model, or an NVLink instance (p4d, p5) for large degrees.",
+    example=Example(
+        settings={
+            "engine": "accelerate",
+            "model_id": "google/flan-t5-xxl",
+            "instance_type": "ml.g5.12xlarge",
+            "tensor_parallel_degree": "4",
+            "dtype": "bf16",
+        }
+    ),
+    level="warning",
+    needs=("instance", "parameters"),
+)
+def pcie_all_reduce_cost(view: View, derived: Derived) -> Iterator[str]:
+    found = handler_latency(view, derived) if tensor_parallel_at(view, derived) else None
+    if found is None or not found[0].instance.interconnect.name.startswith("PCIe"):
+        return
+    setup, latency = found
+    assert view.facts is not None
+    count = decode_allreduces(view.facts)
+    yield (
+        f"tensor_parallel_degree={setup.tensor_parallel} on {setup.instance.name} (no NVLink): {count} all-reduces "
+        f"per token at ~{latency.allreduce_ms / count * 1e3:.0f} us each add {latency.allreduce_ms:.1f} ms to each "
+        f"token's {latency.step_ms - latency.allreduce_ms:.1f} ms ({STATED.describe()})"
     )

@@ -61,7 +61,8 @@ def infer_engine(
     """lmi-deploy's engine for what this file asks of this container; None when the file does not say."""
     entry, server = values.get("option.entryPoint", ""), values.get("engine", "")
     if has_model_py and not entry:  # DJL runs a model.py beside the file before any default handler
-        return _engine_from_handler("", server) or (Engine.ACCELERATE if server in ("", "Python") else None)
+        # MPI: lmi-deploy's Accelerate handler runs tensor-parallel under it (lmi_deploy.mpi_mode)
+        return _engine_from_handler("", server) or (Engine.ACCELERATE if server in ("", "Python", "MPI") else None)
     rolling = values.get("option.rolling_batch", "")
     tag = tag.lower()
     if "neuronx" in tag or (instance is not None and instance.is_neuron and not rolling and not entry):

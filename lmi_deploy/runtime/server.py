@@ -34,6 +34,7 @@ from lmi_deploy.rules.properties_view import parse_properties
 from lmi_deploy.runtime import api_for, load_handler
 from lmi_deploy.runtime.djl_python.outputs import encode_chunk
 from lmi_deploy.runtime.http_guard import client_gone, make_http_server
+from lmi_deploy.runtime.mpi_workers import WorkerDisconnected, WorkerGroup, mpi_world
 from lmi_deploy.runtime.versions import (
     BATCH_REQUEST_PROPERTIES,
     MODEL_PROPERTIES_AT_WARM_UP,
@@ -184,6 +185,12 @@ class ModelServer:
         names_weights = any(key in settings.options for key in ("model_id", "s3url"))
         self.handler_model_dir = str(self.model_code if names_weights else self.model_dir)
         self.Input, self.Output = api_for(self.release)
+        # engine=MPI with tensor_parallel_degree > 1: the model copy runs as that many rank processes (a rolling-batch
+        # stand-in runs whole in this one)
+        world = 1 if stand_in else mpi_world(settings.server, settings.options)
+        self.group: WorkerGroup | None = None
+        if world > 1:
+            self.group = WorkerGroup(self.handler_file, self.release.version, world, self.Output)
         self.state = "loading"
         self.failure = ""
         self._handler: Any = None
@@ -195,7 +202,7 @@ class ModelServer:
 
     def wait_ready(self, timeout: float = 120) -> bool:
         deadline = time.monotonic() + timeout
-        while self.state == "loading" and time.monotonic() < deadline:
+        while self.state in ("loading", "restarting") and time.monotonic() < deadline:
             time.sleep(0.02)
         return self.state == "ready"
 
@@ -219,6 +226,9 @@ class ModelServer:
 
     def queue_job(self, body: bytes, headers: dict[str, str]) -> Job:
         job = Job(body, headers)
+        if self.state == "restarting":  # PyPredictor: the ranks are being started again after a crash
+            job.future.set_result(server_error(400, "TranslateException", "Backend Python process is stopped."))
+            return job
         if self.state != "ready":
             job.future.set_result(error_reply(503, "Service Unavailable", f"model is {self.state}"))
             return job
@@ -259,17 +269,26 @@ class ModelServer:
             "model_dir": self.handler_model_dir,
         }
 
-    def _run(self) -> None:
+    def _load(self) -> bool:
+        """Import the handler (or start the ranks) and make the warm-up call; False (state failed) if it fails."""
         try:
-            self._handler = load_handler(self.handler_file, self.release)
+            if self.group is not None:
+                self.group.start()
+            else:
+                self._handler = load_handler(self.handler_file, self.release)
             result = self._handler_function()(self.Input.of(self._engine(self.properties)))
             if result is not None and getattr(result, "code", 200) >= 300:
                 raise RuntimeError(f"warm-up call answered {result.code}: {result.body()!r}")
         except BaseException as error:
             LOG.exception("model failed to load")
             self.failure, self.state = f"{type(error).__name__}: {error}", "failed"
-            return
+            return False
         self.state = "ready"
+        return True
+
+    def _run(self) -> None:
+        if not self._load():
+            return
         while True:
             batch = [self.jobs.get()]
             deadline = time.monotonic() + self.max_batch_delay_s
@@ -284,6 +303,8 @@ class ModelServer:
             batch = [job for job in batch if self._still_wanted(job)]
             if batch:
                 self._serve(batch)
+            if self.state == "restarting" and not self._restart_ranks():
+                return
 
     def _still_wanted(self, job: Job) -> bool:
         """False (and the job answered) for a request whose client left, or whose deadline passed, in the queue."""
@@ -297,16 +318,29 @@ class ModelServer:
         return True
 
     def _handler_function(self) -> Any:
+        if self.group is not None:
+            return self.group.call
         return getattr(self._handler, self.properties["handler"])
+
+    def _restart_ranks(self) -> bool:
+        """After a rank died: stop every rank and start them again, as the server restarts mpirun (requests
+        meanwhile are refused, see :meth:`queue_job`)."""
+        assert self.group is not None
+        self.group.stop()
+        LOG.warning("restarting the %d ranks", self.group.world)
+        return self._load()
 
     def _call(self, inputs: Any) -> tuple[Any, Reply | None]:
         """The handler's Output, or the reply the engine makes of its failure (release by release)."""
         self.busy_since = time.monotonic()
         try:
             output = self._handler_function()(inputs)
+        except WorkerDisconnected:
+            self.state = "restarting"  # the worker loop restarts the ranks once this reply is sent
+            return None, server_error(400, "TranslateException", "Python worker disconnected.")
         except Exception as error:
             LOG.exception("handler failed")
-            if self.release.is_out_of_memory(error):
+            if self.release.is_out_of_memory(error) or getattr(error, "out_of_memory", False):
                 return None, Reply(507, b"", {})
             failed = self.Output().error(str(error))
             return None, self._reply(failed)

@@ -1,0 +1,213 @@
+"""Tensor parallelism under the container's MPI mode: the ranks, and what they must decide together.
+
+With ``engine=MPI`` the LMI server starts ``mpirun -np <tensor_parallel_degree>`` per model copy, one process per
+GPU, each running this handler (``Connection.getPythonStartCmd``). Its engine turns Open MPI's
+``OMPI_COMM_WORLD_RANK`` / ``_SIZE`` / ``_LOCAL_RANK`` into ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK``; mpirun exports
+``MASTER_ADDR`` and ``MASTER_PORT`` (the worker's own port, free: MPI mode talks over unix sockets) and
+``CUDA_VISIBLE_DEVICES`` listing the copy's GPUs, so rank r drives GPU ``LOCAL_RANK``. Every rank receives every
+request and the server answers with the last rank's output (``PyProcess.predict``; from 0.35 only when
+``option.use_passive_workers=false``, which lmi-deploy renders: passive workers would leave the other ranks out of
+the collectives). All ranks therefore run the same steps on the same inputs and compute the same tokens (every
+row-parallel product ends in an all-reduce, so every rank holds the same logits); rank 0 leads what could differ
+between processes: the random seed, when a request's deadline stops it, and which decode variant serves.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+# every this many calls of SharedDeadline.expired() the ranks agree on it (one small host collective)
+_AGREE_EVERY = 8
+_REASONS = ("", "cancelled", "deadline")  # MAX over ranks: a deadline anywhere stops every rank
+
+
+@dataclass
+class Ranks:
+    """This process's place in the model copy: its rank, how many ranks, its device and the process groups."""
+
+    rank: int
+    world: int
+    device: Any
+    backend: str
+    control: Any  # a gloo group for host-side decisions (the NCCL group reduces device tensors)
+    one_shot: Any = None  # OneShotAllReduce where it passed its check (GPUs with peer access), else NCCL
+
+    @property
+    def answering(self) -> bool:
+        """Whether the server returns this rank's output (the last rank's, see the module's docstring)."""
+        return self.rank == self.world - 1
+
+    def all_reduce(self, tensor: Any) -> None:
+        """Sum ``tensor`` over the ranks in place (NCCL on GPUs: capturable in a CUDA graph)."""
+        torch.distributed.all_reduce(tensor)
+
+    def summed(self, tensor: Any) -> Any:
+        """``tensor`` summed over the ranks: the one-shot path for a decode step's small tensors, else NCCL."""
+        if self.one_shot is not None and tensor.numel() <= self.one_shot.capacity:
+            return self.one_shot(tensor)
+        self.all_reduce(tensor)
+        return tensor
+
+    def agree(self, ok: bool) -> bool:
+        """True only where every rank says True: a decision the ranks must take together (host, gloo)."""
+        flag = torch.tensor([1 if ok else 0], dtype=torch.int32)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN, group=self.control)
+        return bool(flag.item())
+
+    def most(self, value: int) -> int:
+        flag = torch.tensor([value], dtype=torch.int64)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX, group=self.control)
+        return int(flag.item())
+
+    def rank_zero_value(self, value: int) -> int:
+        """Rank 0's ``value`` on every rank."""
+        flag = torch.tensor([value], dtype=torch.int64)
+        torch.distributed.broadcast(flag, src=0, group=self.control)
+        return int(flag.item())
+
+
+def _env_int(*names: str) -> int | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return int(value)
+    return None
+
+
+def world_size() -> int:
+    """How many ranks mpirun started for this model copy (1 outside MPI mode)."""
+    return _env_int("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE") or 1
+
+
+def init_ranks(degree: int, properties: dict[str, str]) -> Ranks | None:
+    """Join the model copy's process group (None when this process runs alone).
+
+    A world that is not the rendered ``tensor_parallel_degree`` is refused: the weights would be split wrongly.
+    """
+    world = world_size()
+    if world <= 1:
+        return None
+    if world != degree:
+        raise RuntimeError(
+            f"mpirun started {world} ranks but option.tensor_parallel_degree={degree}: re-render the deployment"
+        )
+    if str(properties.get("use_passive_workers", "")).strip().lower() == "true":
+        raise RuntimeError(
+            "option.use_passive_workers=true sends requests to rank 0 only, but every rank takes part in each "
+            "token: set option.use_passive_workers=false (lmi-deploy renders it)"
+        )
+    rank = _env_int("RANK", "OMPI_COMM_WORLD_RANK") or 0
+    local = _env_int("LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK")
+    local = rank if local is None else local
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+        device, backend = torch.device("cuda", local), "nccl"
+    else:
+        device, backend = torch.device("cpu"), "gloo"
+    if not torch.distributed.is_initialized():
+        kwargs: dict[str, Any] = {"device_id": device} if backend == "nccl" else {}
+        torch.distributed.init_process_group(backend, rank=rank, world_size=world, **kwargs)
+    control = torch.distributed.new_group(backend="gloo") if backend == "nccl" else torch.distributed.group.WORLD
+    ranks = Ranks(rank, world, device, backend, control)
+    # the same random stream on every rank: sampled tokens agree without exchanging them
+    torch.manual_seed(ranks.rank_zero_value(int(torch.initial_seed()) % (1 << 62)))
+    logging.info("tensor parallel: rank %d of %d on %s (%s)", rank, world, device, backend)
+    return ranks
+
+
+class SharedDeadline:
+    """A request's Deadline that every rank reads the same: they agree on it every few calls of ``expired()``.
+
+    Each rank's own clock (and the local runtime's client cancel) could stop one rank a token before another, which
+    would leave the others waiting in a collective. Every rank calls ``expired()`` the same number of times (the
+    decode steps are the same), so agreeing at the same calls keeps them in step; once expired, it stays expired.
+    """
+
+    def __init__(self, deadline: Any, ranks: Ranks) -> None:
+        self.deadline = deadline
+        self.ranks = ranks
+        self.calls = 0
+        self.reason = ""
+        self.seconds = deadline.seconds
+
+    def expired(self) -> bool:
+        self.calls += 1
+        if not self.reason and self.calls % _AGREE_EVERY == 0:
+            self.deadline.expired()
+            self.reason = _REASONS[self.ranks.most(_REASONS.index(self.deadline.reason))]
+            self.deadline.reason = self.reason
+        return bool(self.reason)
+
+    def check(self, generated: int) -> None:
+        self.deadline.reason = self.reason
+        self.deadline.check(generated)
+
+
+class OneShotAllReduce:
+    """A decode step's small all-reduce through PyTorch's symmetric memory: each rank copies its partial sum into a
+    buffer the others can read over NVLink, and one kernel (a barrier, then each rank reads and adds every peer's
+    buffer) leaves the sum on every rank: a few microseconds where NCCL's ring takes tens for [batch, d_model].
+    Two buffers are used in turn, so a rank never overwrites the buffer a slower peer may still be reading (every
+    call starts with the barrier). Used only where it matches NCCL's sum, eagerly and in a CUDA graph (``check``).
+    """
+
+    def __init__(self, ranks: Ranks, capacity: int) -> None:
+        import torch.distributed._symmetric_memory as symm_mem
+
+        self.group_name = torch.distributed.group.WORLD.group_name
+        enable = getattr(symm_mem, "enable_symm_mem_for_group", None)
+        if enable is not None:
+            enable(self.group_name)
+        self.capacity = capacity
+        self.buffers = [symm_mem.empty(capacity, dtype=torch.float32, device=ranks.device) for _ in range(2)]
+        for buffer in self.buffers:
+            symm_mem.rendezvous(buffer, self.group_name)
+        self.turn = 0
+
+    def __call__(self, tensor: Any) -> Any:
+        buffer = self.buffers[self.turn][: tensor.numel()].view(tensor.shape)
+        self.turn ^= 1
+        buffer.copy_(tensor)
+        summed = torch.ops.symm_mem.one_shot_all_reduce(buffer, "sum", self.group_name)
+        return summed
+
+
+def enable_one_shot(ranks: Ranks, capacity: int) -> None:
+    """Give ``ranks`` the one-shot all-reduce where every rank can build it and it sums as NCCL does, eagerly and
+    replayed from a CUDA graph; NCCL otherwise (logged). A collective: every rank takes the same path."""
+    if ranks.backend != "nccl":
+        return
+    one_shot = None
+    try:
+        one_shot = OneShotAllReduce(ranks, capacity)
+        probe = torch.arange(capacity // 2, dtype=torch.float32, device=ranks.device) * (ranks.rank + 1)
+        expected = probe.clone()
+        torch.distributed.all_reduce(expected)
+        eager = one_shot(probe)
+        graph, stream = torch.cuda.CUDAGraph(), torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            one_shot(probe)
+            one_shot(probe)
+        torch.cuda.current_stream().wait_stream(stream)
+        with torch.cuda.graph(graph):
+            first = one_shot(probe)
+            second = one_shot(first / ranks.world)  # the other buffer, summed again: the same sum
+        graph.replay()
+        torch.cuda.synchronize()
+        works = bool(torch.equal(eager, expected)) and bool(torch.equal(first, expected))
+        works = works and bool(torch.allclose(second, expected))
+    except Exception as error:  # no symmetric memory here (an older torch, no peer access): NCCL it is
+        logging.info("tensor parallel: one-shot all-reduce unavailable (%s)", error)
+        works = False
+    if ranks.agree(works):
+        ranks.one_shot = one_shot
+        logging.info("tensor parallel: one-shot all-reduce (symmetric memory) for up to %d values", capacity)
+    else:
+        logging.info("tensor parallel: NCCL all-reduce")

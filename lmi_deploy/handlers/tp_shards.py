@@ -1,0 +1,172 @@
+"""Tensor-parallel sharding: each rank's shard read from the safetensors files, row-wise outputs all-reduced.
+
+The model is built at one rank's size (``tp_plans``: heads and FFN width divided by the degree in a copy of its
+config), so every layer is a plain ``nn.Linear`` holding plain tensors: the static KV cache is sized per rank, and the
+fused projections, CUDA graphs and compile of the single-GPU handler work per rank unchanged. The only new operation is
+the in-place all-reduce after each row-wise projection (NCCL, captured in the decode step's CUDA graph with the rest:
+no host sync). PyTorch's ``parallelize_module`` with ColwiseParallel/RowwiseParallel computes the same products, but
+its DTensor parameters put a Python dispatch and a placement check on every product, and the handler's fused
+projections and direct loading work on plain tensors; plain shards keep the same math without either.
+
+Each tensor's split follows from shapes: the one dimension where the shard's parameter is smaller than the checkpoint's
+is cut into ``degree`` equal parts and rank r reads part r, through safetensors' slices (only those bytes are read).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import torch
+
+from .fast_load import _ParametersOnMeta, safetensors_files
+from .hf_generate import DTYPE_ARGUMENT
+from .tensor_parallel import Ranks, enable_one_shot
+from .tp_plans import PLANS, Plan, plan_problem, shard_config
+
+
+def _checkpoint_index(location: str) -> dict[str, str]:
+    """Tensor name -> the file that holds it."""
+    files = safetensors_files(location)
+    index_path = os.path.join(location, "model.safetensors.index.json")
+    if os.path.isfile(index_path):
+        with open(index_path) as handle:
+            weight_map = json.load(handle)["weight_map"]
+        return {name: os.path.join(location, file) for name, file in weight_map.items()}
+    from safetensors import safe_open
+
+    with safe_open(files[0], framework="pt") as handle:
+        names = handle.keys()
+    return {name: files[0] for name in names}
+
+
+def _shard_slice(name: str, full: list[int], local: tuple[int, ...], ranks: Ranks) -> tuple[slice, ...]:
+    """The part of a checkpoint tensor of shape ``full`` that this rank's parameter of shape ``local`` holds."""
+    if len(full) != len(local):
+        raise ValueError(f"{name}: the checkpoint's shape {full} does not match the model's {list(local)}")
+    parts = []
+    for size, mine in zip(full, local):
+        if size == mine:
+            parts.append(slice(None))
+        elif size == mine * ranks.world:
+            parts.append(slice(ranks.rank * mine, (ranks.rank + 1) * mine))
+        else:
+            raise ValueError(f"{name}: {size} in the checkpoint does not split into {ranks.world} parts of {mine}")
+    if sum(part != slice(None) for part in parts) > 1:
+        raise ValueError(f"{name}: split along more than one dimension")
+    return tuple(parts)
+
+
+def read_shard(location: str, parameters: dict[str, Any], ranks: Ranks, dtype: Any) -> dict[str, Any]:
+    """This rank's part of every checkpoint tensor the model has, on its device, in ``dtype`` (floats)."""
+    from safetensors import safe_open
+
+    where = _checkpoint_index(location)
+    by_file: dict[str, list[str]] = {}
+    for name in parameters:
+        if name in where:
+            by_file.setdefault(where[name], []).append(name)
+    state: dict[str, Any] = {}
+    for path, names in sorted(by_file.items()):
+        with safe_open(path, framework="pt") as handle:
+            for name in names:
+                piece = handle.get_slice(name)
+                part = piece[_shard_slice(name, piece.get_shape(), tuple(parameters[name].shape), ranks)]
+                target = dtype if part.is_floating_point() else part.dtype
+                state[name] = part.to(device=ranks.device, dtype=target)
+    return state
+
+
+ONE_SHOT_ROWS = 16  # decode steps of up to this many rows sum through the one-shot all-reduce
+
+
+class RowParallelLinear(torch.nn.Linear):  # type: ignore[misc]
+    """A row-wise projection: this rank's partial product, summed over the ranks, in fp32 on a GPU in 16 bits (the
+    product written in fp32 by cuBLAS, the sum rounded once, as one GPU's single product rounds once: the tokens
+    stay those of one GPU), then cast back. A class of its own, so the fused projections and the streaming kernel,
+    which take plain ``nn.Linear`` layers, leave it to cuBLAS."""
+
+    ranks: Ranks
+    wide = False  # partial products in fp32
+
+    def forward(self, x: Any) -> Any:
+        if not self.wide:
+            partial = torch.nn.functional.linear(x, self.weight)
+            self.ranks.all_reduce(partial)
+            return partial
+        flat = torch.mm(x.reshape(-1, x.shape[-1]), self.weight.t(), out_dtype=torch.float32)
+        return self.ranks.summed(flat).to(x.dtype).view(*x.shape[:-1], flat.shape[-1])
+
+
+def _row_parallel(layer: Any, ranks: Ranks) -> None:
+    """Make ``layer`` a RowParallelLinear in place (its parameters stay where they are)."""
+    layer.__class__ = RowParallelLinear
+    layer.ranks = ranks
+    probe = torch.zeros((1, layer.in_features), dtype=layer.weight.dtype, device=layer.weight.device)
+    if layer.weight.device.type == "cuda" and layer.weight.dtype in (torch.bfloat16, torch.float16):
+        try:
+            torch.mm(probe, layer.weight.t(), out_dtype=torch.float32)
+            layer.wide = True
+        except (RuntimeError, TypeError):  # a torch without mm's out_dtype: sums in the model's dtype
+            layer.wide = False
+
+
+def row_wise_layers(model: Any, plan: Plan) -> list[Any]:
+    """The Linear layers whose partial outputs are summed over the ranks."""
+    return [
+        module
+        for name, module in model.named_modules()
+        if name.split(".")[-1] in plan.row_wise and isinstance(module, torch.nn.Linear)
+    ]
+
+
+def load_shard(location: str, model_class: Any, config: Any, dtype: Any, ranks: Ranks, one_shot: bool = False) -> Any:
+    """The model at this rank's size with its shard of the weights, row-wise outputs all-reduced; or ValueError.
+
+    ``one_shot`` (``option.tp_all_reduce=one_shot``, experimental: not yet measured on GPUs) sums a decode step's
+    partial products through symmetric memory where that checks out; NCCL otherwise."""
+    if not safetensors_files(location):
+        raise ValueError(f"{location} holds no .safetensors weights to read shards from")
+    plan = PLANS[config.model_type]
+    local = shard_config(config, ranks.world)
+    with _ParametersOnMeta():
+        model = model_class.from_config(local, **{DTYPE_ARGUMENT: dtype})
+    parameters = dict(model.named_parameters(remove_duplicate=False))
+    model.load_state_dict(read_shard(location, parameters, ranks, dtype), strict=False, assign=True)
+    model.tie_weights()
+    missing = [name for name, param in model.named_parameters() if param.device.type == "meta"]
+    if missing:
+        raise ValueError(f"{', '.join(missing[:3])}... are not in the checkpoint")
+    layers = row_wise_layers(model, plan)
+    if not layers or any(layer.bias is not None for layer in layers):
+        raise ValueError("its row-wise layers are missing or carry a bias (it would be summed once per rank)")
+    for layer in layers:
+        _row_parallel(layer, ranks)
+    if one_shot and ranks.device.type == "cuda":  # a decode step's all-reduces: up to 16 rows of the model's width
+        enable_one_shot(ranks, ONE_SHOT_ROWS * layers[0].out_features)
+    logging.info(
+        "tensor parallel: rank %d holds 1/%d of the heads and FFN (%d all-reduced layers)",
+        ranks.rank,
+        ranks.world,
+        len(layers),
+    )
+    return model.to(ranks.device).eval()
+
+
+IDLE = "idle"  # what a rank holds when the model fell back to device_map on the answering rank
+
+
+def load_tensor_parallel(
+    location: str, model_class: Any, config: Any, dtype: Any, ranks: Ranks, one_shot: bool = False
+) -> Any:
+    """This rank's shard of the model; where tensor parallelism does not apply (logged), None on the answering rank
+    (which then spreads the model over the GPUs with device_map) and IDLE on the others."""
+    problem = plan_problem(config, ranks.world)
+    if problem is None:
+        return load_shard(location, model_class, config, dtype, ranks, one_shot)
+    logging.warning(
+        "tensor parallel does not apply (%s): device_map over the GPUs of rank %d", problem, ranks.world - 1
+    )
+    return None if ranks.answering else IDLE

@@ -1,0 +1,436 @@
+"""``bench_handler.py --tp N``: the Accelerate handler at TP 1, at TP N (engine=MPI) and with device_map over N GPUs,
+in one run, on one random-weight checkpoint of the real architecture.
+
+Each setup runs as the container runs it, through the local runtime's MPI mode (``lmi_deploy.runtime.mpi_workers``:
+one process per rank, ``RANK``/``WORLD_SIZE``/``MASTER_PORT`` as mpirun and the engine set them, the last rank's
+answer returned): TP 1 on GPU 0; TP N on GPUs 0..N-1 (each rank reads its shard, all-reduces captured in the CUDA
+graphs); device_map: one process that sees the N GPUs and spreads whole layers with ``device_map=balanced`` (the
+fallback). Per setup: startup (load + self-check + warm shapes), then per batch the p50/p99 of the handler's answer
+(JSON in, JSON out, 128 prompt / 64 new tokens greedy), and the answers, which must be identical across setups.
+
+The all-reduce cost per token is measured in the TP ranks: the decode step's all-reduces (count from the
+architecture: three per decoder layer of an encoder-decoder, two otherwise) of a [batch, d_model] bf16 tensor,
+captured back to back in one CUDA graph and replayed, beside the same issued eagerly.
+
+The projection to the seed's 4 x A10G (PCIe) is made where lmi_deploy's catalogs are importable (``--project`` on a
+report written elsewhere): see :func:`projection`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from scripts import bench_handler  # noqa: E402
+
+# appended to the rendered model.py in the benchmark's copy: the ranks' all-reduce probe (function "probe")
+PROBE = '''
+
+def probe(inputs):
+    """bench_tensor_parallel: time COUNT all-reduces of a [ROWS, HIDDEN] fp32 tensor (the row-wise layers' partial
+    sums) as the model sums them (HANDLER.ranks.summed: one-shot or NCCL) and through NCCL, in one CUDA graph, and
+    NCCL's eagerly."""
+    import json as _json
+    import time as _time
+
+    import torch
+
+    properties = inputs.get_properties()
+    count, rows, hidden = (int(properties[k]) for k in ("count", "rows", "hidden"))
+    ranks = HANDLER.ranks
+    if ranks is None or not torch.cuda.is_available():
+        return Output().add(_json.dumps({}))
+    x = torch.zeros((rows, hidden), dtype=torch.float32, device="cuda")
+
+    def nccl():
+        for _ in range(count):
+            torch.distributed.all_reduce(x)
+
+    def model():
+        y = x
+        for _ in range(count):
+            y = ranks.summed(y)
+
+    def in_graph(function):
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            function()
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            function()
+        graph.replay()
+        torch.cuda.synchronize()
+        started = _time.perf_counter()
+        for _ in range(20):
+            graph.replay()
+        torch.cuda.synchronize()
+        return (_time.perf_counter() - started) / 20 * 1e3
+
+    nccl()
+    torch.cuda.synchronize()
+    started = _time.perf_counter()
+    for _ in range(10):
+        nccl()
+    torch.cuda.synchronize()
+    answer = {"count": count, "one_shot": ranks.one_shot is not None}
+    answer["nccl_eager_us_each"] = (_time.perf_counter() - started) / (10 * count) * 1e6
+    answer["nccl_graph_ms_per_token"] = in_graph(nccl)
+    answer["graph_ms_per_token"] = in_graph(model)
+    answer["graph_us_each"] = answer["graph_ms_per_token"] * 1e3 / count
+    return Output().add(_json.dumps(answer))
+'''
+NEW_TOKENS = 64
+INPUT_TOKENS = 128
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def decode_allreduces(config: dict[str, Any]) -> int:
+    """All-reduces of one decode step: three per decoder layer of an encoder-decoder, two otherwise."""
+    layers = config.get("num_decoder_layers") or config.get("num_layers") or config.get("num_hidden_layers") or 0
+    return int(layers) * (3 if config.get("is_encoder_decoder", config.get("model_type") == "t5") else 2)
+
+
+class Setup:
+    """One way to run the handler: its ranks (processes), the GPUs they see, the properties of the warm-up call."""
+
+    def __init__(self, name: str, world: int, gpus: str, properties: dict[str, str]) -> None:
+        self.name, self.world, self.gpus, self.properties = name, world, gpus, properties
+
+
+def run_setup(setup: Setup, model_py: Path, cases: dict[int, list[str]], args: argparse.Namespace) -> dict[str, Any]:
+    """Start the setup's ranks, load, then time every batch; stop them."""
+    from lmi_deploy.runtime import api_for
+    from lmi_deploy.runtime.mpi_workers import WorkerGroup
+    from lmi_deploy.runtime.versions import Release
+
+    input_class, output_class = api_for(Release())
+    os.environ["CUDA_VISIBLE_DEVICES"] = setup.gpus  # what mpirun exports to the copy's ranks
+    group = WorkerGroup(model_py, Release().version, setup.world, output_class)
+    started = time.perf_counter()
+    group.start()
+    try:
+        loaded = group.call(input_class.of(dict(setup.properties, handler="handle")))
+        if loaded is not None and getattr(loaded, "code", 200) >= 300:
+            raise SystemExit(f"bench_handler --tp: {setup.name} failed to load: {loaded.body()!r}")
+        result: dict[str, Any] = {"startup_s": round(time.perf_counter() - started, 1), "batches": {}}
+        log(f"{setup.name}: started in {result['startup_s']} s")
+        for batch, prompts in cases.items():
+            body = json.dumps({"inputs": prompts, "parameters": {"max_new_tokens": args.new_tokens}}).encode()
+            result["batches"][str(batch)] = time_batch(group, input_class, body, args.repeats)
+            log(f"  batch {batch}: { {k: v for k, v in result['batches'][str(batch)].items() if k != 'answer'} }")
+        if setup.world > 1:
+            probe = {"handler": "probe", "count": str(args.allreduces), "hidden": str(args.hidden)}
+            for batch in cases:
+                answer = group.call(input_class.of(dict(probe, rows=str(batch))))
+                result["batches"][str(batch)]["all_reduce"] = json.loads(answer.body())
+                log(f"  all-reduce, batch {batch}: {result['batches'][str(batch)]['all_reduce']}")
+        return result
+    finally:
+        group.stop()
+
+
+def time_batch(group: Any, input_class: Any, body: bytes, repeats: int) -> dict[str, Any]:
+    """p50/p99 of the request, the first one apart, and the p50 of the same prompts with one new token (the
+    prompt pass: the difference is the decode steps)."""
+
+    def call(data: bytes = body) -> Any:
+        output = group.call(input_class.of({"handler": "handle", "content-type": "application/json"}, data))
+        return json.loads(output.body())
+
+    request = json.loads(body)
+    one = json.dumps(dict(request, parameters=dict(request["parameters"], max_new_tokens=1))).encode()
+    prompt_times = []
+    for _ in range(max(3, repeats // 2)):
+        started = time.perf_counter()
+        call(one)
+        prompt_times.append((time.perf_counter() - started) * 1e3)
+
+    started = time.perf_counter()
+    answer = call()
+    first = (time.perf_counter() - started) * 1e3
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        answer = call()
+        times.append((time.perf_counter() - started) * 1e3)
+    if "generated_tokens" not in answer:
+        raise SystemExit(f"bench_handler --tp: the handler did not answer: {answer}")
+    return {
+        "p50_ms": round(statistics.median(times), 1),
+        "p99_ms": round(bench_handler.percentile(times, 0.99), 1),
+        "first_request_ms": round(first, 1),
+        "one_token_p50_ms": round(statistics.median(prompt_times), 1),
+        "answer": answer,
+    }
+
+
+def setups(args: argparse.Namespace, checkpoint: Path) -> list[Setup]:
+    base = {"model_id": str(checkpoint), "model_dir": str(checkpoint), "dtype": "bf16", "warm_shapes": args.shapes}
+    base.update(compile=args.compile, tp_all_reduce=args.all_reduce)
+    tp = args.tp
+    gpus = ",".join(str(i) for i in range(tp))
+    return [
+        Setup("tp1", 1, "0", dict(base, tensor_parallel_degree="1")),
+        Setup(f"tp{tp}", tp, gpus, dict(base, tensor_parallel_degree=str(tp))),
+        Setup(
+            f"device_map{tp}",
+            1,
+            gpus,
+            dict(base, tensor_parallel_degree=str(tp), fast_load="false", device_map="balanced"),
+        ),
+    ]
+
+
+def compare(results: dict[str, Any], tp: int) -> dict[str, Any]:
+    """Per batch: TP N against TP 1 and device_map, and whether every setup gave the same answers."""
+    table: dict[str, Any] = {}
+    for batch in results["tp1"]["batches"]:
+        row = {name: result["batches"][batch]["p50_ms"] for name, result in results.items()}
+        answers = [result["batches"][batch]["answer"] for result in results.values()]
+        tp_row = results[f"tp{tp}"]["batches"][batch]
+        row["tp_vs_tp1"] = round(row[f"tp{tp}"] / row["tp1"], 3)
+        if f"device_map{tp}" in row:
+            row["tp_vs_device_map"] = round(row[f"tp{tp}"] / row[f"device_map{tp}"], 3)
+        row["answers_identical"] = all(answer == answers[0] for answer in answers)
+        row["all_reduce_graph_ms_per_token"] = round(tp_row.get("all_reduce", {}).get("graph_ms_per_token", 0.0), 3)
+        row["all_reduce_nccl_eager_us_each"] = round(tp_row.get("all_reduce", {}).get("nccl_eager_us_each", 0.0), 1)
+        row["all_reduce_nccl_graph_ms_per_token"] = round(
+            tp_row.get("all_reduce", {}).get("nccl_graph_ms_per_token", 0.0), 3
+        )
+        row["one_shot"] = tp_row.get("all_reduce", {}).get("one_shot")
+        row["all_reduce_graph_us_each"] = round(tp_row.get("all_reduce", {}).get("graph_us_each", 0.0), 1)
+        table[batch] = row
+    return table
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tp", type=int, default=2)
+    parser.add_argument("--model-py", type=Path, help="a rendered Accelerate model.py (default: rendered here)")
+    parser.add_argument("--model-config", type=Path, action="append", help="config.json of each architecture")
+    parser.add_argument("--layers", type=int, help="encoder and decoder layers (default: the model's)")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--batches", default="1,4")
+    parser.add_argument("--new-tokens", type=int, default=NEW_TOKENS)
+    parser.add_argument("--input-tokens", type=int, default=INPUT_TOKENS)
+    parser.add_argument("--compile", default="false", help="option.compile of every setup (default false)")
+    parser.add_argument("--all-reduce", default="nccl", help="option.tp_all_reduce of the TP setup: nccl or one_shot")
+    parser.add_argument(
+        "--device-map-for", default="", help="architectures (config stems) also run with device_map (default: all)"
+    )
+    parser.add_argument("--work", type=Path)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
+    parser.add_argument("--project", type=Path, help="only add the 4 x A10G projection to this report")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the three setups on each architecture and write ``tp<N>-<gpu>.json``; or, with ``--project``, add the
+    4 x A10G projection to a report."""
+    args = parse_arguments(argv)
+    if args.project:
+        written = json.loads(args.project.read_text())
+        written["projection"] = {name: projection(arch) for name, arch in written["architectures"].items()}
+        args.project.write_text(json.dumps(written, indent=2) + "\n")
+        print(json.dumps(written["projection"], indent=2))
+        return 0
+    import torch
+
+    if torch.cuda.device_count() < args.tp:
+        count = torch.cuda.device_count()
+        print(f"bench_handler --tp {args.tp}: needs {args.tp} GPUs, {count} visible", file=sys.stderr)
+        return 2
+    import tempfile
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-tp-"))
+    model_py = prepare_model_py(args, work)
+    gpu = torch.cuda.get_device_name(0)
+    bandwidth = bench_handler.copy_bandwidth(torch, "cuda")
+    report: dict[str, Any] = {"gpu": gpu, "gpus": args.tp, "copy_bandwidth_tb_s": round(bandwidth / 1e12, 2)}
+    report["architectures"] = {}
+    args.out.mkdir(parents=True, exist_ok=True)
+    for config_path in args.model_config or [ROOT / "lmi_deploy" / "model_configs" / "google--flan-t5-xxl.json"]:
+        name = config_path.stem.replace("google--", "")
+        report["architectures"][name] = run_architecture(config_path, work / name, model_py, args, bandwidth)
+        (args.out / f"tp{args.tp}-partial.json").write_text(json.dumps(report, indent=1) + "\n")
+    report["command"] = "python scripts/bench_handler.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    report["versions"] = {"torch": torch.__version__, "python": sys.version.split()[0]}
+    path = args.out / f"tp{args.tp}-{gpu.lower().replace('nvidia ', '').split()[0]}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print_table(report, args.tp, path)
+    return 0
+
+
+def prepare_model_py(args: argparse.Namespace, work: Path) -> Path:
+    """The rendered model.py (given, or rendered here) with its lmi_handlers/, plus the ranks' probe."""
+    import shutil
+
+    model_py: Path = work / "code" / "model.py"
+    if model_py.exists():
+        return model_py
+    context = bench_handler.deployment_context(argparse.Namespace(config=None, context=[]))
+    source = args.model_py or bench_handler.render_model_py(context, work / "rendered")
+    model_py.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source.parent / "lmi_handlers", model_py.parent / "lmi_handlers", dirs_exist_ok=True)
+    model_py.write_text(source.read_text() + PROBE)
+    return model_py
+
+
+def run_architecture(
+    config_path: Path, folder: Path, model_py: Path, args: argparse.Namespace, bandwidth: float
+) -> dict[str, Any]:
+    import gc
+
+    import torch
+    from transformers import AutoTokenizer
+
+    model_config = json.loads(config_path.read_text())
+    checkpoint = folder / "checkpoint"
+    if not (checkpoint / "config.json").exists():
+        checkpoint.mkdir(parents=True, exist_ok=True)
+        bench_handler.build_checkpoint(checkpoint, model_config, args.layers, "cuda")
+    gc.collect()
+    torch.cuda.empty_cache()
+    if args.layers:
+        model_config = dict(model_config, num_layers=args.layers, num_decoder_layers=args.layers)
+    args.allreduces, args.hidden = decode_allreduces(model_config), model_config["d_model"]
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint, padding_side="right")
+    batches = [int(b) for b in args.batches.split(",")]
+    cases = {b: bench_handler.prompts_of(tokenizer, b, args.input_tokens) for b in batches}
+    args.shapes = ",".join(f"{b}x{args.input_tokens}x{args.new_tokens}" for b in batches)
+    chosen = [
+        s
+        for s in setups(args, checkpoint)
+        if not s.name.startswith("device_map") or _with_device_map(args, config_path)
+    ]
+    results = {setup.name: run_setup(setup, model_py, cases, args) for setup in chosen}
+    from safetensors import safe_open
+
+    decoder_params = 0
+    for shard in checkpoint.glob("*.safetensors"):
+        with safe_open(shard, framework="pt") as handle:
+            names = [key for key in handle.keys() if key.startswith("decoder.") and "embed_tokens" not in key]  # noqa: SIM118
+            decoder_params += sum(_numel(handle.get_slice(key).get_shape()) for key in names)
+    bound = decoder_params * 2 / bandwidth * 1e3  # ms per token, TP 1: the decoder's bf16 weights read once
+    return {
+        "model_config": config_path.name,
+        "layers": args.layers or model_config.get("num_layers"),
+        "decoder_parameters": decoder_params,
+        "bound_ms_per_token_tp1": round(bound, 3),
+        "decode_all_reduces_per_token": args.allreduces,
+        "setups": results,
+        "comparison": compare(results, args.tp),
+        "new_tokens": args.new_tokens,
+        "input_tokens": args.input_tokens,
+        "hidden": args.hidden,
+    }
+
+
+def _model_config(name: str) -> dict[str, Any]:
+    return dict(json.loads((ROOT / "lmi_deploy" / "model_configs" / name).read_text()))
+
+
+def _with_device_map(args: argparse.Namespace, config_path: Path) -> bool:
+    wanted = [name for name in args.device_map_for.split(",") if name]
+    return not wanted or config_path.stem.replace("google--", "") in wanted
+
+
+def _numel(shape: list[int]) -> int:
+    total = 1
+    for size in shape:
+        total *= size
+    return total
+
+
+def projection(arch: dict[str, Any]) -> dict[str, Any]:
+    """Batch 4 on the seed's ml.g5.12xlarge (4 x A10G, PCIe, no NVLink), TP 4, from what was measured.
+
+    Method. A decode step is (p50 - p50 of the same request with one new token) / (new tokens - 1), for TP 1 (s1) and
+    TP N (sN). It splits into the weight reads W (1/N of them per rank under TP N), a fixed part F that tensor
+    parallelism does not shrink (norms, attention, the many small kernels of a step: their count is the same on every
+    rank) and, under TP N, the all-reduces A measured in the CUDA graph: s1 = W + F, sN = W/N + F + A, so
+    W = (s1 - sN + A) N/(N-1) and F = s1 - W. On 4 A10Gs: W/4 scaled by the datasheet bandwidths (H200 4.8 TB/s,
+    A10G 600 GB/s), F scaled by the FP32 peaks (the small kernels are elementwise and reductions: 67 vs 31.2
+    TFLOPS), plus each all-reduce at the catalog's PCIe latency and ring traffic (lmi_deploy.performance,
+    lmi_deploy.instances). The prompt pass (the one-token request, TP N) is compute-bound: scaled by the 16-bit
+    peaks of N H200s and 4 A10Gs.
+    """
+    from lmi_deploy import instances
+    from lmi_deploy.performance import ALLREDUCE_LATENCY_US
+
+    tp = int(next(name for name in arch["setups"] if name.startswith("tp") and name != "tp1")[2:])
+    steps = arch["new_tokens"]
+
+    def step(setup: str) -> float:
+        row = arch["setups"][setup]["batches"]["4"]
+        return float(row["p50_ms"] - row["one_token_p50_ms"]) / (steps - 1)
+
+    measured = arch["setups"][f"tp{tp}"]["batches"]["4"]
+    reduce_ms = measured["all_reduce"].get("nccl_graph_ms_per_token") or measured["all_reduce"]["graph_ms_per_token"]
+    s1, sn = step("tp1"), step(f"tp{tp}")
+    weights = (s1 - sn + reduce_ms) * tp / (tp - 1)
+    fixed = s1 - weights
+    h200, a10g = instances.ACCELERATOR_SPEED["H200"], instances.ACCELERATOR_SPEED["A10G"]
+    g5 = instances.get("ml.g5.12xlarge")
+    assert g5 is not None
+    hidden = arch.get("hidden") or _model_config(arch["model_config"])["d_model"]
+    message = 4 * hidden * 4  # [batch 4, d_model] fp32 partial sums
+    each_us = ALLREDUCE_LATENCY_US["PCIe"] + 2 * 3 / 4 * message / (g5.interconnect.gb_s * 1e9) * 1e6
+    a10g_weights = weights * h200.memory_bandwidth_gb_s / a10g.memory_bandwidth_gb_s / 4
+    a10g_fixed = fixed * h200.tflops_fp32 / a10g.tflops_fp32
+    a10g_reduce = arch["decode_all_reduces_per_token"] * each_us / 1e3
+    prompt = measured["one_token_p50_ms"] * (h200.tflops_16bit * tp) / (a10g.tflops_16bit * 4)
+    a10g_step = a10g_weights + a10g_fixed + a10g_reduce
+    return {
+        "h200": {
+            "tp1_step_ms": round(s1, 3),
+            f"tp{tp}_step_ms": round(sn, 3),
+            "all_reduce_ms_per_token": round(reduce_ms, 3),
+            "weights_ms": round(weights, 3),
+            "fixed_ms": round(fixed, 3),
+            "weights_vs_copy_bound": round(arch["bound_ms_per_token_tp1"] / weights, 3),
+        },
+        "a10g_tp4": {
+            "weights_ms": round(a10g_weights, 2),
+            "fixed_ms": round(a10g_fixed, 2),
+            "all_reduce_ms": round(a10g_reduce, 2),
+            "all_reduce_us_each": round(each_us, 1),
+            "step_ms": round(a10g_step, 2),
+            "prompt_pass_ms": round(prompt, 1),
+            "p50_ms": round(prompt + (steps - 1) * a10g_step),
+            "seed_p99_ms": 612,
+        },
+        "method": " ".join((projection.__doc__ or "").split()),
+    }
+
+
+def print_table(report: dict[str, Any], tp: int, path: Path) -> None:
+    for name, arch in report["architectures"].items():
+        print(f"{name} ({arch['layers']} layers), {report['gpu']} x {tp}:")
+        header = ("batch", "TP1 p50", f"TP{tp} p50", f"dmap{tp} p50", "TP/TP1", "TP/dmap", "AR ms/tok", "same")
+        print(" ".join(f"{h:>11}" for h in header))
+        for batch, row in arch["comparison"].items():
+            cells = [batch, row["tp1"], row[f"tp{tp}"], row.get(f"device_map{tp}", "-"), row["tp_vs_tp1"]]
+            cells += [row.get("tp_vs_device_map", "-")]
+            cells += [row["all_reduce_graph_ms_per_token"], row["answers_identical"]]
+            print(" ".join(f"{c!s:>11}" for c in cells))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""Tensor parallelism of the Accelerate handler, on the CPU with gloo: rendered as the container's MPI mode and run by
+the local runtime as N rank processes (as mpirun starts them), token for token against one process."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lmi_deploy.config import load_config
+from lmi_deploy.render import render
+from lmi_deploy.runtime.server import ModelServer, serve
+from scripts.local_aws import free_port
+from tests.test_local_endpoint import get, post
+
+REQUESTS = [
+    {"inputs": ["summarize: the quick brown fox jumps", "x"], "parameters": {"max_new_tokens": 12}},
+    {"inputs": ["question: what is it?"], "parameters": {"max_new_tokens": 10, "do_sample": True, "seed": 3}},
+    {"inputs": ["translate English to German: the house"], "parameters": {"max_new_tokens": 6, "num_beams": 2}},
+]
+
+
+@pytest.fixture(scope="module")
+def gated_t5(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny flan-style T5 (gated GELU FFN) whose greedy output is not one repeated token."""
+    from lmi_deploy import tiny_models
+
+    return tiny_models.make(tmp_path_factory.mktemp("flan-t5"), "flan-t5", seed=1)
+
+
+def rendered(model: Path, tp: int, out: Path) -> Path:
+    context = {
+        "engine": "accelerate",
+        "handler": "custom",
+        "model_id": str(model),
+        "instance_type": "ml.g5.12xlarge",
+        "tensor_parallel_degree": str(tp),
+        "dtype": "fp32",
+        "deployment": f"tp{tp}",
+    }
+    return render(load_config(context), out).directory
+
+
+def answers(model_code: Path, model_dir: Path) -> list[tuple[int, Any]]:
+    server = ModelServer(model_code, model_dir)
+    port = free_port()
+    http = serve(server, "127.0.0.1", port)  # bound before the ranks pick their MASTER_PORT
+    server.start()
+    try:
+        assert server.wait_ready(120), server.failure
+        assert get(f"http://127.0.0.1:{port}/ping")[0] == 200
+        replies = [post(f"http://127.0.0.1:{port}", json.dumps(r).encode()) for r in REQUESTS]
+        return [(status, json.loads(body)) for status, body, _ in replies]
+    finally:
+        http.shutdown()
+        if server.group is not None:
+            server.group.stop()
+
+
+@pytest.mark.parametrize("kind", ["t5", "llama"])
+def test_tp2_on_gloo_answers_token_for_token_as_tp1(
+    kind: str, gated_t5: Path, tiny_models: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = gated_t5 if kind == "t5" else tiny_models["llama"]
+    one = rendered(model, 1, tmp_path / "one")
+    two = rendered(model, 2, tmp_path / "two")
+    properties = (two / "serving.properties").read_text().splitlines()
+    assert "engine=MPI" in properties and "use_passive_workers=false" in properties
+    assert "engine=Python" in (one / "serving.properties").read_text().splitlines()
+
+    single = answers(one, model)
+    with caplog.at_level("WARNING", logger="lmi_deploy.serve"):
+        split = answers(two, model)
+    assert [status for status, _ in split] == [200, 200, 200]
+    assert split == single  # greedy, sampled (the ranks share the seed) and beam search through generate()
+    assert len({tuple(answer["outputs"]) for _, answer in split}) == 3
+    assert "answered differently" not in caplog.text  # every rank computed the answer the server returns
+
+
+CRASHING_HANDLER = textwrap.dedent(
+    """
+    import os
+
+    from djl_python import Output
+
+
+    def handle(inputs):
+        if inputs.is_empty():
+            return None
+        text = inputs.get_as_string()
+        if text == "die" and os.environ["RANK"] == "1":
+            os._exit(3)
+        rank = f"{os.environ['RANK']}/{os.environ['WORLD_SIZE']} {os.environ['OMPI_COMM_WORLD_RANK']}"
+        return Output().add(rank)
+    """
+)
+
+
+def test_a_rank_that_dies_is_reported_as_the_container_does_and_the_ranks_restart(tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "model.py").write_text(CRASHING_HANDLER)
+    (code / "serving.properties").write_text("engine=MPI\noption.tensor_parallel_degree=2\nuse_passive_workers=false\n")
+    server = ModelServer(code, tmp_path).start()
+    try:
+        assert server.wait_ready(60), server.failure
+        first = server.invoke(b"hello", {})
+        assert (first.status, first.body) == (200, b"1/2 1")  # the last rank's answer, as PyProcess.predict returns
+        died = server.invoke(b"die", {})
+        assert died.status == 400
+        assert json.loads(died.body)["message"] == "Python worker disconnected."
+        assert server.wait_ready(60), server.failure  # every rank stopped and started again
+        again = server.invoke(b"hello", {})
+        assert (again.status, again.body) == (200, b"1/2 1")
+    finally:
+        if server.group is not None:
+            server.group.stop()
+
+
+@pytest.mark.parametrize(
+    ("settings", "engine", "warning"),
+    [
+        ({"model_id": "google/flan-t5-xxl", "dtype": "bf16"}, "MPI", "LMI306"),  # TP over PCIe: its all-reduce cost
+        ({"model_id": "google/flan-t5-xxl", "dtype": "bf16", "instance_type": "ml.p4d.24xlarge"}, "MPI", None),
+        ({"model_id": "EleutherAI/gpt-j-6b", "dtype": "fp16"}, "Python", "LMI305"),  # no plan for gptj
+        ({"model_id": "google/flan-t5-xxl", "dtype": "fp32", "lmi_version": "0.22.1"}, "Python", "LMI305"),  # no MPI
+    ],
+)
+def test_tensor_parallel_or_a_stated_device_map_fallback(
+    settings: dict[str, str], engine: str, warning: str | None, tmp_path: Path
+) -> None:
+    config = load_config(
+        {"engine": "accelerate", "instance_type": "ml.g5.12xlarge", "tensor_parallel_degree": "4", **settings}
+    )
+    properties = (render(config, tmp_path).directory / "serving.properties").read_text().splitlines()
+    assert f"engine={engine}" in properties
+    warnings = [w.rule for w in config.resolved.warnings if w.rule.startswith("LMI30")]
+    assert warnings == ([warning] if warning else [])
+    estimate = next(note for note in config.resolved.notes if note.startswith("latency estimate at TP4"))
+    if engine == "MPI" and warning:  # flan-t5-xxl: 24 decoder layers x 3 all-reduces, each ~30 us over PCIe
+        assert "(tensor parallel)" in estimate and "all-reduce over PCIe" in estimate
+        assert "72 all-reduces per token" in next(str(w) for w in config.resolved.warnings if w.rule == warning)
+    if engine == "Python":
+        assert "all-reduce" not in estimate and "device_map" in estimate
+
+
+def test_shards_follow_from_shapes_and_refuse_what_does_not_split() -> None:
+    from transformers import T5Config
+
+    from lmi_deploy.handlers.tensor_parallel import Ranks
+    from lmi_deploy.handlers.tp_plans import plan_problem, shard_config
+    from lmi_deploy.handlers.tp_shards import _shard_slice
+
+    ranks = Ranks(rank=1, world=2, device="cpu", backend="gloo", control=None)
+    assert _shard_slice("q.weight", [64, 32], (32, 32), ranks) == (slice(32, 64), slice(None))  # column-wise
+    assert _shard_slice("o.weight", [32, 64], (32, 32), ranks) == (slice(None), slice(32, 64))  # row-wise
+    assert _shard_slice("norm.weight", [32], (32,), ranks) == (slice(None),)  # replicated
+    with pytest.raises(ValueError, match="does not split into 2 parts"):
+        _shard_slice("wi.weight", [65, 32], (32, 32), ranks)
+    config = T5Config(d_model=32, d_ff=64, d_kv=8, num_heads=4)
+    assert (shard_config(config, 2).num_heads, shard_config(config, 2).d_ff, config.num_heads) == (2, 32, 4)
+    assert plan_problem(config, 3) == "num_heads=4 is not divisible by tensor_parallel_degree=3"
+    config.model_type = "gpt2"
+    assert "not among the tensor-parallel plans" in str(plan_problem(config, 2))
+
+
+def test_bench_handler_tp_projects_the_two_gpu_run_to_four_a10gs(tmp_path: Path) -> None:
+    from scripts import bench_handler
+
+    report = tmp_path / "tp2.json"
+    report.write_text((Path(__file__).parent.parent / "docs" / "benchmarks" / "tp2-h200.json").read_text())
+    assert bench_handler.main(["--tp", "2", "--project", str(report)]) == 0  # dispatched to bench_tensor_parallel
+    projected = json.loads(report.read_text())["projection"]["flan-t5-xxl"]
+    h200, a10g = projected["h200"], projected["a10g_tp4"]
+    # the measured steps split into weight reads (halved by TP 2) and a fixed part: s1 = W + F, s2 = W/2 + F + A
+    assert h200["tp1_step_ms"] == pytest.approx(h200["weights_ms"] + h200["fixed_ms"], abs=2e-3)
+    assert h200["tp2_step_ms"] == pytest.approx(
+        h200["weights_ms"] / 2 + h200["fixed_ms"] + h200["all_reduce_ms_per_token"], abs=2e-3
+    )
+    assert a10g["weights_ms"] == pytest.approx(h200["weights_ms"] * 4800 / 600 / 4, rel=1e-3)
+    assert a10g["p50_ms"] == pytest.approx(a10g["prompt_pass_ms"] + 63 * a10g["step_ms"], abs=1)
+    assert "Method." in projected["method"]
