@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lmi_deploy import containers
-from lmi_deploy.containers import Engine
+from lmi_deploy import key_catalog
+from lmi_deploy.engines.base import Engine, version_key
 from lmi_deploy.handlers.tp_plans import PLANS
 
 if TYPE_CHECKING:
@@ -26,10 +26,10 @@ PASSIVE_WORKERS_SINCE = (0, 30, 0)
 STREAM_REFUSAL = "tensor parallelism answers whole responses"
 
 
-def fallback_reason(version: str, facts: ModelFacts | None, tp: int) -> str | None:
+def fallback_reason(version: str | None, facts: ModelFacts | None, tp: int) -> str | None:
     """Why the Accelerate handler cannot run tensor-parallel at ``tp`` here (None: it can, or the model is unknown
     and the handler decides at load)."""
-    if MPI_ENGINE not in containers.server_engines(version):
+    if version is not None and MPI_ENGINE not in (key_catalog.allowed_values("engine", version) or ()):
         return f"LMI {version} has no MPI engine (from 0.23.0)"
     if facts is None:
         return None
@@ -52,4 +52,4 @@ def tensor_parallel_at(
 
 def server_entries(version: str) -> list[tuple[str, str]]:
     """The serving.properties keys MPI mode adds after ``engine``: the active-workers switch where it exists."""
-    return [(PASSIVE_WORKERS_KEY, "false")] if containers.version_key(version) >= PASSIVE_WORKERS_SINCE else []
+    return [(PASSIVE_WORKERS_KEY, "false")] if version_key(version) >= PASSIVE_WORKERS_SINCE else []

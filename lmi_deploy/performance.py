@@ -16,8 +16,8 @@ import math
 from dataclasses import dataclass, replace
 from functools import cache
 
-from lmi_deploy import containers, instances, model_facts, mpi_mode
-from lmi_deploy.containers import Engine
+from lmi_deploy import instances, model_facts, mpi_mode
+from lmi_deploy.engines.base import Engine
 from lmi_deploy.instances import InstanceType
 from lmi_deploy.model_facts import DTYPE_BYTES, ModelFacts
 
@@ -131,7 +131,7 @@ def engine_speed(engine: Engine, facts: ModelFacts | None = None, tensor_paralle
     plans cover the model and the degree divides the heads), else device_map runs whole layers in turn."""
     if engine is not Engine.ACCELERATE:
         return _ASSUMED_SPEEDS[engine]
-    split = tensor_parallel > 1 and mpi_mode.fallback_reason(containers.versions(engine)[-1], facts, tensor_parallel)
+    split = tensor_parallel > 1 and mpi_mode.fallback_reason(None, facts, tensor_parallel)
     return replace(accelerate_speed(), split_layers=split is None)
 
 

@@ -378,7 +378,7 @@ def projection(arch: dict[str, Any]) -> dict[str, Any]:
 
     def step(setup: str) -> float:
         row = arch["setups"][setup]["batches"]["4"]
-        return float(row["p50_ms"] - row["one_token_p50_ms"]) / (steps - 1)
+        return float(row["p50_ms"] - row["one_token_p50_ms"]) / float(steps - 1)
 
     measured = arch["setups"][f"tp{tp}"]["batches"]["4"]
     reduce_ms = measured["all_reduce"].get("nccl_graph_ms_per_token") or measured["all_reduce"]["graph_ms_per_token"]
