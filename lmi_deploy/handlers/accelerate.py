@@ -134,12 +134,10 @@ class AccelerateHandler(Handler):
         plain = self.generate(model, tokenizer, seq2seq, SELF_CHECK_PROMPTS, check)
         fuse = self.option(properties, "fuse_projections") == "true"
         restore = fuse_projections(model, seq2seq) if fuse else None
-        if self.ranks is not None and not self.ranks.agree(restore is not None) and restore is not None:
-            restore()  # another rank could not fuse (memory): the ranks try the same variants in turn
+        if not self._agreed(restore is not None) and restore is not None:
+            restore()  # another rank could not fuse (memory)
             restore = None
-        streamed = restore is not None and self._choose_kernels(model, seq2seq, properties)
-        if self.ranks is not None:  # the ranks time the kernels apart: they must try the same variants in turn
-            streamed = self.ranks.agree(streamed)
+        streamed = self._agreed(restore is not None and self._choose_kernels(model, seq2seq, properties))
         variants = [
             (graphs, compiled, True, streamed),
             (graphs, compiled, True, False),
@@ -168,9 +166,7 @@ class AccelerateHandler(Handler):
                     logging.warning("%s disagrees with generate() (%s vs %s)", name, fast, plain)
             except Exception as error:  # an architecture or transformers version this loop does not know
                 logging.warning("%s failed its self-check (%s)", name, error)
-            if self.ranks is not None:  # every rank serves the same variant: each takes part in the collectives
-                agrees = self.ranks.agree(agrees)
-            if not agrees:
+            if not self._agreed(agrees):
                 continue
             logging.info("%s: agrees with generate(); serving with it", name)
             self._warm_up(decoder, properties)
@@ -179,6 +175,11 @@ class AccelerateHandler(Handler):
             restore()
         logging.warning("kv_cache=static is off: decoding with generate()")
         return None
+
+    def _agreed(self, flag: bool) -> bool:
+        """``flag`` where every rank says so (tensor parallel: the ranks take each decision together, since they
+        take part in each other's collectives and must try the same decode variants in turn); else ``flag``."""
+        return flag if self.ranks is None else self.ranks.agree(flag)
 
     def _choose_kernels(self, model: Any, seq2seq: bool, properties: dict[str, str]) -> bool:
         """Time the streaming kernel against cuBLAS on this GPU (gemv.choose); whether it won anywhere."""
