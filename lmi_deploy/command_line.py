@@ -1,9 +1,10 @@
-"""The ``lmi-deploy`` command: one entry point whose subcommands are the scripts' ``main(argv)``.
+"""The ``lmi-deploy`` command: one entry point whose subcommands are the ``main(argv)`` of lmi_deploy/commands/.
 
-``lmi-deploy SUBCOMMAND [options]`` runs ``scripts/<module>.py``'s ``main`` with the remaining arguments, so
-``lmi-deploy validate -c dtype=bf16`` and ``python scripts/validate.py -c dtype=bf16`` are the same program (the CDK
-app, the Makefile and CI keep calling the scripts). Modules are imported only when their subcommand runs: ``--help``
-answers at once, without loading torch or boto3. Adding a subcommand is one line in ``COMMANDS``.
+``lmi-deploy SUBCOMMAND [options]`` runs ``lmi_deploy/commands/<module>.py``'s ``main`` with the remaining arguments;
+``scripts/<module>.py`` is a wrapper around the same ``main``, so ``lmi-deploy validate -c dtype=bf16`` and
+``python scripts/validate.py -c dtype=bf16`` are the same program (the Makefile and CI keep calling the scripts).
+Modules are imported only when their subcommand runs: ``--help`` answers at once, without loading torch or boto3.
+Adding a subcommand is a module in lmi_deploy/commands/ and one line in ``COMMANDS``.
 """
 
 from __future__ import annotations
@@ -21,26 +22,30 @@ PROG = "lmi-deploy"
 
 @dataclass(frozen=True)
 class Command:
-    module: str  # importable module with main(argv: Sequence[str] | None) -> int
+    name: str  # a module of lmi_deploy/commands/ (or a dotted module) with main(argv: Sequence[str] | None) -> int
     summary: str  # one line for `lmi-deploy --help`
+
+    @property
+    def module(self) -> str:
+        return self.name if "." in self.name else f"lmi_deploy.commands.{self.name}"
 
 
 COMMANDS: dict[str, Command] = {
-    "validate": Command("scripts.validate", "check a deployment, or an existing serving.properties, before paying"),
-    "render": Command("scripts.render", "write model_code/<deployment>/ (serving.properties, model.py, tarball)"),
-    "import": Command("scripts.import_properties", "turn an existing serving.properties into a deployment file"),
-    "cost": Command("scripts.cost", "what the deployment's instances cost an hour and a month"),
-    "recommend": Command("scripts.recommend", "the cheapest instance, engine and TP that meet a latency target"),
-    "stage": Command("scripts.stage_model", "upload the weights to the artifacts bucket: resumable, verified"),
-    "partition": Command("scripts.partition_model", "partition staged weights ahead of time (a Processing job)"),
+    "validate": Command("validate", "check a deployment, or an existing serving.properties, before paying"),
+    "render": Command("render", "write model_code/<deployment>/ (serving.properties, model.py, tarball)"),
+    "import": Command("import_properties", "turn an existing serving.properties into a deployment file"),
+    "cost": Command("cost", "what the deployment's instances cost an hour and a month"),
+    "recommend": Command("recommend", "the cheapest instance, engine and TP that meet a latency target"),
+    "stage": Command("stage_model", "upload the weights to the artifacts bucket: resumable, verified"),
+    "partition": Command("partition_model", "partition staged weights ahead of time (a Processing job)"),
     "serve": Command("scripts.serve_local", "serve the rendered handler locally over the SageMaker contract"),
-    "invoke": Command("scripts.invoke", "send a request to an endpoint or a local URL and print the answer"),
-    "bench": Command("scripts.benchmark", "latency and throughput of an endpoint over a sweep of concurrencies"),
-    "deploy-local": Command("scripts.deploy_local", "deploy into a local AWS emulator, then a demo (`make local`)"),
-    "emulator": Command("scripts.local_aws", "run the local AWS emulator in the foreground"),
-    "bench-staging": Command("scripts.bench_staging", "staging throughput vs aws s3 cp, against a local S3"),
-    "check-parity": Command("scripts.check_parity", "compare the local runtime with a release's djl_python"),
-    "eval-corpus": Command("scripts.eval_corpus", "measure validate on the corpus of real serving.properties"),
+    "invoke": Command("invoke", "send a request to an endpoint or a local URL and print the answer"),
+    "bench": Command("benchmark", "latency and throughput of an endpoint over a sweep of concurrencies"),
+    "deploy-local": Command("deploy_local", "deploy into a local AWS emulator, then a demo (`make local`)"),
+    "emulator": Command("local_aws", "run the local AWS emulator in the foreground"),
+    "bench-staging": Command("bench_staging", "staging throughput vs aws s3 cp, against a local S3"),
+    "check-parity": Command("check_parity", "compare the local runtime with a release's djl_python"),
+    "eval-corpus": Command("eval_corpus", "measure validate on the corpus of real serving.properties"),
 }
 
 

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 
 from lmi_deploy import adapter_staging
+from lmi_deploy.commands import invoke, stage_model
+from lmi_deploy.commands.local_aws import free_port
 from lmi_deploy.config import DeploymentConfig, load_config
 from lmi_deploy.errors import ConfigError
 from lmi_deploy.render import render, serving_properties
 from lmi_deploy.runtime.server import ModelServer, serve
-from scripts import invoke, stage_model
-from scripts.local_aws import free_port
 
 ACCOUNT = {"account": "123456789012"}
 NAMES = ("sql", "chat", "poem")

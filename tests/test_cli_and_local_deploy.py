@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from scripts import deploy_local
-from scripts.deploy_local import LocalDeployment, describe_deployment
-from scripts.local_aws import LocalAws
+from lmi_deploy.commands import deploy_local
+from lmi_deploy.commands.deploy_local import LocalDeployment, describe_deployment
+from lmi_deploy.commands.local_aws import LocalAws
 
 ROOT = Path(__file__).resolve().parent.parent
 CDK = ROOT / "node_modules" / ".bin" / "cdk"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts import eval_corpus
-from scripts.eval_corpus import Case, load_cases, run_case
+from lmi_deploy.commands import eval_corpus
+from lmi_deploy.commands.eval_corpus import Case, load_cases, run_case
 
 BARE_KEY = (
     "unknown-key: a key without the option. prefix is read too (PyModel.load switches on model_loading_timeout; "

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from lmi_deploy import containers
+from lmi_deploy.commands import import_properties
 from lmi_deploy.config import ConfigError, load_config
 from lmi_deploy.containers import Engine
 from lmi_deploy.render import render
 from lmi_deploy.rules.check import check_serving_properties
 from lmi_deploy.rules.properties_view import from_properties
-from scripts import import_properties
 
 _BASE = {"engine": "deepspeed-rolling", "model_id": "EleutherAI/gpt-j-6b", "instance_type": "ml.g5.12xlarge"}
 

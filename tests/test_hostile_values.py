@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from lmi_deploy import partition
+from lmi_deploy.commands import validate
 from lmi_deploy.config import DeploymentConfig, load_config
 from lmi_deploy.errors import ConfigError
 from lmi_deploy.multi_model import load_multi_model
 from lmi_deploy.render import container_environment, render_files, serving_properties
-from scripts import validate
 from tests.test_render import parse_properties
 
 PAYLOADS = (

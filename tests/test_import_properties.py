@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lmi_deploy.commands import import_properties
 from lmi_deploy.config import load_config
 from lmi_deploy.model_facts import BUNDLED
 from lmi_deploy.render import serving_properties
 from lmi_deploy.rules.properties_view import from_properties, parse_properties
-from scripts import import_properties
 
 CASES = [  # (serving.properties, container, instance type)
     (

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from lmi_deploy.commands import render as render_script
+from lmi_deploy.commands import validate
 from lmi_deploy.config import load_config
 from lmi_deploy.errors import ConfigError
 from lmi_deploy.input_files import MAX_DEPLOYMENT_FILE_BYTES
-from scripts import render as render_script
-from scripts import validate
 
 # A "billion laughs": 9 levels of 9 aliases, under 700 bytes, that PyYAML expands into 9^9 strings (gigabytes).
 ALIAS_BOMB = 'lol1: &lol1 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lmi_deploy import containers, key_catalog, known_keys
-from scripts import update_catalog, validate
+from lmi_deploy.commands import update_catalog, validate
 
 PY_MODEL = """
 class PyModel {

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from lmi_deploy.client import EndpointError, UrlClient
+from lmi_deploy.commands import benchmark, invoke
+from lmi_deploy.commands.local_aws import free_port
 from lmi_deploy.config import load_config
 from lmi_deploy.render import render
 from lmi_deploy.runtime.server import ModelServer, serve
-from scripts import benchmark, invoke
-from scripts.local_aws import free_port
 
 
 def start(model_code: Path, model_dir: Path) -> tuple[ModelServer, Any, str]:
@@ -420,8 +420,8 @@ def test_serve_local_script_renders_and_serves(tiny_models: dict[str, Path]) -> 
 def test_make_local_demo_answers_the_seed_in_readable_words(
     demo_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from lmi_deploy.commands.local_demo import local_endpoint_demo
     from lmi_deploy.console import Console
-    from scripts.deploy_local import local_endpoint_demo
 
     shutil.copytree(demo_model, tmp_path / "demo-model")  # trained once per session (conftest)
     assert local_endpoint_demo(tmp_path, console=Console(tmp_path / "log", verbose=True)) == 0

@@ -13,11 +13,11 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Match, Template
 
+from lmi_deploy.commands import invoke, stage_model
 from lmi_deploy.config import DeploymentConfig
 from lmi_deploy.errors import ConfigError
 from lmi_deploy.multi_model import MultiModelDeployment, load_deployment, load_multi_model, report_lines
 from lmi_deploy.multi_render import render_multi, target_model
-from scripts import invoke, stage_model
 from stacks.deployment import add_checks
 from stacks.multi_model_deployment import MultiModelStacks, add_multi_model_deployment
 from tests.test_stacks import ACCOUNT, CDK_JSON_CONTEXT
@@ -514,7 +514,7 @@ def test_invoke_and_benchmark_through_moto_with_a_target_model(
     import boto3
     from moto import mock_aws
 
-    from scripts import benchmark
+    from lmi_deploy.commands import benchmark
 
     with mock_aws():
         runtime = boto3.client("sagemaker-runtime", region_name="us-east-1")
@@ -567,7 +567,7 @@ def test_stage_model_stages_each_models_weights_and_the_mme_archives(
 def test_validate_and_render_scripts_take_a_multi_model_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from scripts import render, validate
+    from lmi_deploy.commands import render, validate
 
     assert validate.main(["--config", str(IC_EXAMPLE)]) == 0
     out = capsys.readouterr().out
@@ -584,7 +584,7 @@ def test_validate_and_render_scripts_take_a_multi_model_file(
 
 
 def test_partition_model_picks_one_model_of_several(capsys: pytest.CaptureFixture[str]) -> None:
-    from scripts import partition_model
+    from lmi_deploy.commands import partition_model
 
     assert partition_model.main(["--config", str(IC_EXAMPLE), "--dry-run"]) == 2
     assert "pick one with --model-name (llama-3-8b, mistral-7b, llama-2-7b)" in capsys.readouterr().err

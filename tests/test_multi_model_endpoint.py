@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 
 from lmi_deploy.client import EndpointError, UrlClient
+from lmi_deploy.commands import benchmark, deploy_local, invoke
+from lmi_deploy.commands.local_aws import LOCAL_ACCOUNT, LocalAws, free_port
 from lmi_deploy.multi_model import MultiModelDeployment, load_deployment, load_multi_model
 from lmi_deploy.multi_render import RenderedMultiModel, render_multi
 from lmi_deploy.runtime.multi_server import INFERENCE_COMPONENT_HEADER, TARGET_MODEL_HEADER, router_for, serve_router
-from scripts import benchmark, deploy_local, invoke, serve_local
-from scripts.local_aws import LOCAL_ACCOUNT, LocalAws, free_port
+from scripts import serve_local
 from tests.test_local_endpoint import reference
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,7 +130,7 @@ def test_deploy_local_refuses_inference_components_before_starting_anything(caps
 @pytest.mark.slow
 def test_embedded_deploy_of_a_multi_model_endpoint(tmp_path: Path) -> None:
     """The MME example through the real CDK CLI into the emulator, its archives staged under the model's prefix."""
-    from scripts.deploy_local import LocalDeployment, describe_deployment, stage_archives
+    from lmi_deploy.commands.deploy_local import LocalDeployment, describe_deployment, stage_archives
 
     path = ROOT / "deployments" / "small-models-mme.yaml"
     multi = load_deployment({"config": str(path)}, environment_defaults={"account": LOCAL_ACCOUNT})
@@ -153,8 +154,8 @@ def test_embedded_deploy_of_a_multi_model_endpoint(tmp_path: Path) -> None:
 def test_make_local_demo_of_a_multi_model_file_routes_two_tiny_models(
     tiny_models: dict[str, Path], tmp_path: Path, capsys
 ) -> None:
+    from lmi_deploy.commands.local_demo import multi_model_demo
     from lmi_deploy.console import Console
-    from scripts.deploy_local import multi_model_demo
 
     assert multi_model_demo(tmp_path, tiny_models, console=Console(tmp_path / "log", verbose=True)) == 0
     out = capsys.readouterr().out

@@ -11,10 +11,10 @@ import pytest
 from moto import mock_aws
 
 from lmi_deploy import partition
+from lmi_deploy.commands import partition_model
 from lmi_deploy.config import load_config
 from lmi_deploy.errors import ConfigError
 from lmi_deploy.render import serving_properties
-from scripts import partition_model
 from tests.conftest import ruff_py39
 
 DEEPSPEED = {

@@ -126,7 +126,7 @@ def eu_price(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[object, S
 def test_cost_command_prices_the_deployment_from_the_api(
     eu_price: tuple[object, Stubber], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from scripts import cost
+    from lmi_deploy.commands import cost
 
     client, _ = eu_price
     assert cost.main(["-c", "region=eu-west-1", "-c", "autoscaling_max_instances=2", "--json"], pricing=client) == 0

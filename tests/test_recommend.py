@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from lmi_deploy import instances, performance
+from lmi_deploy.commands.recommend import main
 from lmi_deploy.containers import Engine
 from lmi_deploy.recommend import Ask, recommend
 from lmi_deploy.rules import estimates
-from scripts.recommend import main
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lmi_deploy import containers, known_keys
+from lmi_deploy.commands import render as render_script
 from lmi_deploy.config import load_config
 from lmi_deploy.containers import Engine
 from lmi_deploy.render import (
@@ -23,7 +24,6 @@ from lmi_deploy.render import (
 )
 from lmi_deploy.rules.check import check_serving_properties
 from lmi_deploy.rules.properties_view import from_properties
-from scripts import render as render_script
 from tests.conftest import ruff_py39
 
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from lmi_deploy.commands.local_aws import free_port
 from lmi_deploy.config import load_config
 from lmi_deploy.render import render
 from lmi_deploy.runtime.server import ModelServer, serve
-from scripts.local_aws import free_port
 from tests.test_local_endpoint import get, post
 
 REQUEST_TIMEOUT_S = 2

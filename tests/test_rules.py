@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lmi_deploy.commands import validate
 from lmi_deploy.config import load_config
 from lmi_deploy.errors import ConfigError
 from lmi_deploy.multi_model import MultiModelDeployment, load_deployment
 from lmi_deploy.rules import docs, runner  # noqa: F401  (registers every rule)
 from lmi_deploy.rules.registry import RULES, Finding, Rule
-from scripts import validate
 
 PACKAGE = Path(__file__).resolve().parent.parent / "lmi_deploy"
 ACCOUNT = {"account": "111122223333"}

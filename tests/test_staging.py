@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError, NoCredentialsError
 from moto import mock_aws
 
 from lmi_deploy import s3_prefix, staging
-from scripts import stage_model
+from lmi_deploy.commands import stage_model
 
 BUCKET = "weights-bucket"
 PREFIX = "models/acme/tiny/abc123/"
@@ -293,7 +293,7 @@ def test_stage_script_reads_the_artifacts_stack_and_the_token_secret(
 
 @pytest.mark.slow
 def test_staging_benchmark_runs_all_three_tools(capsys: pytest.CaptureFixture[str]) -> None:
-    from scripts import bench_staging
+    from lmi_deploy.commands import bench_staging
 
     assert bench_staging.main(["--shards", "2", "--shard-mib", "6", "--rounds", "1"]) == 0
     out = capsys.readouterr().out

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from lmi_deploy import model_facts
+from lmi_deploy.commands import validate
 from lmi_deploy.config import load_config
 from lmi_deploy.errors import ConfigError
-from scripts import validate
 
 TINY_LLAMA = {
     "architectures": ["LlamaForCausalLM"],

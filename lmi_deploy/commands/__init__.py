@@ -1,0 +1,2 @@
+"""What each ``lmi-deploy`` subcommand does: one module each with ``main(argv) -> int`` (``scripts/<name>.py`` is a
+wrapper that calls it)."""
