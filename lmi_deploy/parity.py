@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from lmi_deploy.runtime.server import (
-    ModelServer,
+from lmi_deploy.runtime.contract import (
     Reply,
     get_data,
     handler_properties,
@@ -32,6 +31,7 @@ from lmi_deploy.runtime.server import (
     server_error,
     split_batch_output,
 )
+from lmi_deploy.runtime.server import ModelServer
 from lmi_deploy.runtime.versions import INT_STRING_LENGTHS, SERVER_BATCHING, Release
 
 

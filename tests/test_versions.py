@@ -15,7 +15,8 @@ import pytest
 
 from lmi_deploy.containers import version_key
 from lmi_deploy.runtime import PARITY_PROBE
-from lmi_deploy.runtime.server import ModelServer, Reply
+from lmi_deploy.runtime.contract import Reply
+from lmi_deploy.runtime.server import ModelServer
 
 VERSIONS = ["0.20.0", "0.21.0", "0.22.1", "0.23.0", "0.24.0", "0.27.0", "0.31.0", "0.33.0", "0.36.0"]
 

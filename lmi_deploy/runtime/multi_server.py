@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmi_deploy.adapters import IDENTIFIER_HEADER, component_name
+from lmi_deploy.runtime.contract import Reply, error_reply
 from lmi_deploy.runtime.http_guard import make_http_server
-from lmi_deploy.runtime.server import ModelServer, Reply, error_reply, http_response
+from lmi_deploy.runtime.server import ModelServer, http_response
 
 if TYPE_CHECKING:
     from lmi_deploy.multi_model import MultiModelDeployment
