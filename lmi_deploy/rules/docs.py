@@ -63,7 +63,7 @@ def render() -> str:
         "# Validation rules",
         "",
         "Generated from the registry in `lmi_deploy/rules/` by `python -m lmi_deploy.rules.docs`; do not edit by hand.",
-        f"{len(RULES)} rules. Every message starts with its rule's id (`scripts/validate.py --json` reports it as",
+        f"{len(RULES)} rules. Every message starts with its rule's id (`lmi-deploy validate --json` reports it as",
         "`rule`). Errors stop a deploy; warnings are printed. A rule that needs a fact the input lacks (the instance,",
         "the model's config.json, the startup timeout) is skipped, and LMI010 names the fact.",
         "",

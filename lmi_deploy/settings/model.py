@@ -119,7 +119,7 @@ class ModelSettings(BaseModel):
     )
     partitioned: bool = Field(
         False,
-        description="Load `<prefix>/partitioned/tp<N>/` made by `scripts/partition_model.py` (FasterTransformer, "
+        description="Load `<prefix>/partitioned/tp<N>/` made by `lmi-deploy partition` (FasterTransformer, "
         "DeepSpeed, TensorRT-LLM; DeepSpeed adds `option.checkpoint=ds_inference_config.json`).",
     )
     kv_cache: Literal["static", "dynamic"] | None = Field(

@@ -102,7 +102,7 @@ class OperationsSettings(EndpointSettings):
     )
     bootstrap_version_rule: bool = Field(
         True,
-        description="CDK's check of the bootstrap version on deploy; `scripts/deploy_local.py` turns it off for "
+        description="CDK's check of the bootstrap version on deploy; `lmi-deploy deploy-local` turns it off for "
         "the emulator.",
     )
     region: str = Field(
@@ -114,6 +114,6 @@ class OperationsSettings(EndpointSettings):
         default_factory=dict,
         description="serving.properties lines lmi-deploy does not write itself (e.g. `option.trust_remote_code: "
         "'true'`), appended as they are; a key lmi-deploy writes from its own settings is refused (LMI808). "
-        "`scripts/import_properties.py` fills it from an existing file.",
+        "`lmi-deploy import` fills it from an existing file.",
         json_schema_extra=shown("none"),
     )
