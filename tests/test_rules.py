@@ -127,3 +127,20 @@ def test_rule_functions_stay_small() -> None:
         if isinstance(node, ast.FunctionDef) and node.end_lineno and node.end_lineno - node.lineno + 1 > 50
     ]
     assert too_long == []
+
+
+@pytest.mark.parametrize(
+    ("settings", "fires"),
+    [
+        ({"lmi_version": "0.33.0", "instance_type": "ml.g4dn.12xlarge"}, True),  # TensorRT-LLM 0.21
+        ({"lmi_version": "0.32.0", "instance_type": "ml.g4dn.12xlarge"}, False),  # TensorRT-LLM 0.12 still had Turing
+        ({"lmi_version": "0.33.0", "instance_type": "ml.g5.12xlarge"}, False),  # Ampere
+    ],
+)
+def test_tensorrt_llm_on_t4_follows_the_bundled_release(settings: dict[str, str], fires: bool) -> None:
+    base = {"engine": "tensorrt-llm", "model_id": "meta-llama/Llama-2-7b-hf", "dtype": "fp16", **ACCOUNT}
+    try:
+        findings = list(load_config({**base, **settings}, environment_defaults=ACCOUNT).resolved.findings)
+    except ConfigError as error:
+        findings = validate.findings_of(error)
+    assert ("LMI714" in {f.rule for f in findings}) is fires, findings

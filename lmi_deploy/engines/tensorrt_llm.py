@@ -113,3 +113,54 @@ def trtllm_needs_its_image(view: View, derived: Derived) -> Iterator[str]:
             f"option.rolling_batch=trtllm on the {tag} image: only the TensorRT-LLM image (…-tensorrtllm…) ships "
             "TensorRT-LLM; use that image, or another rolling batch"
         )
+
+
+TURING_DROPPED = (0, 14)  # TensorRT-LLM no longer supports the T4 from its 0.14 release (NVIDIA/TensorRT-LLM#2620)
+
+
+def bundled_trtllm_version(view: View) -> tuple[int, ...] | None:
+    """The TensorRT-LLM release inside this LMI image (``0.33.0-tensorrtllm0.21.0-cu128`` -> (0, 21, 0))."""
+    from lmi_deploy import containers
+
+    tag = view.image_tag
+    if not tag:
+        try:
+            tag = containers.image_tag(Engine.TENSORRT_LLM, view.version)
+        except (KeyError, ValueError):
+            return None
+    _, marker, rest = tag.partition("tensorrtllm")
+    numbers = rest.split("-")[0].split(".") if marker else []
+    return tuple(int(n) for n in numbers) if numbers and all(n.isdigit() for n in numbers) else None
+
+
+@rule(
+    "LMI714",
+    title="TensorRT-LLM 0.14 or later on a T4 (ml.g4dn)",
+    why="TensorRT-LLM stopped supporting the T4 (Turing) from its 0.14 release (NVIDIA's maintainers in "
+    "NVIDIA/TensorRT-LLM#2620); lmi_version 0.33.0 ships TensorRT-LLM 0.21, so its engine build fails on ml.g4dn.",
+    fix="Use an Ampere or newer GPU (ml.g5, ml.g6, ml.g6e, ml.p4d, ml.p5), an LMI release whose TensorRT-LLM is "
+    "older than 0.14 (0.32.0 ships 0.12), or engine vLLM.",
+    example=Example(
+        settings={
+            "engine": "tensorrt-llm",
+            "model_id": "meta-llama/Llama-2-7b-hf",
+            "lmi_version": "0.33.0",
+            "instance_type": "ml.g4dn.12xlarge",
+            "dtype": "fp16",
+        },
+    ),
+    needs=("engine", "instance"),
+    gate=True,
+    concern="hardware",
+)
+def trtllm_without_turing(view: View, derived: Derived) -> Iterator[str]:
+    if view.engine is not Engine.TENSORRT_LLM or view.instance is None or view.instance.accelerator != "T4":
+        return
+    bundled = bundled_trtllm_version(view)
+    if bundled is not None and bundled >= TURING_DROPPED:
+        release = ".".join(map(str, bundled))
+        yield (
+            f"TensorRT-LLM {release} (lmi_version {view.version}) does not support the T4 GPUs of "
+            f"{view.instance.name} (dropped in 0.14): use an Ampere or newer instance (ml.g5, ml.g6, ml.g6e), "
+            "lmi_version 0.32.0 (TensorRT-LLM 0.12), or engine vLLM"
+        )
