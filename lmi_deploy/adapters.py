@@ -41,8 +41,9 @@ RANKS = (8, 16, 32, 64)
 WIDE_RANKS = (*RANKS, 128, 256)
 WIDE_RANKS_FIRST = "0.30.0"
 IDENTIFIER_HEADER = "X-Amzn-SageMaker-Adapter-Identifier"
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,28}[a-z0-9])?$")
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+# whole-string patterns (fullmatch: "$" would let a trailing newline through)
+_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,28}[a-z0-9])?")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 class Adapter(BaseModel):
@@ -64,7 +65,7 @@ class Adapter(BaseModel):
     @field_validator("name")
     @classmethod
     def _name_syntax(cls, value: str) -> str:
-        if not _NAME.match(value):
+        if not _NAME.fullmatch(value):
             raise ValueError("must be 1-30 characters of a-z, 0-9 and '-', not starting or ending with '-'")
         return value
 
@@ -90,7 +91,7 @@ class Adapter(BaseModel):
     @property
     def pinned(self) -> bool:
         """A commit, not a branch or tag that can move (local folders and S3 prefixes are what they are now)."""
-        return self.kind != "hub" or bool(_COMMIT.match(self.revision or ""))
+        return self.kind != "hub" or bool(_COMMIT.fullmatch(self.revision or ""))
 
 
 class LoraSettings(BaseModel):

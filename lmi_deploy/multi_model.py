@@ -184,7 +184,7 @@ def _model_entry(
         )
         return None
     name = str(raw.get("name") or "")
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         problems.append(
             f"{MODEL_NAME} {label}{where}: name={name!r} must be 1-{MAX_NAME} characters of a-z, 0-9 and '-', "
             "starting with "

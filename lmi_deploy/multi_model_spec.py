@@ -62,7 +62,7 @@ SINGLE_ENDPOINT_ONLY: dict[str, tuple[str, ...]] = {
     "data_capture": ("false",),
 }
 COMPONENT_KEYS = ("accelerators", "memory_mib", "copies", "min_copies", "max_copies")
-NAME_PATTERN = re.compile(r"^[a-z]([a-z0-9-]{0,28}[a-z0-9])?$")
+NAME_PATTERN = re.compile(r"[a-z](?:[a-z0-9-]{0,28}[a-z0-9])?")  # fullmatch: "$" lets a trailing newline through
 MAX_NAME = 30  # "<deployment>-<name>" names the inference component: at most 32 + 1 + 30 = 63 characters
 GIB = 1024
 

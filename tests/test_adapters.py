@@ -335,3 +335,21 @@ def test_locally_an_adapter_inference_component_reaches_its_base_with_the_adapte
         assert post(url, {"inputs": PROMPT}, {"X-Amzn-SageMaker-Inference-Component": "tiny-lora-llama-nope"})[0] == 404
     finally:
         http.shutdown()
+
+
+@pytest.mark.parametrize("name", ["web-chat\n", "web-chat\r\n", "-web", "Web", "a" * 31])
+def test_an_adapter_name_is_checked_as_a_whole(name: str) -> None:
+    """The name reaches S3 keys, folders and inference component names: a trailing newline is no exception."""
+    from lmi_deploy.adapters import Adapter
+
+    with pytest.raises(ValueError, match="must be 1-30 characters"):
+        Adapter(name=name, source="s3://lmi-demo-weights/adapters/web-chat/")
+    assert Adapter(name="web-chat", source="s3://lmi-demo-weights/adapters/web-chat/").name == "web-chat"
+
+
+def test_only_a_whole_commit_counts_as_pinned() -> None:
+    from lmi_deploy.adapters import Adapter
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    assert Adapter(name="a", source="acme/lora", revision=commit).pinned
+    assert not Adapter(name="a", source="acme/lora", revision=commit + "0").pinned

@@ -150,6 +150,7 @@ def test_every_model_is_validated_as_a_single_deployment() -> None:
         ("inference_components", [{**SEVEN_B[0], "instance_count": 2}], {}, "instance_count is an endpoint setting"),
         ("inference_components", [SEVEN_B[0], SEVEN_B[0]], {}, "name='llama-2' is used twice"),
         ("inference_components", [{"name": "Llama_2", "model_id": "x"}], {}, "name='Llama_2' must be 1-30"),
+        ("inference_components", [{**SEVEN_B[0], "name": "llama-2\n"}], {}, "name='llama-2\\n' must be 1-30"),
         ("inference_components", SEVEN_B, {"modles": []}, "unknown setting 'modles' (did you mean 'models'?)"),
         ("inference_components", [{**SEVEN_B[0], "copies": 0}], {}, "invalid copies=0"),
         (

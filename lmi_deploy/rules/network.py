@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from lmi_deploy.identifiers import SECRET_NAME
 from lmi_deploy.rules.derive import Derived
 from lmi_deploy.rules.registry import Example, rule
 from lmi_deploy.rules.view import View
@@ -14,7 +15,6 @@ _KMS_KEY_ARN = re.compile(
     r"(?:mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
 )
 _HUB_TOKEN = re.compile(r"^(hf_|api_org_)[A-Za-z0-9]{20,}$")
-_SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
 _SECRET_ARN = re.compile(
     r"^arn:aws[a-z-]*:secretsmanager:(?P<region>[a-z0-9-]+):\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}$"
 )
@@ -154,5 +154,5 @@ def hub_token_secret_valid(view: View, derived: Derived) -> Iterator[str]:
                 f"hf_token_secret is in {match.group('region')} but the deployment is in {view.config.region}: the "
                 "container reads it in its own region; replicate the secret there"
             )
-    elif not _SECRET_NAME.match(secret):
+    elif not SECRET_NAME.fullmatch(secret):
         yield f"hf_token_secret={secret!r} is not a Secrets Manager secret name (1-512 of A-Z a-z 0-9 / _ + = . @ -)"
