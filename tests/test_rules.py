@@ -138,7 +138,7 @@ def test_rule_functions_stay_small() -> None:
     ],
 )
 def test_tensorrt_llm_on_t4_follows_the_bundled_release(settings: dict[str, str], fires: bool) -> None:
-    base = {"engine": "tensorrt-llm", "model_id": "meta-llama/Llama-2-7b-hf", "dtype": "fp16", **ACCOUNT}
+    base = {"engine": "tensorrt-llm", "model_id": "meta-llama/Llama-2-7b-hf", "dtype": "fp16"}
     try:
         findings = list(load_config({**base, **settings}, environment_defaults=ACCOUNT).resolved.findings)
     except ConfigError as error:

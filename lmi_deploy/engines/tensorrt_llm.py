@@ -126,7 +126,7 @@ def bundled_trtllm_version(view: View) -> tuple[int, ...] | None:
     if not tag:
         try:
             tag = containers.image_tag(Engine.TENSORRT_LLM, view.version)
-        except (KeyError, ValueError):
+        except KeyError:  # the engine does not ship in this release (another rule says so)
             return None
     _, marker, rest = tag.partition("tensorrtllm")
     numbers = rest.split("-")[0].split(".") if marker else []
