@@ -45,7 +45,7 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("LoRA adapters", ("adapters", "lora")),
     (
         "The Accelerate handler (`handler=custom`)",
-        ("kv_cache", "cuda_graphs", "compile", "fuse_projections", "fast_load"),
+        ("kv_cache", "cuda_graphs", "compile", "fuse_projections", "fast_load", "tp_all_reduce"),
     ),
     (
         "Instances and timeouts",

@@ -24,7 +24,8 @@ from lmi_deploy.model_facts import DTYPE_BYTES, ModelFacts
 # Seconds one all-reduce of a decode step's small message takes, by link kind (assumed: NCCL's small-message
 # latency over PCIe is tens of microseconds, over NVLink a few).
 ALLREDUCE_LATENCY_US = {"PCIe": 30.0, "NVLink": 18.0, "NeuronLink": 15.0}
-# NVLink: measured, NCCL in a CUDA graph on 2 x H200, 17.9 us for [4, 4096] (docs/benchmarks/tp2-h200.json)
+# NVLink: measured, NCCL in a CUDA graph on 2 x H200, 17.4-18.7 us for [4, 4096] (docs/benchmarks/tp2-h200.json);
+# lmi-deploy's own handler sums through symmetric memory there in 7.9 us (option.tp_all_reduce=one_shot)
 ASSUMED = "assumed"
 
 

@@ -180,13 +180,23 @@ def time_batch(group: Any, input_class: Any, body: bytes, repeats: int) -> dict[
 
 
 def setups(args: argparse.Namespace, checkpoint: Path) -> list[Setup]:
+    """TP 1; TP N once per all-reduce mode (``tp<N>`` for the first, ``tp<N>-<mode>`` for the others); device_map."""
     base = {"model_id": str(checkpoint), "model_dir": str(checkpoint), "dtype": "bf16", "warm_shapes": args.shapes}
-    base.update(compile=args.compile, tp_all_reduce=args.all_reduce)
+    base.update(compile=args.compile)
     tp = args.tp
     gpus = ",".join(str(i) for i in range(tp))
+    modes = [mode for mode in args.all_reduce.split(",") if mode]
     return [
         Setup("tp1", 1, "0", dict(base, tensor_parallel_degree="1")),
-        Setup(f"tp{tp}", tp, gpus, dict(base, tensor_parallel_degree=str(tp))),
+        *(
+            Setup(
+                f"tp{tp}" + (f"-{mode}" if i else ""),
+                tp,
+                gpus,
+                dict(base, tensor_parallel_degree=str(tp), tp_all_reduce=mode),
+            )
+            for i, mode in enumerate(modes)
+        ),
         Setup(
             f"device_map{tp}",
             1,
@@ -206,6 +216,12 @@ def compare(results: dict[str, Any], tp: int) -> dict[str, Any]:
         row["tp_vs_tp1"] = round(row[f"tp{tp}"] / row["tp1"], 3)
         if f"device_map{tp}" in row:
             row["tp_vs_device_map"] = round(row[f"tp{tp}"] / row[f"device_map{tp}"], 3)
+        for name in results:  # the other all-reduce modes
+            if name.startswith(f"tp{tp}-"):
+                row[f"{name}_vs_tp1"] = round(row[name] / row["tp1"], 3)
+                reduce = results[name]["batches"][batch].get("all_reduce", {})
+                row[f"{name}_all_reduce_graph_us_each"] = round(reduce.get("graph_us_each", 0.0), 1)
+                row[f"{name}_one_shot"] = reduce.get("one_shot")
         row["answers_identical"] = all(answer == answers[0] for answer in answers)
         row["all_reduce_graph_ms_per_token"] = round(tp_row.get("all_reduce", {}).get("graph_ms_per_token", 0.0), 3)
         row["all_reduce_nccl_eager_us_each"] = round(tp_row.get("all_reduce", {}).get("nccl_eager_us_each", 0.0), 1)
@@ -229,7 +245,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--new-tokens", type=int, default=NEW_TOKENS)
     parser.add_argument("--input-tokens", type=int, default=INPUT_TOKENS)
     parser.add_argument("--compile", default="false", help="option.compile of every setup (default false)")
-    parser.add_argument("--all-reduce", default="nccl", help="option.tp_all_reduce of the TP setup: nccl or one_shot")
+    parser.add_argument(
+        "--all-reduce", default="nccl", help="option.tp_all_reduce of the TP setups, comma-separated: nccl, one_shot"
+    )
     parser.add_argument(
         "--device-map-for", default="", help="architectures (config stems) also run with device_map (default: all)"
     )
@@ -381,7 +399,7 @@ def projection(arch: dict[str, Any]) -> dict[str, Any]:
         return float(row["p50_ms"] - row["one_token_p50_ms"]) / float(steps - 1)
 
     measured = arch["setups"][f"tp{tp}"]["batches"]["4"]
-    reduce_ms = measured["all_reduce"].get("nccl_graph_ms_per_token") or measured["all_reduce"]["graph_ms_per_token"]
+    reduce_ms = measured["all_reduce"]["graph_ms_per_token"]  # the model's own sum (one-shot or NCCL), in a graph
     s1, sn = step("tp1"), step(f"tp{tp}")
     weights = (s1 - sn + reduce_ms) * tp / (tp - 1)
     fixed = s1 - weights
@@ -429,6 +447,9 @@ def print_table(report: dict[str, Any], tp: int, path: Path) -> None:
             cells += [row.get("tp_vs_device_map", "-")]
             cells += [row["all_reduce_graph_ms_per_token"], row["answers_identical"]]
             print(" ".join(f"{c!s:>11}" for c in cells))
+            others = {key: value for key, value in row.items() if key.startswith(f"tp{tp}-")}
+            if others:
+                print(f"{'':>11} {others}")
     print(f"wrote {path}")
 
 

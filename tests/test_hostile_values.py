@@ -87,6 +87,7 @@ def _clean_values(paths: dict[str, str]) -> dict[str, str]:
         "adapters": "[]",
         "lora": "",
         "fast_load": "true",
+        "tp_all_reduce": "nccl",
         "fuse_projections": "true",
         "instance_type": "ml.g5.2xlarge",
         "instance_count": "1",

@@ -183,3 +183,19 @@ def test_bench_handler_tp_projects_the_two_gpu_run_to_four_a10gs(tmp_path: Path)
     assert a10g["weights_ms"] == pytest.approx(h200["weights_ms"] * 4800 / 600 / 4, rel=1e-3)
     assert a10g["p50_ms"] == pytest.approx(a10g["prompt_pass_ms"] + 63 * a10g["step_ms"], abs=1)
     assert "Method." in projected["method"]
+
+
+def test_the_all_reduce_mode_is_rendered_and_read_back(gated_t5: Path, tmp_path: Path) -> None:
+    """option.tp_all_reduce: one_shot by default (NCCL where its load-time check fails), nccl when set; the handler
+    refuses anything else rather than guessing."""
+    from lmi_deploy.config import ConfigError
+    from lmi_deploy.handlers.tensor_parallel import all_reduce_mode
+
+    properties = (rendered(gated_t5, 2, tmp_path) / "serving.properties").read_text().splitlines()
+    assert "option.tp_all_reduce=one_shot" in properties and "engine=MPI" in properties
+    assert all_reduce_mode({}) == "one_shot" and all_reduce_mode({"tp_all_reduce": " NCCL "}) == "nccl"
+    with pytest.raises(ValueError, match="'ring' is not one of one_shot, nccl"):
+        all_reduce_mode({"tp_all_reduce": "ring"})
+    context = {"engine": "accelerate", "handler": "custom", "model_id": str(gated_t5), "deployment": "tp"}
+    with pytest.raises(ConfigError, match="tp_all_reduce"):
+        load_config(dict(context, tp_all_reduce="ring"))

@@ -21,6 +21,7 @@ HANDLER_OPTIONS: dict[str, bool | str] = {
     "compile": True,
     "fuse_projections": True,
     "fast_load": True,
+    "tp_all_reduce": "one_shot",
 }
 
 SPEC = register(

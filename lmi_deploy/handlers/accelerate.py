@@ -30,7 +30,7 @@ from .fused_projections import matrices as fused_projections_matrices
 from .handler import Handler, weights_location
 from .hf_generate import DTYPE_ARGUMENT, chars_per_token, load_tokenizer, torch_dtype
 from .request import Answers, BadRequest, Deadline, DeadlineExceeded, RequestRules, read_body, request_timeout
-from .tensor_parallel import Ranks, SharedDeadline, init_ranks, world_size
+from .tensor_parallel import Ranks, SharedDeadline, all_reduce_mode, init_ranks, world_size
 from .tp_shards import IDLE, load_tensor_parallel
 
 SELF_CHECK_PROMPTS = [
@@ -97,7 +97,7 @@ class AccelerateHandler(Handler):
         dtype = torch_dtype(properties, self.dtype)
         model = None
         if self.ranks is not None:  # engine=MPI: this rank's shard, or the device_map fallback
-            one_shot = str(properties.get("tp_all_reduce", "nccl")).strip().lower() == "one_shot"
+            one_shot = all_reduce_mode(properties) == "one_shot"
             model = load_tensor_parallel(location, model_class, config, dtype, self.ranks, one_shot)
             if model is IDLE:
                 return IDLE, None, seq2seq

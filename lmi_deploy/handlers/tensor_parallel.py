@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +78,19 @@ def _env_int(*names: str) -> int | None:
         if value:
             return int(value)
     return None
+
+
+ALL_REDUCE_MODES = ("one_shot", "nccl")  # option.tp_all_reduce; the first is the default
+
+
+def all_reduce_mode(properties: dict[str, str]) -> str:
+    """option.tp_all_reduce: ``one_shot`` (the default: a decode step's partial sums through symmetric memory where
+    that checks out against NCCL at load, NCCL elsewhere) or ``nccl``. On 2 x H200 the one-shot sum took 7.9 us
+    against NCCL's 17.4 us in a CUDA graph, with the same tokens (docs/benchmarks/tp2-h200.json)."""
+    mode = str(properties.get("tp_all_reduce") or ALL_REDUCE_MODES[0]).strip().lower()
+    if mode not in ALL_REDUCE_MODES:
+        raise ValueError(f"option.tp_all_reduce={mode!r} is not one of {', '.join(ALL_REDUCE_MODES)}")
+    return mode
 
 
 def world_size() -> int:
@@ -162,8 +176,10 @@ class OneShotAllReduce:
 
         self.group_name = torch.distributed.group.WORLD.group_name
         enable = getattr(symm_mem, "enable_symm_mem_for_group", None)
-        if enable is not None:
-            enable(self.group_name)
+        if enable is not None:  # needed before torch 2.10, a deprecated no-op after
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                enable(self.group_name)
         self.capacity = capacity
         self.buffers = [symm_mem.empty(capacity, dtype=torch.float32, device=ranks.device) for _ in range(2)]
         for buffer in self.buffers:

@@ -125,8 +125,8 @@ def row_wise_layers(model: Any, plan: Plan) -> list[Any]:
 def load_shard(location: str, model_class: Any, config: Any, dtype: Any, ranks: Ranks, one_shot: bool = False) -> Any:
     """The model at this rank's size with its shard of the weights, row-wise outputs all-reduced; or ValueError.
 
-    ``one_shot`` (``option.tp_all_reduce=one_shot``, experimental: not yet measured on GPUs) sums a decode step's
-    partial products through symmetric memory where that checks out; NCCL otherwise."""
+    ``one_shot`` (``option.tp_all_reduce=one_shot``, the default) sums a decode step's partial products through
+    symmetric memory where that checks out; NCCL otherwise."""
     if not safetensors_files(location):
         raise ValueError(f"{location} holds no .safetensors weights to read shards from")
     plan = PLANS[config.model_type]
