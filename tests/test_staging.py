@@ -549,3 +549,56 @@ def test_staging_faults_are_one_line_saying_what_to_do(
             stage_model.main(["--model", str(folder), "--concurrency", value, *where], s3=s3)
         assert exit_code.value.code == 2 and "argument --concurrency: " in capsys.readouterr().err
     assert s3_prefix.list_names(s3, BUCKET, PREFIX) == []
+
+
+def test_the_emulator_checksums_multipart_objects_part_by_part_to_the_same_value(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lmi-deploy's emulator computes a multipart object's full-object checksum as the parts come (moto copies the
+    whole object twice more to checksum it): the value S3 and stock moto give, for every full-object algorithm."""
+    import base64
+    import binascii
+
+    from awscrt import checksums
+    from moto.s3 import models
+
+    from lmi_deploy.commands.local_aws import stream_full_object_checksums
+
+    parts = [os.urandom(PART), os.urandom(PART), os.urandom(1000)]
+    whole = b"".join(parts)
+    expected = {
+        "CRC64NVME": checksums.crc64nvme(whole).to_bytes(8, "big"),
+        "CRC32": binascii.crc32(whole).to_bytes(4, "big"),
+        "CRC32C": checksums.crc32c(whole).to_bytes(4, "big"),
+    }
+
+    def upload(key: str, algorithm: str) -> str:
+        started = s3.create_multipart_upload(
+            Bucket=BUCKET, Key=key, ChecksumAlgorithm=algorithm, ChecksumType="FULL_OBJECT"
+        )
+        done = []
+        for number, data in enumerate(parts, start=1):
+            sent = s3.upload_part(
+                Bucket=BUCKET,
+                Key=key,
+                UploadId=started["UploadId"],
+                PartNumber=number,
+                Body=data,
+                ChecksumAlgorithm=algorithm,
+            )
+            done.append({"PartNumber": number, "ETag": sent["ETag"]})
+        s3.complete_multipart_upload(
+            Bucket=BUCKET, Key=key, UploadId=started["UploadId"], MultipartUpload={"Parts": done}
+        )
+        head = s3.head_object(Bucket=BUCKET, Key=key, ChecksumMode="ENABLED")
+        assert head["ChecksumType"] == "FULL_OBJECT"
+        return str(head[f"Checksum{algorithm}"])
+
+    stock = {algorithm: upload(f"stock-{algorithm}", algorithm) for algorithm in expected}
+    monkeypatch.setattr(models, "MultipartChecksumBuilder", models.MultipartChecksumBuilder)  # undone after
+    stream_full_object_checksums()
+    assert getattr(models.MultipartChecksumBuilder, "_lmi_deploy", False)
+    for algorithm, value in expected.items():
+        assert upload(f"streamed-{algorithm}", algorithm) == base64.b64encode(value).decode()
+        if algorithm != "CRC32C":  # stock moto computes a CRC32 for it unless the optional crc32c package is there
+            assert stock[algorithm] == base64.b64encode(value).decode()

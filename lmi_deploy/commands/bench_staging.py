@@ -3,7 +3,9 @@
 
     python scripts/bench_staging.py [--shards 4] [--shard-mib 256] [--rounds 2]
 
-Generates the shards once, starts a local S3 server (moto, in its own process), then uploads the same folder with
+Generates the shards once, starts a local S3 server in its own process (lmi-deploy's emulator, ``lmi-deploy
+emulator``: moto with full-object checksums computed part by part, as S3 does; ``--stock-moto``: moto as it is,
+which copies each multipart object twice more in memory to checksum it), then uploads the same folder with
 each tool in turns, each round to a fresh prefix, and prints MiB/s (best of the rounds) and the ratios. It also
 measures the server's own ceiling (parallel in-memory PUTs, no files, no hashing): local S3 servers saturate one core,
 so no client can go faster than that here. Our figure includes checksumming every byte (CRC64NVME with the AWS CRT,
@@ -85,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--shard-mib", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--stock-moto", action="store_true", help="serve with moto as it is instead of lmi-deploy's emulator"
+    )
     args = parser.parse_args(argv)
 
     import boto3
@@ -98,8 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
     }
+    serve = ["moto.server", "-H", "127.0.0.1", "-p"] if args.stock_moto else ["lmi_deploy.commands.local_aws", "--port"]
     server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],  # this Python: its AWS CRT
+        [sys.executable, "-m", *serve, str(port)],  # this Python: its AWS CRT
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,
@@ -127,8 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         server.terminate()
         server.wait(timeout=10)
+    server_name = "moto as it is" if args.stock_moto else "lmi-deploy's emulator"
     print(
-        f"{args.shards} x {args.shard_mib} MiB ({total / MiB:.0f} MiB), local S3 server (moto), best of {args.rounds}"
+        f"{args.shards} x {args.shard_mib} MiB ({total / MiB:.0f} MiB), local S3 server ({server_name}), "
+        f"best of {args.rounds}"
     )
     print(f"  {'server ceiling (in-memory PUTs)':34s} {ceiling:8.1f} MiB/s")
     cores = f"{staging.HASH_THREADS} threads on {os.cpu_count()} cores"

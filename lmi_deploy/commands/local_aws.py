@@ -58,6 +58,48 @@ def accept_kms_key_tags_from_cloudformation() -> None:
     models.Key.create_from_cloudformation_json = classmethod(create)  # type: ignore[method-assign,assignment,arg-type]
 
 
+def stream_full_object_checksums() -> None:
+    """S3 computes a multipart object's full-object checksum (CRC64NVME, CRC32, CRC32C) as the parts arrive; moto
+    keeps a second copy of the whole object in memory to checksum it at completion (two more copies of every byte,
+    and twice the memory for a model's shards). Compute it part by part instead: the same value, no copies."""
+    import base64
+    import binascii
+
+    from awscrt import checksums
+    from moto.s3 import models
+
+    if getattr(models.MultipartChecksumBuilder, "_lmi_deploy", False):
+        return
+    combine = {
+        "CRC64NVME": (checksums.crc64nvme, 8),
+        "CRC32": (lambda data, crc: binascii.crc32(data, crc), 4),
+        "CRC32C": (checksums.crc32c, 4),
+    }
+
+    class StreamingChecksumBuilder(models.MultipartChecksumBuilder):
+        _lmi_deploy = True
+
+        def __init__(self, checksum_algorithm: str | None, checksum_type: str | None) -> None:
+            super().__init__(checksum_algorithm, checksum_type)
+            self.streamed = self.checksum_type == "FULL_OBJECT" and self.checksum_algorithm in combine
+            self.crc = 0
+
+        def addPart(self, part: bytes) -> None:  # moto's name
+            if not self.streamed:
+                return super().addPart(part)
+            self.crc = combine[self.checksum_algorithm][0](part, self.crc)
+            self.part_count += 1
+            return None
+
+        def build(self) -> tuple[str, str, int] | None:
+            if not self.streamed:
+                return super().build()
+            size = combine[self.checksum_algorithm][1]
+            return self.checksum_type, base64.b64encode(self.crc.to_bytes(size, "big")).decode(), 1
+
+    models.MultipartChecksumBuilder = StreamingChecksumBuilder  # type: ignore[misc]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -79,6 +121,7 @@ class LocalAws:
 
         accept_lmi_instance_types()
         accept_kms_key_tags_from_cloudformation()
+        stream_full_object_checksums()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
