@@ -44,7 +44,7 @@ def hourly_usd(price_list: list[str], instance_type: str) -> float | None:
     for text in price_list:
         product = json.loads(text)
         attributes = product.get("product", {}).get("attributes", {})
-        if attributes.get("instanceName") != instance_type or attributes.get("component", "Hosting") != "Hosting":
+        if attributes.get("instanceName") != instance_type or attributes.get("component") != "Hosting":
             continue
         for term in product.get("terms", {}).get("OnDemand", {}).values():
             for dimension in term.get("priceDimensions", {}).values():

@@ -19,13 +19,15 @@ LIVE = {"LMI_DEPLOY_PRICES": "live"}
 DAY = datetime.date(2026, 11, 30)
 
 
-def product(instance: str, region: str, usd: str, component: str = "Hosting") -> str:
-    """One GetProducts entry, shaped as the Price List API returns SageMaker's."""
+def product(instance: str, region: str, usd: str, component: str | None = "Hosting") -> str:
+    """One GetProducts entry, shaped as the Price List API returns SageMaker's (``component`` None: a row without
+    one, as the training-plan upfront fees come)."""
+    attributes = {"instanceName": instance, "regionCode": region, "component": component}
     return json.dumps(
         {
             "product": {
                 "productFamily": "ML Instance",
-                "attributes": {"instanceName": instance, "regionCode": region, "component": component},
+                "attributes": {key: value for key, value in attributes.items() if value is not None},
                 "sku": "SKU1",
             },
             "terms": {
@@ -64,7 +66,12 @@ def stubbed(*answers: list[str] | str) -> tuple[object, Stubber]:
 def test_the_api_is_asked_for_the_region_then_cached_with_its_date(tmp_path: Path) -> None:
     cache = tmp_path / "prices.json"
     client, stub = stubbed(
-        [product("ml.g5.12xlarge", "eu-west-1", "7.9560000000"), product("ml.g5.12xlarge", "eu-west-1", "0", "Hosting")]
+        [
+            product("ml.g5.12xlarge", "eu-west-1", "7.9560000000"),
+            product("ml.g5.12xlarge", "eu-west-1", "0", "Hosting"),
+            product("ml.g5.12xlarge", "eu-west-1", "1.5", None),  # not the hosting product: never its price
+            product("ml.g5.12xlarge", "eu-west-1", "2.5", "studio-jupyterlab"),
+        ]
     )
     price = price_for("ml.g5.12xlarge", "eu-west-1", client=client, cache=cache, environ=LIVE, today=DAY)
     assert price is not None and (price.hourly_usd, price.region, price.as_of) == (7.956, "eu-west-1", "2026-11-30")
