@@ -165,6 +165,13 @@ def test_schedules_from_a_deployment_file(deployment_file) -> None:
             "invalid autoscaling_schedules[0].min_instances='x'",
         ),
         ({"autoscaling_schedules": "[{bad json"}, "invalid autoscaling_schedules='[{bad json': is not valid JSON"),
+        (
+            {
+                "autoscaling_max_instances": "4",
+                "autoscaling_schedules": json.dumps([{**SCHEDULES[0], "schedule": "rate(12 hours)\n"}]),
+            },
+            "holds a control character",  # refused before the schedule rule sees it ...
+        ),
         ({"autoscaling_min_instances": "1"}, "autoscaling_min_instances=1 needs autoscaling"),
         (
             {"autoscaling_max_instances": "4", "autoscaling_min_instances": "0"},
@@ -181,6 +188,14 @@ def test_invalid_scaling_is_refused_in_one_line(context: dict[str, Any], message
     text = refused(context)
     assert message in text, text
     assert "\n" not in text
+
+
+def test_schedule_expressions_are_matched_whole() -> None:
+    """... and the rule itself matches the whole expression too ('$' alone let a trailing newline through)."""
+    from lmi_deploy.rules.scaling import schedule_problem
+
+    assert schedule_problem("rate(12 hours)") is None
+    assert schedule_problem("rate(12 hours)\n") is not None
 
 
 # ---- isolation -------------------------------------------------------------------------------------------------

@@ -11,12 +11,12 @@ from lmi_deploy.rules.registry import Example, rule
 from lmi_deploy.rules.view import View
 
 _KMS_KEY_ARN = re.compile(
-    r"^arn:aws[a-z-]*:kms:(?P<region>[a-z0-9-]+):\d{12}:key/"
-    r"(?:mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+    r"arn:aws[a-z-]*:kms:(?P<region>[a-z0-9-]+):\d{12}:key/"
+    r"(?:mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
 )
-_HUB_TOKEN = re.compile(r"^(hf_|api_org_)[A-Za-z0-9]{20,}$")
+_HUB_TOKEN = re.compile(r"(hf_|api_org_)[A-Za-z0-9]{20,}")
 _SECRET_ARN = re.compile(
-    r"^arn:aws[a-z-]*:secretsmanager:(?P<region>[a-z0-9-]+):\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}$"
+    r"arn:aws[a-z-]*:secretsmanager:(?P<region>[a-z0-9-]+):\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}"
 )
 _SUBNET = "subnet-0123456789abcdef0"
 _GROUP = "sg-0123456789abcdef0"
@@ -98,7 +98,7 @@ def kms_key_arn(view: View, derived: Derived) -> Iterator[str]:
     key, region = view.config.kms_key, view.config.region
     if key is None or key == "create":
         return
-    match = _KMS_KEY_ARN.match(key)
+    match = _KMS_KEY_ARN.fullmatch(key)
     if "alias/" in key:
         yield (
             f"kms_key={key!r} is an alias: give the key's ARN (arn:aws:kms:<region>:<account>:key/<id>), which the "
@@ -123,7 +123,7 @@ def kms_key_arn(view: View, derived: Derived) -> Iterator[str]:
 )
 def hub_token_not_inline(view: View, derived: Derived) -> Iterator[str]:
     secret = view.config.hf_token_secret
-    if secret is not None and _HUB_TOKEN.match(secret.strip()):
+    if secret is not None and _HUB_TOKEN.fullmatch(secret.strip()):
         yield (
             "hf_token_secret holds what looks like a Hub token itself (the value is not shown here): store the token "
             "in Secrets Manager and set hf_token_secret to the secret's name or ARN"
@@ -140,10 +140,10 @@ def hub_token_not_inline(view: View, derived: Derived) -> Iterator[str]:
 )
 def hub_token_secret_valid(view: View, derived: Derived) -> Iterator[str]:
     secret = view.config.hf_token_secret
-    if secret is None or _HUB_TOKEN.match(secret.strip()):
+    if secret is None or _HUB_TOKEN.fullmatch(secret.strip()):
         return
     if secret.startswith("arn:"):
-        match = _SECRET_ARN.match(secret)
+        match = _SECRET_ARN.fullmatch(secret)
         if not match:
             yield (
                 f"hf_token_secret={secret!r} is not a Secrets Manager secret ARN "

@@ -20,7 +20,7 @@ _CRON_FIELDS = (  # (name, allowed characters, numeric range) of Application Aut
     ("day-of-week", r"[0-9A-Za-z,*/?L#-]+", (1, 7)),
     ("year", r"[0-9,*/-]+", (1970, 2199)),
 )
-_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+_RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)")
 _SCHEDULE = {"name": "night", "schedule": "cron(0 20 ? * MON-FRI *)", "min_instances": 1, "max_instances": 1}
 
 
@@ -31,7 +31,7 @@ def _at_or_rate_problem(expression: str) -> str | None:
         except ValueError:
             return "at(...) takes one time as yyyy-mm-ddThh:mm:ss"
         return None
-    match = _RATE.match(expression)
+    match = _RATE.fullmatch(expression)
     if not match or int(match.group(1)) < 1:
         return "rate(...) takes a positive whole number and minute(s), hour(s) or day(s), e.g. rate(12 hours)"
     if (int(match.group(1)) == 1) != (not match.group(2).endswith("s")):

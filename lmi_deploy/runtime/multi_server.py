@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
 INFERENCE_COMPONENT_HEADER = "X-Amzn-SageMaker-Inference-Component"
-_VERSIONED = re.compile(r"^(?P<name>.+)-[0-9a-f]{12}$")
+_VERSIONED = re.compile(r"(?P<name>.+)-[0-9a-f]{12}")
 
 
 class ModelRouter:
@@ -88,7 +88,7 @@ class ModelRouter:
             return key
         if key in self.aliases:
             return self.aliases[key]
-        versioned = _VERSIONED.match(key)
+        versioned = _VERSIONED.fullmatch(key)
         if versioned and versioned.group("name") in self.servers:
             return versioned.group("name")
         return None
