@@ -873,3 +873,14 @@ def test_synth_report_prints_the_cost() -> None:
     assert any(
         "cost: about 0-2 x ml.g5.12xlarge at ~$7.09/h" in line and "$0-$10,351 a month" in line for line in lines
     )
+
+
+def test_a_latency_alarm_past_the_request_deadline_is_a_warning() -> None:
+    def warned(**settings: str) -> list[str]:
+        config = load_config(settings)
+        return [str(w) for w in config.resolved.warnings if w.rule == "LMI648"]
+
+    assert warned() == []  # 30 s threshold, 60 s real-time deadline
+    assert "requests stop there" in warned(alarm_model_latency_p99_ms="60000")[0]
+    assert "use less than 20000" in warned(request_timeout="20", alarm_model_latency_p99_ms="25000")[0]
+    assert warned(inference_mode="async", alarm_model_latency_p99_ms="90000") == []  # async: up to an hour

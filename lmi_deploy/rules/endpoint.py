@@ -149,3 +149,24 @@ def request_timeout_realtime(view: View, derived: Derived) -> Iterator[str]:
             f"invocation timeout: the caller is answered with an error at {REALTIME_REQUEST_TIMEOUT_S} s while the "
             f"model keeps working; use at most {REALTIME_REQUEST_TIMEOUT_S}, or inference_mode=async"
         )
+
+
+@rule(
+    "LMI648",
+    title="A latency alarm threshold the model latency can never reach",
+    why="The handler stops every request at its deadline (request_timeout; SageMaker's own 60 s on a real-time "
+    "endpoint), so the p99 model latency never passes it: the alarm, and the rollback it triggers, never fire.",
+    fix="Set alarm_model_latency_p99_ms below the request deadline (in ms), or raise request_timeout (async).",
+    example=Example(settings={"alarm_model_latency_p99_ms": "90000"}),
+    needs=("config",),
+    level="warning",
+)
+def latency_alarm_reachable(view: View, derived: Derived) -> Iterator[str]:
+    c = view.config
+    deadline_ms = c.request_timeout_s * 1000
+    if c.alarm_model_latency_p99_ms >= deadline_ms:
+        yield (
+            f"alarm_model_latency_p99_ms={c.alarm_model_latency_p99_ms} is not below the request deadline "
+            f"({c.request_timeout_s} s): requests stop there, so the latency alarm and its rollback never fire; "
+            f"use less than {deadline_ms}"
+        )
