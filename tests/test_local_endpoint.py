@@ -344,6 +344,17 @@ def test_deepspeed_handler_against_a_fake_deepspeed(
         assert len(calls) == 1 and calls[0]["max_tokens"] == config.resolved.max_sequence_length
     finally:
         http.shutdown()
+    # past option.request_timeout generation stops with a 504 (it had no deadline: a request could run forever)
+    from lmi_deploy.runtime import api_for, load_handler
+    from lmi_deploy.runtime.versions import Release
+
+    input_class, _ = api_for(Release())
+    handler = load_handler(code.directory / "model.py").HANDLER
+    loaded = handler.load({"model_id": str(tiny_models["llama"]), "dtype": "fp32", "request_timeout": "0.001"})
+    body = {"inputs": ["hello"], "parameters": {"max_new_tokens": 64, "min_new_tokens": 64}}
+    answer = handler.answer(loaded, input_class.of({}, json.dumps(body).encode()))
+    assert answer.code == 504 and "stopped at the 0.001 s request deadline" in answer.body().decode()
+    assert handler.ranks is None  # one process: no ranks to agree with
 
 
 def test_fastertransformer_handler_over_http_with_a_fake_engine(

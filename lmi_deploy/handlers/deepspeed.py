@@ -2,7 +2,9 @@
 
 Runs under MPI: every rank loads the model on the CPU and joins ``deepspeed.init_inference`` with the deployment's
 tensor-parallel degree; the server answers with the last rank's output. One batched ``generate`` per request,
-answered ``{"outputs": [str, ...], "generated_tokens": [int, ...]}``.
+answered ``{"outputs": [str, ...], "generated_tokens": [int, ...]}``; past ``option.request_timeout`` generation stops
+and the request gets a 504. Under MPI the ranks agree on when the deadline passed (``SharedDeadline``, over a gloo
+group), so every rank stops at the same step and none is left waiting in a collective.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 from . import hf_generate
 from .handler import Handler, weights_location
 from .hf_generate import DTYPE_ARGUMENT, load_tokenizer, torch_dtype
-from .request import Answers, RequestRules, read_body
+from .request import Answers, Deadline, DeadlineExceeded, RequestRules, read_body, request_timeout
+from .tensor_parallel import Ranks, SharedDeadline
 
 
 class DeepSpeedHandler(Handler):
@@ -27,11 +30,14 @@ class DeepSpeedHandler(Handler):
         *,
         tensor_parallel_degree: int,
         dtype: str,
+        request_timeout_s: float = 60.0,
         hub_token_secret: tuple[str, str] | None = None,
     ) -> None:
         super().__init__(rules, answers, hub_token_secret)
         self.tensor_parallel_degree = tensor_parallel_degree
         self.dtype = dtype
+        self.request_timeout_s = request_timeout_s
+        self.ranks: Ranks | None = None  # the MPI ranks, once deepspeed has joined them (None: one process)
 
     def load(self, properties: dict[str, str]) -> tuple[Any, Any]:
         """Load on the CPU, then let DeepSpeed shard it over the ranks with its fused kernels."""
@@ -53,12 +59,34 @@ class DeepSpeedHandler(Handler):
             replace_with_kernel_inject=True,
             max_tokens=int(properties.get("max_tokens", "1024")),
         )
+        self.request_timeout_s = request_timeout(properties, self.request_timeout_s)
+        self.ranks = _deadline_ranks(local_rank)
         return engine.module, load_tokenizer(location, properties, False)
 
     def answer(self, loaded: tuple[Any, Any], inputs: Any) -> Any:
         model, tokenizer = loaded
         prompts, kwargs = self.rules.parse(read_body(inputs))
-        # no deadline here: every MPI rank must stop at the same step, and each would read its own clock
+        deadline: Any = Deadline(inputs, self.request_timeout_s)
+        if self.ranks is not None:  # each rank reads its own clock: they agree every few steps
+            deadline = SharedDeadline(deadline, self.ranks)
         limit = self.rules.max_sequence_length
-        answer = hf_generate.generate(model, tokenizer, False, prompts, kwargs, max_sequence_length=limit)
+        try:
+            answer = hf_generate.generate(
+                model, tokenizer, False, prompts, kwargs, deadline=deadline, max_sequence_length=limit
+            )
+        except DeadlineExceeded as error:
+            return self.answers.error(504, "Gateway Timeout", str(error))
         return self.answers.json(answer)
+
+
+def _deadline_ranks(local_rank: int) -> Ranks | None:
+    """The ranks deepspeed joined, with a gloo group for agreeing on deadlines (a collective: every rank loads)."""
+    import torch
+
+    if not torch.distributed.is_available() or not torch.distributed.is_initialized():
+        return None
+    world = torch.distributed.get_world_size()
+    if world <= 1:
+        return None
+    control = torch.distributed.new_group(backend="gloo")
+    return Ranks(torch.distributed.get_rank(), world, local_rank, "nccl", control)
