@@ -16,19 +16,7 @@ import pytest
 from lmi_deploy.commands import eval_corpus
 from lmi_deploy.commands.eval_corpus import Case, load_cases, run_case
 
-BARE_KEY = (
-    "unknown-key: a key without the option. prefix is read too (PyModel.load switches on model_loading_timeout; "
-    "DJL's TRT-LLM tests set model_loading_timeout=1800 for the engine build)"
-)
-
 KNOWN_MISSES: dict[str, str] = {
-    # published configurations that are refused
-    "djl-it-0.27.0-trtllm-flan-t5-xxl-prebuilt": BARE_KEY,
-    "djl-it-0.29.0-trtllm-internlm-7b": BARE_KEY,
-    "djl-it-0.32.0-trtllm-llama-2-7b-chat": BARE_KEY,
-    "djl-it-0.33.0-trtllm-async-baichuan2-13b": BARE_KEY,
-    "demo-env-llama-2-70b-inf2-speculative": "rolling_batch_size is read by no release (a near-miss, as written it "
-    "does nothing; the config works without it)",
     # known-broken configurations that pass
     "issue-1106-task-question-answering-llama": "task-vs-model: option.task is not checked against the architecture",
     "vllm-quantize-bitsandbytes-0.28": "value-vs-version: quantize values are not checked per engine and release",

@@ -363,12 +363,19 @@ BASE = "option.model_id=s3://bucket/model/\noption.model_loading_timeout=1200\n"
             [],
             [("LMI803", "line 2: option.max_sparsity is not read by LMI 0.24.0 (read in 0.25.0-0.32.0)")],
         ),
-        # read by no release and close to a key this release reads: a typo, an error
+        # read by no release and close to a key this release reads: a typo, a warning naming the key (the container
+        # loads without it, as djl-serving's own tests with a bare model_loading_timeout do)
         (
             "engine=Python\noption.tensor_parallel_degre=4\n",
             "0.28.0",
-            [("LMI802", "line 2: option.tensor_parallel_degre is not a key LMI 0.28.0 reads; did you mean ")],
             [],
+            [("LMI802", "line 2: option.tensor_parallel_degre is not a key LMI 0.28.0 reads; did you mean ")],
+        ),
+        (
+            "engine=Python\nmodel_loading_timeout=1800\n",
+            "0.29.0",
+            [],
+            [("LMI802", "line 2: model_loading_timeout is not a key LMI 0.29.0 reads; did you mean option.model_")],
         ),
         # read by no release and close to nothing: a warning (a custom model.py may read it)
         (

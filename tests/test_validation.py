@@ -137,7 +137,7 @@ LINT_CASES = [
         "warning",
         "option.quantization is not read by LMI 0.28.0 (read in 0.32.0-0.38.0)",
     ),
-    ("option.tensor_parallel_degre=4\n", "0.28.0", "error", "did you mean option.tensor_parallel_degree?"),
+    ("option.tensor_parallel_degre=4\n", "0.28.0", "warning", "did you mean option.tensor_parallel_degree?"),
     ("option.rolling_batch=disable\n", "0.26.0", "error", "turns rolling batch ON even as 'disable'; delete the line"),
     (
         "option.rolling_batch=scheduler\n",

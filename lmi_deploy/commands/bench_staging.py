@@ -103,13 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
     }
-    serve = ["moto.server", "-H", "127.0.0.1", "-p"] if args.stock_moto else ["lmi_deploy.commands.local_aws", "--port"]
-    server = subprocess.Popen(
-        [sys.executable, "-m", *serve, str(port)],  # this Python: its AWS CRT
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
+    server = _start_server(port, args.stock_moto, env)
     try:
         s3 = boto3.client(
             "s3",
@@ -147,6 +141,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{rate / best['aws s3 cp --recursive']:.2f}x aws cli   {rate / ceiling:.2f}x ceiling"
         )
     return 0
+
+
+def _start_server(port: int, stock_moto: bool, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """lmi-deploy's emulator (or moto as it is) in its own process, with this Python (its AWS CRT)."""
+    serve = ["moto.server", "-H", "127.0.0.1", "-p"] if stock_moto else ["lmi_deploy.commands.local_aws", "--port"]
+    return subprocess.Popen(
+        [sys.executable, "-m", *serve, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
 
 
 def _tools(s3: Any, folder: Path, endpoint: str, env: dict[str, str]) -> dict[str, Callable[[str], None]]:

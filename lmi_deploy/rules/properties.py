@@ -82,14 +82,17 @@ def _unknown(view: View) -> Iterator[Entry]:
 @rule(
     "LMI802",
     title="A key that is a near miss of a key this release reads",
-    why="A misspelled key is silently ignored: the setting you meant never applies.",
+    why="A misspelled key is silently ignored: the setting you meant never applies. The container still loads (DJL "
+    "hands a key without option. to the model as an argument nothing reads; djl-serving's own integration tests "
+    "write model_loading_timeout that way), so it is a warning; what the missing setting costs (memory, time) is "
+    "checked by the rules about those, with the setting's default.",
     fix="Use the key the message suggests.",
     example=Example(
         properties="engine=Python\noption.model_loading_timeout=1200\noption.tensor_parallel_degre=4\n",
         container="0.28.0",
     ),
+    level="warning",
     needs=("properties",),
-    gate=True,
 )
 def key_near_miss(view: View, derived: Derived) -> Iterator[str]:
     for entry in _unknown(view):
