@@ -101,12 +101,25 @@ def source_and_target(config: DeploymentConfig) -> tuple[str, str]:
     return f"s3://{bucket}/{staged}", f"s3://{bucket}/{config.partitioned_prefix}"
 
 
+INPUT_MANIFEST = "model-files.manifest"  # beside the job's code: the staged files it reads
+
+
+def input_manifest(source: str, names: list[str]) -> str:
+    """SageMaker's ManifestFile for the job's model input: the files under the staged prefix, without the
+    ``partitioned/`` outputs of earlier jobs (an S3Prefix input would download every earlier TP degree's checkpoint
+    and compile cache too, onto a volume sized for one)."""
+    kept = sorted(name for name in names if name and not name.endswith("/") and not name.startswith("partitioned/"))
+    if not kept:
+        raise ConfigError(f"{source} holds no staged files: stage the model first (lmi-deploy stage)")
+    return json.dumps([{"prefix": source}, *kept], indent=0) + "\n"
+
+
 def job_request(
     config: DeploymentConfig, role_arn: str, code_s3_uri: str, *, now: float | None = None
 ) -> dict[str, Any]:
     """The CreateProcessingJob request that partitions this deployment's weights."""
     check_supported(config)
-    source, target = source_and_target(config)
+    _, target = source_and_target(config)
     tp = config.resolved.tensor_parallel_degree
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
     name = f"{config.deployment}-partition-tp{tp}-{stamp}"[:63]
@@ -124,10 +137,10 @@ def job_request(
         "ProcessingInputs": [
             {
                 "InputName": "model",
-                "S3Input": {
-                    "S3Uri": source,
+                "S3Input": {  # the staged files (input_manifest) under `source`, at their relative paths
+                    "S3Uri": code_s3_uri + INPUT_MANIFEST,
                     "LocalPath": INPUT_DIR,
-                    "S3DataType": "S3Prefix",
+                    "S3DataType": "ManifestFile",
                     "S3InputMode": "File",
                     "S3DataDistributionType": "FullyReplicated",
                 },

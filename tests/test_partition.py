@@ -55,7 +55,8 @@ def test_job_request_runs_the_deployments_image_on_the_staged_prefix() -> None:
         "ContainerEntrypoint": ["deepspeed", "--num_gpus", "2", "/opt/ml/processing/input/code/partition.py"],
     }
     inputs = {i["InputName"]: i["S3Input"] for i in request["ProcessingInputs"]}
-    assert inputs["model"]["S3Uri"] == staged and inputs["model"]["LocalPath"] == partition.INPUT_DIR
+    assert inputs["model"]["S3Uri"] == "s3://b/partition-code/x/" + partition.INPUT_MANIFEST  # lists staged files
+    assert inputs["model"]["S3DataType"] == "ManifestFile" and inputs["model"]["LocalPath"] == partition.INPUT_DIR
     assert request["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"] == staged + "partitioned/tp2/"
     cluster = request["ProcessingResources"]["ClusterConfig"]
     assert cluster["InstanceType"] == config.instance_type and cluster["VolumeSizeInGB"] >= 50
@@ -115,7 +116,12 @@ def test_partition_script_starts_the_job(capsys: pytest.CaptureFixture[str]) -> 
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         sagemaker = boto3.client("sagemaker", region_name="us-east-1")
-        s3.create_bucket(Bucket="gpt-j-6b-111122223333-us-east-1")
+        bucket, staged = "gpt-j-6b-111122223333-us-east-1", "models/EleutherAI/gpt-j-6b/main/"
+        s3.create_bucket(Bucket=bucket)
+        assert partition_model.main([*args, "--role-arn", ROLE], s3=s3, sagemaker=sagemaker) == 2
+        assert f"s3://{bucket}/{staged} holds no staged files: stage the model first" in capsys.readouterr().err
+        for name in ("config.json", "model.safetensors", "manifest.json", "partitioned/tp4/ds_inference_config.json"):
+            s3.put_object(Bucket=bucket, Key=staged + name, Body=b"{}")
         assert partition_model.main([*args, "--role-arn", ROLE], s3=s3, sagemaker=sagemaker) == 0
         out = capsys.readouterr().out
         name = out.split()[1].rstrip(":")
@@ -126,6 +132,11 @@ def test_partition_script_starts_the_job(capsys: pytest.CaptureFixture[str]) -> 
         bucket, _, key = code_uri.removeprefix("s3://").partition("/")
         script = s3.get_object(Bucket=bucket, Key=key + "partition.py")["Body"].read().decode()
         assert {"partition.py": script} == partition.partition_files(load_config(DEEPSPEED))
+        # the model input lists the staged files only: an earlier TP degree's checkpoint is not downloaded again
+        model_input = next(i for i in job["ProcessingInputs"] if i["InputName"] == "model")["S3Input"]
+        manifest_key = model_input["S3Uri"].removeprefix(f"s3://{bucket}/")
+        listed = json.loads(s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
+        assert listed == [{"prefix": f"s3://{bucket}/{staged}"}, "config.json", "manifest.json", "model.safetensors"]
         assert "partitioned/tp2/" in out
 
     assert partition_model.main([*args]) == 2

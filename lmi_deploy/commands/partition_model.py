@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from lmi_deploy import partition
+from lmi_deploy import partition, s3_prefix
 from lmi_deploy.cli import add_config_arguments, context_from_args, environment_defaults
 from lmi_deploy.errors import ConfigError
 from lmi_deploy.multi_model import MultiModelDeployment, load_deployment
@@ -47,6 +47,10 @@ def main(argv: Sequence[str] | None = None, *, s3: Any = None, sagemaker: Any = 
             print(json.dumps(request, indent=2))
             for name, text in files.items():
                 print(f"--- {name}\n{text}")
+            print(
+                f"--- {partition.INPUT_MANIFEST}\n"
+                "(written at start: the files under the staged prefix, partitioned/ left out)"
+            )
             return 0
         if not args.role_arn:
             raise ConfigError("--role-arn is required to start the job (or use --dry-run)")
@@ -55,10 +59,15 @@ def main(argv: Sequence[str] | None = None, *, s3: Any = None, sagemaker: Any = 
         session = boto3.session.Session(region_name=config.region)
         s3 = s3 or session.client("s3", endpoint_url=args.endpoint_url)
         sagemaker = sagemaker or session.client("sagemaker", endpoint_url=args.endpoint_url)
+        source, _ = partition.source_and_target(config)
         try:
+            staged = s3_prefix.list_names(s3, bucket, source.removeprefix(f"s3://{bucket}/"))
+            files = {**files, partition.INPUT_MANIFEST: partition.input_manifest(source, staged)}
             for name, text in files.items():
                 s3.put_object(Bucket=bucket, Key=code_prefix + name, Body=text.encode())
             sagemaker.create_processing_job(**request)
+        except ConfigError:
+            raise
         except Exception as error:
             raise explain(error, bucket, code_prefix) from None
         _, target = partition.source_and_target(config)
