@@ -177,6 +177,8 @@ def handler_options(config: DeploymentConfig) -> dict[str, str]:
     values = {}
     for name, default in options.items():
         value = getattr(config, name)
+        if value is None and name == "tp_all_reduce":  # one-shot sums are measured over NVLink only (2 x H200)
+            value = default if config.instance.interconnect.name.startswith("NVLink") else "nccl"
         value = default if value is None else value
         values[name] = str(value).lower() if isinstance(value, bool) else str(value)
     resolved = config.resolved

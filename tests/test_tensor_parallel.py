@@ -186,16 +186,18 @@ def test_bench_handler_tp_projects_the_two_gpu_run_to_four_a10gs(tmp_path: Path)
 
 
 def test_the_all_reduce_mode_is_rendered_and_read_back(gated_t5: Path, tmp_path: Path) -> None:
-    """option.tp_all_reduce: one_shot by default (NCCL where its load-time check fails), nccl when set; the handler
-    refuses anything else rather than guessing."""
+    """option.tp_all_reduce: one_shot by default on NVLink instances (NCCL where its load-time check fails), nccl on
+    PCIe-only ones (g5: one-shot was measured over NVLink only) and when set; the handler refuses anything else."""
     from lmi_deploy.config import ConfigError
     from lmi_deploy.handlers.tensor_parallel import all_reduce_mode
 
-    properties = (rendered(gated_t5, 2, tmp_path) / "serving.properties").read_text().splitlines()
-    assert "option.tp_all_reduce=one_shot" in properties and "engine=MPI" in properties
+    properties = (rendered(gated_t5, 2, tmp_path / "g5") / "serving.properties").read_text().splitlines()
+    assert "option.tp_all_reduce=nccl" in properties and "engine=MPI" in properties
+    context = {"engine": "accelerate", "handler": "custom", "model_id": str(gated_t5), "deployment": "tp"}
+    nvlink = render(load_config(dict(context, instance_type="ml.p4d.24xlarge", tensor_parallel_degree="2")), tmp_path)
+    assert "option.tp_all_reduce=one_shot" in (nvlink.directory / "serving.properties").read_text().splitlines()
     assert all_reduce_mode({}) == "one_shot" and all_reduce_mode({"tp_all_reduce": " NCCL "}) == "nccl"
     with pytest.raises(ValueError, match="'ring' is not one of one_shot, nccl"):
         all_reduce_mode({"tp_all_reduce": "ring"})
-    context = {"engine": "accelerate", "handler": "custom", "model_id": str(gated_t5), "deployment": "tp"}
     with pytest.raises(ConfigError, match="tp_all_reduce"):
         load_config(dict(context, tp_all_reduce="ring"))

@@ -163,8 +163,8 @@ class ModelSettings(BaseModel):
         description="Accelerate `handler=custom` with `tensor_parallel_degree` > 1 (`engine=MPI`): how the ranks sum a "
         "decode step's partial products. `one_shot`: through PyTorch's symmetric memory, one kernel whose peers read "
         "over NVLink (7.9 us against NCCL's 17.4 us on 2 x H200; flan-t5-xxl TP 2 0.82x TP 1 instead of 0.91x), used "
-        "only where it matches NCCL's sum at load, NCCL elsewhere (PCIe-only GPUs, older torch). `nccl`: always NCCL.",
-        json_schema_extra=shown("`one_shot`"),
+        "only where it matches NCCL's sum at load, NCCL elsewhere (no peer access, older torch). `nccl`: always NCCL.",
+        json_schema_extra=shown("`one_shot` on instances with NVLink (p4d, p5, ...), `nccl` on PCIe-only ones"),
     )
     fast_load: bool | None = Field(
         None,
