@@ -20,7 +20,6 @@ KNOWN_MISSES: dict[str, str] = {
     # known-broken configurations that pass
     "issue-1106-task-question-answering-llama": "task-vs-model: option.task is not checked against the architecture",
     "vllm-quantize-bitsandbytes-0.28": "value-vs-version: quantize values are not checked per engine and release",
-    "streaming-with-dynamic-batch-0.31": "rolling-batch-vs-engine: batch_size > 1 with streaming and no rolling batch",
     "vllm-pipeline-parallel-rolling-batch-0.36": "value-vs-engine: vLLM rolling batch refuses pipeline_parallel_degree",
 }
 

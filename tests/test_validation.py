@@ -249,6 +249,7 @@ LLAMA_2_70B = {
     "torch_dtype": "float16",
 }
 BUNDLED = Path(model_facts.BUNDLED)
+LLAMA_7B = "meta-llama--Llama-2-7b-hf.json"
 FILE_CASES = [  # (serving.properties, container, instance, config.json, the error expected or None: it must pass)
     (
         "engine=Python\noption.rolling_batch=vllm\noption.tensor_parallel_degree=4\noption.dtype=fp16\n",
@@ -344,6 +345,24 @@ FILE_CASES = [  # (serving.properties, container, instance, config.json, the err
         "EleutherAI--gpt-j-6b.json",
         None,
     ),
+    # streaming a dynamic batch: refused from 0.25.0 when the handler's properties see no rolling batch (LMI715)
+    *[
+        (
+            f"engine=Python\noption.dtype=fp16\nbatch_size=4\noption.enable_streaming=true\n{extra}",
+            version,
+            "ml.g5.2xlarge",
+            LLAMA_7B,
+            rule,
+        )
+        for extra, version, rule in (
+            ("option.entryPoint=djl_python.huggingface\noption.rolling_batch=disable\n", "0.31.0", "LMI715"),
+            ("", "0.28.0", "LMI715"),  # the server writes rolling_batch=disable itself when batch_size > 1
+            ("option.rolling_batch=lmi-dist\n", "0.29.0", "LMI715"),  # ... whatever the file says
+            ("", "0.26.0", "LMI715"),  # the properties class defaults to disable
+            ("", "0.24.0", None),  # before the properties classes: streams each request of the batch
+            ("option.rolling_batch=auto\n", "0.27.0", None),  # engine= given: the file's rolling batch stands
+        )
+    ],
 ]
 
 

@@ -152,3 +152,58 @@ def rolling_batch_fits_handler(view: View, derived: Derived) -> Iterator[str]:
             f"{owner.get(value, 'another handler')}; "
             f"or use one of {', '.join(v for v in HUGGINGFACE_ROLLING_BATCH if v in allowed)}"
         )
+
+
+def _dynamic_batch(view: View) -> int:
+    """The batch_size the Python handler reads: ``batch_size`` or, with the prefix stripped, ``option.batch_size``."""
+    sizes = [view.values.get(key, "") for key in ("batch_size", "option.batch_size")]
+    return max((int(size) for size in sizes if size.strip().isdigit()), default=1)
+
+
+def _rolling_batch_off(view: View) -> bool:
+    """Whether the handler's properties see rolling_batch=disable: from 0.28.0 the server writes disable itself when
+    ``batch_size`` > 1 (``LmiConfigRecommender.setRollingBatch``, which 0.27.0 runs only when it infers the engine);
+    up to 0.32 the properties class defaults to disable when the key is unset (0.25-0.26 read a present key as on:
+    LMI708)."""
+    forced = view.values.get("batch_size", "").strip().isdigit() and int(view.values["batch_size"]) > 1
+    if forced and (view.at_least("0.28.0") or (view.at_least("0.27.0") and view.server_engine is None)):
+        return True
+    if view.rolling_batch is None:
+        return not view.at_least("0.28.0")
+    return view.rolling_batch == "disable" and view.at_least("0.27.0")
+
+
+@rule(
+    "LMI715",
+    title="Streaming with dynamic batching (batch_size > 1) and no rolling batch",
+    why="From 0.25.0 the Hugging Face and DeepSpeed handlers' properties refuse to stream a dynamic batch: the model "
+    "fails to load with 'We cannot enable streaming for dynamic batching'. From 0.28.0 the server itself turns "
+    "rolling batch off whenever batch_size > 1.",
+    fix="Stream with a rolling batch instead (drop batch_size, set option.rolling_batch and "
+    "option.max_rolling_batch_size), or keep batch_size and set option.enable_streaming=false.",
+    example=Example(
+        properties="engine=Python\noption.entryPoint=djl_python.huggingface\noption.model_id=s3://bucket/llama/\n"
+        "option.rolling_batch=disable\nbatch_size=4\noption.enable_streaming=true\n"
+        "option.model_loading_timeout=1200\n",
+        container="0.31.0",
+    ),
+    needs=("properties",),
+)
+def streaming_dynamic_batch(view: View, derived: Derived) -> Iterator[str]:
+    streaming = view.values.get("option.enable_streaming", "false").strip().lower()
+    handler = view.handler_module()
+    if (
+        not view.at_least("0.25.0")
+        or view.handler == "custom"
+        or handler not in ("djl_python.huggingface", "djl_python.deepspeed")
+        or streaming in ("false", "")
+        or _dynamic_batch(view) <= 1
+        or not _rolling_batch_off(view)
+    ):
+        return
+    yield (
+        f"option.enable_streaming={streaming} with batch_size={_dynamic_batch(view)} and no rolling batch: "
+        f"{handler} on LMI {view.version} refuses it ('We cannot enable streaming for dynamic batching'); stream "
+        "with a rolling batch (drop batch_size, set option.rolling_batch and option.max_rolling_batch_size), "
+        "or set option.enable_streaming=false"
+    )
