@@ -355,6 +355,11 @@ def test_deepspeed_handler_against_a_fake_deepspeed(
     answer = handler.answer(loaded, input_class.of({}, json.dumps(body).encode()))
     assert answer.code == 504 and "stopped at the 0.001 s request deadline" in answer.body().decode()
     assert handler.ranks is None  # one process: no ranks to agree with
+    # ranks that cannot agree on the deadline (no process group) get none, rather than stopping at different steps
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    loaded = handler.load({"model_id": str(tiny_models["llama"]), "dtype": "fp32", "request_timeout": "0.001"})
+    answer = handler.answer(loaded, input_class.of({}, json.dumps(body).encode()))
+    assert handler.deadline_applies is False and json.loads(answer.body())["generated_tokens"] == [64]
 
 
 def test_fastertransformer_handler_over_http_with_a_fake_engine(

@@ -17,7 +17,7 @@ from . import hf_generate
 from .handler import Handler, weights_location
 from .hf_generate import DTYPE_ARGUMENT, load_tokenizer, torch_dtype
 from .request import Answers, Deadline, DeadlineExceeded, RequestRules, read_body, request_timeout
-from .tensor_parallel import Ranks, SharedDeadline
+from .tensor_parallel import Ranks, SharedDeadline, world_size
 
 
 class DeepSpeedHandler(Handler):
@@ -38,6 +38,7 @@ class DeepSpeedHandler(Handler):
         self.dtype = dtype
         self.request_timeout_s = request_timeout_s
         self.ranks: Ranks | None = None  # the MPI ranks, once deepspeed has joined them (None: one process)
+        self.deadline_applies = True  # False where the ranks could not agree on a deadline (then none applies)
 
     def load(self, properties: dict[str, str]) -> tuple[Any, Any]:
         """Load on the CPU, then let DeepSpeed shard it over the ranks with its fused kernels."""
@@ -60,14 +61,14 @@ class DeepSpeedHandler(Handler):
             max_tokens=int(properties.get("max_tokens", "1024")),
         )
         self.request_timeout_s = request_timeout(properties, self.request_timeout_s)
-        self.ranks = _deadline_ranks(local_rank)
+        self.ranks, self.deadline_applies = _deadline_ranks(local_rank)
         return engine.module, load_tokenizer(location, properties, False)
 
     def answer(self, loaded: tuple[Any, Any], inputs: Any) -> Any:
         model, tokenizer = loaded
         prompts, kwargs = self.rules.parse(read_body(inputs))
-        deadline: Any = Deadline(inputs, self.request_timeout_s)
-        if self.ranks is not None:  # each rank reads its own clock: they agree every few steps
+        deadline: Any = Deadline(inputs, self.request_timeout_s) if self.deadline_applies else None
+        if self.ranks is not None and deadline is not None:  # each rank reads its own clock: they agree every few steps
             deadline = SharedDeadline(deadline, self.ranks)
         limit = self.rules.max_sequence_length
         try:
@@ -79,14 +80,22 @@ class DeepSpeedHandler(Handler):
         return self.answers.json(answer)
 
 
-def _deadline_ranks(local_rank: int) -> Ranks | None:
-    """The ranks deepspeed joined, with a gloo group for agreeing on deadlines (a collective: every rank loads)."""
+def _deadline_ranks(local_rank: int) -> tuple[Ranks | None, bool]:
+    """The ranks deepspeed joined, with a gloo group for agreeing on deadlines (a collective: every rank loads), and
+    whether a deadline can apply: ranks that cannot agree must not stop on their own clocks (one rank stopping alone
+    would leave the others waiting in a collective), so they get none, logged."""
     import torch
 
-    if not torch.distributed.is_available() or not torch.distributed.is_initialized():
-        return None
-    world = torch.distributed.get_world_size()
+    initialized = torch.distributed.is_available() and torch.distributed.is_initialized()
+    world = torch.distributed.get_world_size() if initialized else world_size()
     if world <= 1:
-        return None
-    control = torch.distributed.new_group(backend="gloo")
-    return Ranks(torch.distributed.get_rank(), world, local_rank, "nccl", control)
+        return None, True
+    if initialized:
+        try:
+            control = torch.distributed.new_group(backend="gloo")
+            return Ranks(torch.distributed.get_rank(), world, local_rank, "nccl", control), True
+        except Exception as error:  # no gloo in this torch build
+            logging.warning("request deadline off: the %d ranks cannot agree on it (%s)", world, error)
+            return None, False
+    logging.warning("request deadline off: %d ranks without a torch.distributed group to agree on it", world)
+    return None, False
