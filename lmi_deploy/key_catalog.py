@@ -11,6 +11,7 @@ The file is read once per process (about a millisecond).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -70,10 +71,40 @@ def upstream_keys(version: str) -> frozenset[str]:
     return frozenset(_entry(version)["keys"])
 
 
-def allowed_values(key: str, version: str) -> tuple[str, ...] | None:
-    """The values the source allows for the key at this version (an enum or a closed choice), or None if open."""
-    values = _entry(version)["values"].get(key)
-    return tuple(values) if values else None
+def allowed_values(key: str, version: str, classes: Sequence[str] = ()) -> tuple[str, ...] | None:
+    """The values the source allows for the key at this version (an enum or a closed choice), or None if open.
+
+    ``classes``: the properties classes the selected engine's handler validates the file with. Every one of them
+    that declares the key must accept the value, so the answer is what all of their enums allow (None when each takes
+    any value). When none of them declares the key, or the release has none of them (before 0.25.0), the values
+    pooled over the release's classes and handlers apply.
+    """
+    closed = _declared_values(key, version, classes)
+    if closed is None:
+        values = _entry(version)["values"].get(key)
+        return tuple(values) if values else None
+    if not closed:
+        return None
+    allowed = set.intersection(*(set(values) for values in closed.values()))
+    return tuple(sorted(allowed))
+
+
+def _declared_values(key: str, version: str, classes: Sequence[str]) -> dict[str, list[str]] | None:
+    """Class -> its enum's values for the key, for the classes that close it; None when none of them declares it."""
+    known: dict[str, dict[str, list[str]]] = _entry(version).get("class_values", {})
+    declared = {name: known[name][key] for name in classes if key in known.get(name, {})}
+    return {name: values for name, values in declared.items() if values} if declared else None
+
+
+def release_has_classes(version: str, classes: Sequence[str]) -> bool:
+    """Whether the release has any of the properties classes (none before 0.25.0)."""
+    known = _entry(version).get("class_values", {})
+    return any(name in known for name in classes)
+
+
+def validating_classes(key: str, version: str, classes: Sequence[str]) -> list[str]:
+    """Which of ``classes`` close the key's values with an enum at this version."""
+    return sorted(_declared_values(key, version, classes) or {})
 
 
 def accepts_extra_keys(version: str) -> list[str]:
@@ -82,16 +113,19 @@ def accepts_extra_keys(version: str) -> list[str]:
     return classes
 
 
-def value_problem(key: str, value: str, version: str) -> str | None:
-    """``accepts a, b, c`` when the source closes the key's values (an enum) and ``value`` is not one of them.
+def value_problem(key: str, value: str, version: str, classes: Sequence[str] = ()) -> str | None:
+    """``accepts a, b, c`` when the source closes the key's values (an enum) and ``value`` is not one of them;
+    ``classes`` as for :func:`allowed_values`.
 
     Compared without case: several validators lower-case the value before the enum sees it (enable_streaming,
     TensorRT-LLM's rolling_batch), so a case difference alone is not worth refusing a file for.
     """
-    allowed = allowed_values(key, version)
+    allowed = allowed_values(key, version, classes)
     if not allowed or value.lower() in {v.lower() for v in allowed}:
         return None
-    return f"LMI {version} accepts {', '.join(allowed)}"
+    by = validating_classes(key, version, classes)
+    checked = f" (checked by {' and '.join(by)})" if by else ""
+    return f"LMI {version} accepts {', '.join(allowed)}{checked}"
 
 
 def spans(versions_list: list[str]) -> str:

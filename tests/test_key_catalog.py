@@ -207,6 +207,18 @@ def test_update_catalog_reads_each_release(fake_djl_serving: tuple[Path, dict[st
     assert "option.dtype" not in new["values"]  # declared as str: open, though a handler's chain is closed
     assert new["keys"]["option.quantization"] == ["properties"]  # a Field alias
     assert new["extra_keys_to"] == ["VllmRbProperties"]
+    # each class on its own, with what it inherits: empty is a key the class takes any value for
+    assert new["class_values"]["Properties"] == {
+        "option.dtype": [],
+        "option.layout": ["BSH", "SBH"],
+        "option.rolling_batch": ["disable", "vllm"],
+    }
+    assert new["class_values"]["VllmRbProperties"] == {
+        **new["class_values"]["Properties"],
+        "option.quantization": [],
+        "option.quantize": [],
+    }
+    assert old["class_values"]["VllmRbProperties"]["option.tensor_parallel_degree"] == []
     # declared by VllmRbProperties in 0.19.0, gone from it in 0.20.0, which passes unknown keys on to vLLM
     assert new["keys"]["option.max_model_len"] == ["passthrough"]
     assert new["keys"]["option.max_output_len"] == ["docs"]
@@ -321,6 +333,25 @@ def test_value_problems_come_from_the_release_enums() -> None:
     assert key_catalog.value_problem("option.rolling_batch", "scheduler", "0.35.0") == (
         "LMI 0.35.0 accepts auto, disable, trtllm, vllm"
     )
+    # pooled over 0.28.0's classes bitsandbytes passes (HuggingFaceProperties has it); vLLM's path refuses it
+    vllm = ("HuggingFaceProperties", "VllmRbProperties")
+    assert key_catalog.value_problem("option.quantize", "bitsandbytes", "0.28.0") is None
+    assert key_catalog.allowed_values("option.quantize", "0.28.0", vllm) == ("awq", "deepspeedfp", "gptq")
+    assert key_catalog.allowed_values("option.quantize", "0.28.0", vllm[1:]) == (
+        "awq",
+        "deepspeedfp",
+        "gptq",
+        "squeezellm",
+    )
+    assert key_catalog.value_problem("option.quantize", "bitsandbytes", "0.28.0", vllm[1:]) == (
+        "LMI 0.28.0 accepts awq, deepspeedfp, gptq, squeezellm (checked by VllmRbProperties)"
+    )
+    assert key_catalog.allowed_values("option.quantize", "0.33.0", vllm) is None  # both take any string
+    assert key_catalog.allowed_values("option.quantize", "0.24.0", vllm) == key_catalog.allowed_values(
+        "option.quantize", "0.24.0"
+    )  # no properties classes yet: the pooled values (none)
+    # a key the classes do not declare: the release's pooled values (handlers' closed choices included)
+    assert key_catalog.allowed_values("engine", "0.28.0", vllm) == key_catalog.allowed_values("engine", "0.28.0")
 
 
 def _validate(tmp_path: Path, text: str, container: str) -> dict[str, list[tuple[str, str]]]:
@@ -394,11 +425,25 @@ BASE = "option.model_id=s3://bucket/model/\noption.model_loading_timeout=1200\n"
         (
             "engine=Python\noption.quantize=int4\n",
             "0.27.0",
-            [("LMI807", "line 2: option.quantize=int4: LMI 0.27.0 accepts awq, bitsandbytes, bitsandbytes4")],
+            [("LMI807", "line 2: option.quantize=int4 with Accelerate: LMI 0.27.0 accepts awq, bitsandbytes, bitsan")],
             [],
         ),
-        ("engine=Python\noption.rolling_batch=vllm\noption.quantize=int4\n", "0.33.0", [], []),
-        ("engine=Python\noption.enable_streaming=True\n", "0.27.0", [], []),  # lower-cased before the enum
+        # each engine's own classes: 0.28.0's Accelerate handler takes bitsandbytes, vLLM's rolling batch does not
+        # (djl_python.huggingface builds HuggingFaceProperties, then VllmRbProperties: a value passes both enums)
+        ("engine=Python\noption.quantize=bitsandbytes\n", "0.28.0", [], []),
+        (
+            "engine=Python\noption.rolling_batch=vllm\noption.quantize=bitsandbytes\n",
+            "0.28.0",
+            [
+                (
+                    "LMI807",
+                    "line 3: option.quantize=bitsandbytes with vLLM: LMI 0.28.0 accepts awq, deepspeedfp, gptq (checked "
+                    "by HuggingFaceProperties and VllmRbProperties)",
+                )
+            ],
+            [],
+        ),
+        ("engine=Python\noption.rolling_batch=vllm\noption.quantize=awq\n", "0.28.0", [], []),
     ],
 )
 def test_key_rules_on_real_files(
@@ -413,3 +458,18 @@ def test_key_rules_on_real_files(
         assert len(found[level]) == len(expected), found
         for (rule_id, message), (want_id, want_start) in zip(found[level], expected, strict=True):
             assert rule_id == want_id and message.startswith(want_start), (rule_id, message)
+
+
+def test_enum_of_the_engine_applies_to_djl_serving_handlers_only(tmp_path: Path) -> None:
+    """djl_python.huggingface builds vLLM's two classes; a model.py of the user's own builds neither."""
+    text = "engine=Python\noption.rolling_batch=vllm\noption.quantize=bitsandbytes\n" + BASE
+    assert _key_findings(_validate(tmp_path, text, "0.29.0"))["errors"] == [
+        (
+            "LMI807",
+            "line 3: option.quantize=bitsandbytes with vLLM: LMI 0.29.0 accepts awq, awq_marlin, deepspeedfp, "
+            "fbgemm_fp8, fp8, gptq, gptq_marlin, gptq_marlin_24, marlin, squeezellm (checked by "
+            "HuggingFaceProperties and VllmRbProperties)",
+        )
+    ]
+    (tmp_path / "model.py").write_text("def handle(inputs):\n    return None\n")
+    assert _key_findings(_validate(tmp_path, text, "0.29.0"))["errors"] == []

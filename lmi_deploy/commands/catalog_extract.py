@@ -16,7 +16,9 @@ Pure parsing, no git: callers hand in ``{path: text}``. Three readers, one per p
   documented in 0.28, which ships no DeepSpeed).
 
 A key's values count as closed only when every properties class that declares it gives an Enum or ``Literal``;
-a key no properties class declares takes the handlers' closed choices.
+a key no properties class declares takes the handlers' closed choices. Each class's own view is kept too
+(``class_values``, inherited fields included): an engine validates with its own classes (vLLM's quantize enum is
+not the Accelerate handler's), so a value another engine's enum allows may still fail on this one.
 
 Python handlers receive ``option.*`` keys with the prefix stripped, so every Python-side name ``k`` is
 ``option.k``. Keys read only by DJL itself (the ``ai.djl`` core library, outside djl-serving) are not covered.
@@ -76,6 +78,8 @@ class Extraction:
     class_keys: dict[str, set[str]] = field(default_factory=dict)  # properties class -> keys it declares
     choices: list[tuple[str, set[str]]] = field(default_factory=list)  # (parameter, closed values), keyed later
     open_keys: set[str] = field(default_factory=set)  # declared somewhere with a type that takes any value
+    # properties class -> key -> the values its Enum/Literal allows (empty: any), inherited fields included
+    class_values: dict[str, dict[str, set[str]]] = field(default_factory=dict)
 
     def add(self, key: str, where: str) -> None:
         self.keys.setdefault(key, set()).add(where)
@@ -264,28 +268,48 @@ def _allows_extra(node: ast.ClassDef) -> bool:
     return False
 
 
+def _own_fields(node: ast.ClassDef, enums: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The keys a pydantic class declares itself (field names and aliases) -> its Enum/Literal values (empty: any)."""
+    fields: dict[str, set[str]] = {}
+    for stmt in node.body:
+        if not isinstance(stmt, ast.AnnAssign) or not isinstance(stmt.target, ast.Name):
+            continue
+        field_name = stmt.target.id
+        if field_name.startswith("_") or field_name == "model_config" or "ClassVar" in ast.dump(stmt.annotation):
+            continue
+        values = _annotation_values(stmt.annotation, enums)
+        for key in [f"option.{field_name}", *(f"option.{alias}" for alias in _field_aliases(stmt.value))]:
+            fields[key] = values
+    return fields
+
+
+def _inherited_fields(
+    name: str, own: dict[str, dict[str, set[str]]], classes: dict[str, ast.ClassDef]
+) -> dict[str, set[str]]:
+    """A class's fields with those of its bases in this package (a field it redeclares is its own)."""
+    fields: dict[str, set[str]] = {}
+    for base in sorted(_base_names(classes[name]) & set(own)):
+        fields.update(_inherited_fields(base, own, classes))
+    fields.update(own[name])
+    return fields
+
+
 def _properties_classes(trees: list[ast.Module], found: Extraction) -> None:
     """Fields (and aliases) of every pydantic model in properties_manager; Enum/Literal values of their types."""
     classes = _class_index(trees)
     enums = {name: _enum_values(classes[name]) for name in _descendants(classes, {"Enum"})}
-    for name in sorted(_descendants(classes, {"BaseModel"})):
-        node = classes[name]
-        if _allows_extra(node):
+    own = {name: _own_fields(classes[name], enums) for name in sorted(_descendants(classes, {"BaseModel"}))}
+    for name, fields in own.items():
+        if _allows_extra(classes[name]):
             found.extra_keys_to.add(name)
-        for stmt in node.body:
-            if not isinstance(stmt, ast.AnnAssign) or not isinstance(stmt.target, ast.Name):
-                continue
-            field_name = stmt.target.id
-            if field_name.startswith("_") or field_name == "model_config" or "ClassVar" in ast.dump(stmt.annotation):
-                continue
-            values = _annotation_values(stmt.annotation, enums)
-            for key in [f"option.{field_name}", *(f"option.{alias}" for alias in _field_aliases(stmt.value))]:
-                found.add(key, PROPERTIES)
-                found.class_keys.setdefault(name, set()).add(key)
-                if values:
-                    found.allow(key, values)
-                else:
-                    found.open_keys.add(key)
+        for key, values in fields.items():
+            found.add(key, PROPERTIES)
+            found.class_keys.setdefault(name, set()).add(key)
+            if values:
+                found.allow(key, values)
+            else:
+                found.open_keys.add(key)
+        found.class_values[name] = _inherited_fields(name, own, classes)
 
 
 def _equality_choices(test: ast.expr, params: set[str]) -> tuple[str, set[str]] | None:

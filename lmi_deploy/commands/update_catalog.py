@@ -7,7 +7,8 @@ PATH is a checkout or a bare clone of deepjavalibrary/djl-serving. For every LMI
 release the SageMaker images are built from is read: the ``X.Y.Z-lmiN-dlc`` branch matching the image tag, else
 ``X.Y.Z-dlc``, else the ``vX.Y.Z`` tag; a version with none of them is read from the default branch and marked
 ``exact: false``. The keys each release reads and the values its enums allow (see ``catalog_extract.py``)
-go to ``lmi_deploy/data/lmi_keys.json``, with each release's ref and commit. The output is deterministic: running
+go to ``lmi_deploy/data/lmi_keys.json``, with each release's ref and commit, and each properties class's own keys and
+values (``class_values``: an empty list is a key the class takes any value for). The output is deterministic: running
 it twice on the same checkout gives the same bytes.
 """
 
@@ -128,6 +129,10 @@ def build(checkout: Checkout, versions: Sequence[str]) -> dict[str, Any]:
             "keys": {key: sorted(where) for key, where in sorted(found.keys.items())},
             "values": {key: sorted(values) for key, values in sorted(found.values.items())},
             "extra_keys_to": sorted(found.extra_keys_to),
+            "class_values": {
+                name: {key: sorted(values) for key, values in sorted(fields.items())}
+                for name, fields in sorted(found.class_values.items())
+            },
         }
         print(f"{version}: {ref} {commit[:12]} {len(found.keys)} keys", file=sys.stderr)
     return {

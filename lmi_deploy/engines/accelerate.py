@@ -40,6 +40,8 @@ SPEC = register(
         multi_model=True,
         offloads_to_host=True,
         handler_options=HANDLER_OPTIONS,
+        # djl_python.huggingface's initialize builds HuggingFaceProperties(**properties) (0.25.0 on)
+        properties_classes=("HuggingFaceProperties",),
     )
 )
 

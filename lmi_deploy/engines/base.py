@@ -96,6 +96,10 @@ class EngineSpec:
     splits_any_core_count: bool = False  # TP any number of cores up to the instance's; pads heads to the degree
     offloads_to_host: bool = False  # the built-in handler loads with device_map=auto (host memory takes the rest)
     dtype_from_model: bool = False  # an unset dtype means the checkpoint's own (fp16 when it says none)
+    # djl-serving properties classes (properties_manager/, as the key catalog names them) that the built-in handler
+    # validates every file with, whatever the release: a value must pass each one's enum (LMI807). Empty: not
+    # recorded, the values pooled over all of a release's classes apply.
+    properties_classes: tuple[str, ...] = ()
     # Options of lmi-deploy's own handler (config field -> default), written as option.* with handler=custom.
     handler_options: Mapping[str, bool | str] = field(default_factory=dict)
 

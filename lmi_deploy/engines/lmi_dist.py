@@ -23,5 +23,8 @@ SPEC = register(
         recognition_order=4,
         dtype_from_model=True,
         serves_lora=True,
+        # djl_python.huggingface builds HuggingFaceProperties(**properties) first (0.25.0 on); LmiDistRbProperties
+        # is left out: from 0.33.0 the server rewrites rolling_batch=lmi-dist to vllm, which validates with vLLM's
+        properties_classes=("HuggingFaceProperties",),
     )
 )

@@ -28,6 +28,9 @@ SPEC = register(
         recognition_order=3,
         dtype_from_model=True,
         serves_lora=True,
+        # djl_python.huggingface (rolling batch) and, from 0.33.0, vllm_async_service both build
+        # HuggingFaceProperties(**properties), then VllmRbProperties(**properties) (from 0.26.0)
+        properties_classes=("HuggingFaceProperties", "VllmRbProperties"),
     )
 )
 

@@ -221,8 +221,10 @@ MANAGED_KEYS = frozenset(
     "LMI807",
     title="A value the release's enum for the key does not allow",
     why="The release types the key with an enum (a properties class's Enum or Literal, or a handler's closed choice, "
-    "as read from its source): any other value fails validation and the model does not load.",
-    fix="Use one of the values the message lists for this release, or a release that has yours.",
+    "as read from its source): any other value fails validation and the model does not load. Each engine's handler "
+    "validates with its own properties classes (vLLM's with both HuggingFaceProperties and VllmRbProperties), so a "
+    "value another engine's enum has can still fail on this one.",
+    fix="Use one of the values the message lists for this release and engine, or a release or engine that has yours.",
     example=Example(
         properties="engine=Python\noption.model_id=s3://bucket/llama/\noption.quantize=int4\n"
         "option.model_loading_timeout=1200\n",
@@ -232,14 +234,18 @@ MANAGED_KEYS = frozenset(
     gate=True,
 )
 def value_in_release_enum(view: View, derived: Derived) -> Iterator[str]:
+    # The engine's own properties classes decide (vLLM's quantize enum is not the Accelerate handler's); a model.py
+    # of the user's own validates nothing of djl-serving's, so only the values pooled over the release apply.
+    classes = view.spec.properties_classes if view.spec is not None and view.handler != "custom" else ()
+    on = f" with {view.engine}" if key_catalog.release_has_classes(view.version, classes) else ""
     for entry in view.properties:
         problem = (
             None
             if not _clean(entry) or entry.key in _OWN_VALUE_RULES
-            else key_catalog.value_problem(entry.key, entry.value, view.version)
+            else key_catalog.value_problem(entry.key, entry.value, view.version, classes)
         )
         if problem:
-            yield f"line {entry.line}: {entry.key}={entry.value}: {problem}"
+            yield f"line {entry.line}: {entry.key}={entry.value}{on}: {problem}"
 
 
 @rule(
