@@ -19,7 +19,6 @@ from lmi_deploy.commands.eval_corpus import Case, load_cases, run_case
 KNOWN_MISSES: dict[str, str] = {
     # known-broken configurations that pass
     "issue-1106-task-question-answering-llama": "task-vs-model: option.task is not checked against the architecture",
-    "vllm-pipeline-parallel-rolling-batch-0.36": "value-vs-engine: vLLM rolling batch refuses pipeline_parallel_degree",
 }
 
 CASES = load_cases()

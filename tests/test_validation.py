@@ -419,3 +419,57 @@ def test_auto_values_never_pretend_offline(capsys: pytest.CaptureFixture[str]) -
     out = capsys.readouterr()
     assert "tensor_parallel_degree=auto -> 1" not in out.out and not out.out.strip().endswith("ok")
     assert "LMI304" in out.err and "140 GB of weights on 96 GiB" in out.err and "estimate" in out.err
+
+
+PIPELINE_CASES = [  # (serving.properties lines, container, the LMI307 message expected or None: not refused)
+    (
+        "option.rolling_batch=vllm\noption.tensor_parallel_degree=2\noption.pipeline_parallel_degree=2\n",
+        "0.36.0-lmi27.0.0-cu130",
+        "option.pipeline_parallel_degree=2 with vLLM on LMI 0.36.0: VllmRbProperties refuses any degree but 1 "
+        "('Pipeline parallelism is not supported in vLLM's LLMEngine used in rolling_batch implementation'), in "
+        "rolling batch and async mode alike; remove it and set option.tensor_parallel_degree=4 (2 x 2)",
+    ),
+    # unset rolling_batch on the 0.36 lmi image is vLLM's async mode, which validates with the same class
+    ("option.tensor_parallel_degree=max\noption.pipeline_parallel_degree=2\n", "0.36.0", "tensor_parallel_degree=max"),
+    # 0.33.0 on rewrites lmi-dist to vllm
+    ("option.rolling_batch=lmi-dist\noption.pipeline_parallel_degree=4\n", "0.33.0", "to the GPUs it would have used"),
+    # 0.30.0-0.32.0: vLLM refuses, lmi-dist takes it
+    (
+        "option.rolling_batch=vllm\noption.tensor_parallel_degree=4\noption.pipeline_parallel_degree=2\n",
+        "0.31.0",
+        "option.tensor_parallel_degree=8 (4 x 2) (or use option.rolling_batch=lmi-dist with engine=MPI, which takes it)",
+    ),
+    (
+        "option.rolling_batch=lmi-dist\noption.tensor_parallel_degree=2\noption.pipeline_parallel_degree=2\n",
+        "0.31.0",
+        None,
+    ),
+    # before 0.30.0 VllmRbProperties has no such check; a degree of 1 is what it asks for
+    ("option.rolling_batch=vllm\noption.tensor_parallel_degree=2\noption.pipeline_parallel_degree=2\n", "0.29.0", None),
+    ("option.rolling_batch=vllm\noption.tensor_parallel_degree=4\noption.pipeline_parallel_degree=1\n", "0.36.0", None),
+]
+
+
+@pytest.mark.parametrize(("lines", "container", "message"), PIPELINE_CASES)
+def test_vllm_refuses_pipeline_parallelism(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], lines: str, container: str, message: str | None
+) -> None:
+    path = tmp_path / "serving.properties"
+    engine = "MPI" if "lmi-dist" in lines and container.startswith("0.31") else "Python"
+    path.write_text(
+        f"engine={engine}\noption.model_id=s3://bucket/llama-3-8b/\noption.model_loading_timeout=1200\n{lines}"
+    )
+    code = validate.main(["--serving-properties", str(path), "--container", container, "--json"])
+    found = [f["message"] for f in json.loads(capsys.readouterr().out)["errors"] if f["rule"] == "LMI307"]
+    if message is None:
+        assert found == [] and code == 0, found
+    else:
+        assert len(found) == 1 and message in found[0] and code == 2, found
+
+
+def test_vllm_refuses_pipeline_parallelism_in_extra_properties(capsys: pytest.CaptureFixture[str]) -> None:
+    extra = json.dumps({"option.pipeline_parallel_degree": "2"})
+    argv = ["-c", "engine=vllm", "-c", "model_id=meta-llama/Llama-2-7b-hf", "-c", "lmi_version=0.36.0", "--json"]
+    assert validate.main([*argv, "-c", f"extra_properties={extra}"]) == 2
+    errors = json.loads(capsys.readouterr().out)["errors"]
+    assert [e["rule"] for e in errors] == ["LMI307"], errors

@@ -190,3 +190,60 @@ def pcie_all_reduce_cost(view: View, derived: Derived) -> Iterator[str]:
         f"per token at ~{latency.allreduce_ms / count * 1e3:.0f} us each add {latency.allreduce_ms:.1f} ms to each "
         f"token's {latency.step_ms - latency.allreduce_ms:.1f} ms ({STATED.describe()})"
     )
+
+
+# djl-serving's VllmRbProperties.validate_pipeline_parallel, 0.30.0 on: any pipeline_parallel_degree but 1 raises.
+# The class validates the vLLM rolling batch's properties (vllm_rolling_batch.py) and, from 0.33.0, the async
+# service's (vllm_async_service.py) as well, so neither mode takes pipeline parallelism.
+VLLM_REFUSES_PIPELINE = "0.30.0"
+# LmiDistRbProperties declares pipeline_parallel_degree and hands it to lmi-dist's engine (0.29.0-0.32.0); from
+# 0.33.0 the server rewrites rolling_batch=lmi-dist to vllm.
+LMI_DIST_PIPELINE_UNTIL = "0.33.0"
+
+
+def _written(view: View, key: str) -> str | None:
+    """A serving.properties key as the file, or the deployment's extra_properties, writes it."""
+    if view.source == "serving.properties":
+        return view.values.get(key)
+    extra: dict[str, str] = view.config.extra_properties if view.config is not None else {}
+    return extra.get(key)
+
+
+def _runs_vllm(view: View) -> bool:
+    """vLLM validates the file: the engine, or rolling_batch=lmi-dist that 0.33.0 on rewrites to vllm; not a model.py
+    of the user's own."""
+    rewritten = view.rolling_batch == "lmi-dist" and view.at_least("0.33.0")
+    return (view.engine is Engine.VLLM or rewritten) and view.handler != "custom"
+
+
+@rule(
+    "LMI307",
+    title="pipeline_parallel_degree with vLLM, which refuses pipeline parallelism",
+    why="From 0.30.0 vLLM's properties class refuses any option.pipeline_parallel_degree but 1 ('Pipeline "
+    "parallelism is not supported in vLLM's LLMEngine used in rolling_batch implementation'); the async mode "
+    "(0.33.0 on) validates with the same class, so the model does not load in either mode.",
+    fix="Remove option.pipeline_parallel_degree (or set it to 1) and give the GPUs to option.tensor_parallel_degree; "
+    "on 0.30.0-0.32.0, lmi-dist (option.rolling_batch=lmi-dist, engine=MPI) takes pipeline parallelism.",
+    example=Example(
+        properties="engine=Python\noption.model_id=s3://bucket/llama-3-8b/\noption.rolling_batch=vllm\n"
+        "option.tensor_parallel_degree=2\noption.pipeline_parallel_degree=2\noption.model_loading_timeout=1200\n",
+        container="0.36.0",
+    ),
+    gate=True,
+)
+def vllm_refuses_pipeline_parallel(view: View, derived: Derived) -> Iterator[str]:
+    degree = _written(view, "option.pipeline_parallel_degree")
+    if degree is None or not degree.isdigit() or int(degree) == 1:
+        return
+    if not (_runs_vllm(view) and view.at_least(VLLM_REFUSES_PIPELINE)):
+        return
+    tp = view.tensor_parallel
+    use = f"={tp * int(degree)} ({tp} x {degree})" if isinstance(tp, int) else "=max" if tp == "max" else ""
+    lmi_dist = not view.at_least(LMI_DIST_PIPELINE_UNTIL)
+    yield (
+        f"option.pipeline_parallel_degree={degree} with vLLM on LMI {view.version}: VllmRbProperties refuses any "
+        "degree but 1 ('Pipeline parallelism is not supported in vLLM's LLMEngine used in rolling_batch "
+        "implementation'), in rolling batch and async mode alike; remove it and set "
+        f"option.tensor_parallel_degree{use or ' to the GPUs it would have used'}"
+        + (" (or use option.rolling_batch=lmi-dist with engine=MPI, which takes it)" if lmi_dist else "")
+    )
