@@ -59,17 +59,7 @@ def main(argv: Sequence[str] | None = None, *, s3: Any = None, sagemaker: Any = 
         session = boto3.session.Session(region_name=config.region)
         s3 = s3 or session.client("s3", endpoint_url=args.endpoint_url)
         sagemaker = sagemaker or session.client("sagemaker", endpoint_url=args.endpoint_url)
-        source, _ = partition.source_and_target(config)
-        try:
-            staged = s3_prefix.list_names(s3, bucket, source.removeprefix(f"s3://{bucket}/"))
-            files = {**files, partition.INPUT_MANIFEST: partition.input_manifest(source, staged)}
-            for name, text in files.items():
-                s3.put_object(Bucket=bucket, Key=code_prefix + name, Body=text.encode())
-            sagemaker.create_processing_job(**request)
-        except ConfigError:
-            raise
-        except Exception as error:
-            raise explain(error, bucket, code_prefix) from None
+        _start(config, files, request, s3, sagemaker)
         _, target = partition.source_and_target(config)
         print(
             f"started {request['ProcessingJobName']}: {config.engine.value} TP{config.resolved.tensor_parallel_degree}"
@@ -88,6 +78,23 @@ def main(argv: Sequence[str] | None = None, *, s3: Any = None, sagemaker: Any = 
     except ConfigError as error:
         print(f"lmi-deploy: {error}", file=sys.stderr)
         return 2
+
+
+def _start(config: Any, files: dict[str, str], request: dict[str, Any], s3: Any, sagemaker: Any) -> None:
+    """Upload the job's code and the manifest of the staged files it reads, then start it (one line on a fault)."""
+    bucket, _ = config.staged_weights
+    code_prefix = partition.code_key(config, files)
+    source, _ = partition.source_and_target(config)
+    try:
+        staged = s3_prefix.list_names(s3, bucket, source.removeprefix(f"s3://{bucket}/"))
+        files = {**files, partition.INPUT_MANIFEST: partition.input_manifest(source, staged)}
+        for name, text in files.items():
+            s3.put_object(Bucket=bucket, Key=code_prefix + name, Body=text.encode())
+        sagemaker.create_processing_job(**request)
+    except ConfigError:
+        raise
+    except Exception as error:
+        raise explain(error, bucket, code_prefix) from None
 
 
 def _model_config(args: argparse.Namespace) -> Any:
