@@ -49,6 +49,7 @@ class ModelFacts:
     estimated: bool = False  # parameters guessed from the model id: no config.json at all
     ffn_size: int | None = None  # the feed-forward layer's inner size (sizes LoRA slots)
     encoder_parameters: int = 0  # of ``parameters``, those only the prompt pass runs (an encoder-decoder's encoder)
+    auto_classes: tuple[str, ...] = ()  # the Auto classes config.json's ``auto_map`` gives code for (trust_remote_code)
 
     @property
     def is_encoder_decoder(self) -> bool:
@@ -211,6 +212,7 @@ def from_config(config: dict[str, Any], *, source: str, safetensors_total_size: 
         missing=tuple(name for name, value in numbers.items() if value is None),
         ffn_size=shape.ffn,
         encoder_parameters=encoder,
+        auto_classes=tuple(sorted(config["auto_map"])) if isinstance(config.get("auto_map"), dict) else (),
     )
 
 

@@ -18,7 +18,6 @@ from lmi_deploy.commands.eval_corpus import Case, load_cases, run_case
 
 KNOWN_MISSES: dict[str, str] = {
     # known-broken configurations that pass
-    "issue-1106-task-question-answering-llama": "task-vs-model: option.task is not checked against the architecture",
 }
 
 CASES = load_cases()

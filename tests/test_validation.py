@@ -345,6 +345,22 @@ FILE_CASES = [  # (serving.properties, container, instance, config.json, the err
         "EleutherAI--gpt-j-6b.json",
         None,
     ),
+    # option.task against the heads transformers has in the release's image (LMI105)
+    *[
+        (f"{engine}\noption.dtype=fp16\noption.task={task}\n{extra}", version, "ml.g5.2xlarge", model, rule)
+        for engine, task, extra, version, model, rule in (
+            ("engine=DeepSpeed", "question-answering", "", "0.23.0", LLAMA_7B, "LMI105"),  # djl-serving#1106
+            ("engine=DeepSpeed", "question-answering", "", "0.27.0", LLAMA_7B, None),  # transformers 4.39 has it
+            ("engine=DeepSpeed", "summarization", "", "0.26.0", "facebook--opt-1.3b.json", "LMI105"),  # not served
+            ("engine=DeepSpeed", "text-classification", "", "0.26.0", "facebook--opt-1.3b.json", None),
+            ("engine=Python", "question-answering", "", "0.24.0", LLAMA_7B, "LMI105"),  # the pipeline's classes
+            ("engine=Python", "sentiment-analysis", "", "0.24.0", LLAMA_7B, None),  # an alias of text-classification
+            ("engine=Python", "text-gen", "", "0.24.0", LLAMA_7B, "LMI105"),  # 'Unknown task'
+            ("engine=Python", "question-answering", "option.rolling_batch=auto\n", "0.24.0", LLAMA_7B, None),
+            ("engine=Python", "question-answering", "option.enable_streaming=true\n", "0.24.0", LLAMA_7B, None),
+            ("engine=Python", "text2text-generation", "", "0.23.0", "google--flan-t5-large.json", None),
+        )
+    ],
     # streaming a dynamic batch: refused from 0.25.0 when the handler's properties see no rolling batch (LMI715)
     *[
         (

@@ -19,7 +19,7 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,10 @@ class Checkout:
     def default_branch(self) -> str:
         out = self._git("symbolic-ref", "--short", "HEAD", check=False)
         return out.strip() if out else "HEAD"
+
+    def text(self, commit: str, path: str) -> str | None:
+        """One file's text at a commit; None when the commit has no such file."""
+        return self._git("show", f"{commit}:{path}", check=False)
 
     def source_files(self, commit: str) -> dict[str, str]:
         """Text of the Java and Python sources the extractor reads, at one commit (one git process)."""
@@ -150,24 +154,34 @@ def write(catalog: dict[str, Any], output: Path) -> None:
     partial.replace(output)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Read every release from the checkout and write the catalog; exit 2 with one line on a bad checkout."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_release_arguments(parser: argparse.ArgumentParser, output: Path, what: str) -> None:
+    """The arguments every generator from djl-serving's releases takes."""
     parser.add_argument("--djl-serving", required=True, type=Path, help="djl-serving checkout or bare clone")
     parser.add_argument("--versions", nargs="+", help="LMI versions to read (default: all lmi-deploy supports)")
-    parser.add_argument("--output", type=Path, default=DATA_FILE, help=f"catalog file (default {DATA_FILE})")
-    args = parser.parse_args(argv)
+    parser.add_argument("--output", type=Path, default=output, help=f"{what} file (default {output})")
+
+
+def generate(make: Callable[[Sequence[str]], dict[str, Any]], args: argparse.Namespace) -> int:
+    """Build a table for the releases ``args`` names and write it; exit 2 with one line on a bad checkout or input."""
     try:
         for version in args.versions or []:
             if not re.fullmatch(r"\d+\.\d+\.\d+", version):
                 raise CatalogError(f"--versions {version!r}: expected X.Y.Z, e.g. 0.28.0")
-        catalog = build(Checkout(args.djl_serving), args.versions or containers.all_versions())
+        table = make(args.versions or containers.all_versions())
     except CatalogError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    write(catalog, args.output)
-    print(f"wrote {args.output} ({len(catalog['releases'])} releases)", file=sys.stderr)
+    write(table, args.output)
+    print(f"wrote {args.output} ({len(table['releases'])} releases)", file=sys.stderr)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Read every release from the checkout and write the catalog; exit 2 with one line on a bad checkout."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_release_arguments(parser, DATA_FILE, "catalog")
+    args = parser.parse_args(argv)
+    return generate(lambda versions: build(Checkout(args.djl_serving), versions), args)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""Engine vs model family: which architectures each engine serves, by version."""
+"""Engine vs model family: which architectures each engine serves, by version, and for which option.task."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+from lmi_deploy import task_heads
 from lmi_deploy.rules.derive import Derived
 from lmi_deploy.rules.registry import Example, rule
 from lmi_deploy.rules.view import View
@@ -69,3 +70,108 @@ def encoder_decoder_not_served(view: View, derived: Derived) -> Iterator[str]:
             f"{view.model_id} is an encoder-decoder (T5) model, which {spec.engine.value} does not serve: use "
             "engine=FasterTransformer (LMI 0.21-0.24) or engine=Accelerate"
         )
+
+
+# Keys that make djl_python.huggingface load the model itself and hand the object to pipeline(), which then does not
+# pick the model class by task.
+_OWN_LOADING = ("option.load_in_8bit", "option.load_in_4bit", "option.low_cpu_mem_usage", "option.quantize")
+# Images whose handlers run with other transformers versions or read no option.task (FasterTransformer, NeuronX,
+# TensorRT-LLM).
+_OTHER_IMAGES = ("fastertransformer", "neuronx", "tensorrtllm")
+
+
+def _heads(tables: task_heads.Transformers, model_type: str, tasks: dict[str, tuple[str, ...]]) -> str:
+    """The tasks with a head class (not the bare ``AutoModel``) for the model type, for the message (at most five)."""
+    fitting = sorted(
+        task for task, classes in tasks.items() if any(c != "AutoModel" and tables.maps(c, model_type) for c in classes)
+    )
+    return ", ".join(fitting[:5]) if fitting else "none of them"
+
+
+def _deepspeed_task(view: View, task: str, tables: task_heads.Transformers) -> Iterator[str]:
+    tasks = task_heads.deepspeed_tasks(view.version)
+    if tasks is None:
+        return
+    if task not in tasks:
+        yield (
+            f"option.task={task}: djl_python.deepspeed on LMI {view.version} serves only {', '.join(sorted(tasks))} "
+            f"('task: {task} is not currently supported by DeepSpeed'); use one of them, or leave option.task out"
+        )
+        return
+    model_type, auto_class = view.model_type, tasks[task]
+    if tables.knows(model_type) and not tables.maps(auto_class, model_type):
+        fitting = _heads(tables, model_type, {t: (c,) for t, c in tasks.items()})
+        yield (
+            f"option.task={task}: djl_python.deepspeed loads it with {auto_class}, and transformers "
+            f"{tables.version} (LMI {view.version}) has no such head for model_type={model_type} ('Unrecognized "
+            f"configuration class ... for this kind of AutoModel'); use a task it has a head for ({fitting}), "
+            "or leave option.task out"
+        )
+
+
+def _pipeline_task(view: View, task: str, tables: task_heads.Transformers) -> Iterator[str]:
+    resolved = tables.pipeline_task(task)
+    if resolved is None:
+        yield (
+            f"option.task={task}: the pipeline of transformers {tables.version} (LMI {view.version}) knows no task "
+            f"{task!r} ('Unknown task'); use a pipeline task such as text-generation, or leave option.task out"
+        )
+        return
+    classes, model_type = tables.pipeline_classes(resolved), view.model_type
+    if classes and tables.knows(model_type) and not any(tables.maps(c, model_type) for c in classes):
+        every = {t: tables.pipeline_classes(t) for t in tables.pipeline_tasks()}
+        yield (
+            f"option.task={task}: transformers {tables.version}'s {resolved} pipeline (LMI {view.version}) loads "
+            f"the model with {' or '.join(classes)}, and it has no such head for model_type={model_type}; use a "
+            f"task it has a head for ({_heads(tables, model_type, every)}), or leave option.task out"
+        )
+
+
+@rule(
+    "LMI105",
+    title="option.task names a task the model's architecture has no head for",
+    why="djl_python.deepspeed loads the model with the AutoModel class of its task, and djl_python.huggingface "
+    "(without rolling batch or streaming) builds transformers' pipeline for it; the transformers of the release's "
+    "image refuses an architecture without that head ('Unrecognized configuration class LlamaConfig for this kind "
+    "of AutoModel: AutoModelForQuestionAnswering'), and a task name the handler does not know.",
+    fix="Set option.task to a task the architecture has a head for (text-generation for a causal language model), "
+    "or leave it out: the handler infers it from the architecture.",
+    example=Example(
+        properties="engine=DeepSpeed\noption.model_id=s3://bucket/llama-2-7b-chat/\noption.task=question-answering\n"
+        "option.dtype=fp16\noption.tensor_parallel_degree=1\noption.model_loading_timeout=1200\n",
+        container="0.23.0",
+        model_config={
+            "model_type": "llama",
+            "architectures": ["LlamaForCausalLM"],
+            "hidden_size": 768,
+            "num_attention_heads": 12,
+            "num_hidden_layers": 2,
+            "intermediate_size": 2048,
+            "vocab_size": 32000,
+        },
+    ),
+    needs=("properties",),
+)
+def task_has_head(view: View, derived: Derived) -> Iterator[str]:
+    task, facts = view.values.get("option.task", "").strip(), view.facts
+    if not task or facts is None or facts.estimated or not view.model_type or view.handler == "custom":
+        return
+    tables = task_heads.transformers_of(view.version)
+    if tables is None or any(name in view.image_tag for name in _OTHER_IMAGES):
+        return
+    remote = view.values.get("option.trust_remote_code", "").strip().lower() == "true" and facts.auto_classes
+    if remote:
+        return  # the model's own code may bring the head (config.json auto_map)
+    handler = view.handler_module()
+    if handler == "djl_python.deepspeed":
+        yield from _deepspeed_task(view, task, tables)
+    elif handler == "djl_python.huggingface" and not view.rolling and not _streams(view) and not _own_loading(view):
+        yield from _pipeline_task(view, task, tables)
+
+
+def _streams(view: View) -> bool:
+    return view.values.get("option.enable_streaming", "false").strip().lower() not in ("false", "")
+
+
+def _own_loading(view: View) -> bool:
+    return any(view.values.get(key, "").strip().lower() not in ("", "false") for key in _OWN_LOADING)
