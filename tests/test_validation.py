@@ -489,3 +489,51 @@ def test_vllm_refuses_pipeline_parallelism_in_extra_properties(capsys: pytest.Ca
     assert validate.main([*argv, "-c", f"extra_properties={extra}"]) == 2
     errors = json.loads(capsys.readouterr().out)["errors"]
     assert [e["rule"] for e in errors] == ["LMI307"], errors
+
+
+IGNORED_PIPELINE_CASES = [  # (engine= and lines, container, what LMI308 says, or None: no LMI308)
+    # 0.25.0-0.28.0 read the key nowhere: LMI308 says it instead of LMI803's bare 'not read'
+    (
+        "engine=DeepSpeed\noption.tensor_parallel_degree=2\noption.pipeline_parallel_degree=2\n",
+        "0.26.0",
+        "option.pipeline_parallel_degree=2 on LMI 0.26.0 with DeepSpeed: LMI 0.26.0 reads it nowhere (read in "
+        "0.22.1-0.24.0, 0.29.0-0.38.0), so no pipeline parallelism happens: each copy of the model is split over "
+        "option.tensor_parallel_degree=2 devices alone, which must hold all of it; remove the key and set "
+        "option.tensor_parallel_degree=4 (2 x 2)",
+    ),
+    ("engine=Python\noption.rolling_batch=vllm\noption.pipeline_parallel_degree=4\n", "0.28.0", "reads it nowhere"),
+    # 0.22.1-0.24.0: only FasterTransformer's handler reads it
+    (
+        "engine=DeepSpeed\noption.tensor_parallel_degree=4\noption.pipeline_parallel_degree=2\n",
+        "0.23.0",
+        "DeepSpeed's handler on LMI 0.23.0 does not read it, so no pipeline parallelism happens: each copy of the "
+        "model is split over option.tensor_parallel_degree=4 devices alone, which must hold all of it; remove the "
+        "key and set option.tensor_parallel_degree=8 (4 x 2) (or use FasterTransformer, which takes it on this release)",
+    ),
+    ("engine=FasterTransformer\noption.tensor_parallel_degree=2\noption.pipeline_parallel_degree=2\n", "0.23.0", None),
+    # 0.29.0: the server reads it, vLLM (before its 0.30.0 refusal, LMI307) and Transformers-NeuronX do not
+    (
+        "engine=Python\noption.rolling_batch=vllm\noption.tensor_parallel_degree=2\noption.pipeline_parallel_degree=2\n",
+        "0.29.0",
+        "(or use lmi-dist, TensorRT-LLM, Accelerate, which take it on this release)",
+    ),
+    ("engine=MPI\noption.rolling_batch=lmi-dist\noption.pipeline_parallel_degree=2\n", "0.29.0", None),
+    ("engine=Python\noption.rolling_batch=vllm\noption.pipeline_parallel_degree=2\n", "0.31.0", None),  # LMI307
+    ("engine=DeepSpeed\noption.pipeline_parallel_degree=1\n", "0.26.0", None),  # 1 asks for nothing: LMI803's note
+]
+
+
+@pytest.mark.parametrize(("lines", "container", "message"), IGNORED_PIPELINE_CASES)
+def test_pipeline_parallelism_the_release_or_engine_ignores(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], lines: str, container: str, message: str | None
+) -> None:
+    path = tmp_path / "serving.properties"
+    path.write_text(f"option.model_id=s3://bucket/llama-3-8b/\noption.model_loading_timeout=1200\n{lines}")
+    validate.main(["--serving-properties", str(path), "--container", container, "--json"])
+    warnings = json.loads(capsys.readouterr().out)["warnings"]
+    found = [w["message"] for w in warnings if w["rule"] == "LMI308"]
+    unread = [w["message"] for w in warnings if w["rule"] == "LMI803" and "pipeline_parallel" in w["message"]]
+    if message is None:
+        assert found == [], found
+    else:
+        assert len(found) == 1 and message in found[0] and unread == [], (found, unread)

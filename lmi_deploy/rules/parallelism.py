@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from lmi_deploy import containers, mpi_mode
+from lmi_deploy import containers, key_catalog, known_keys, mpi_mode
 from lmi_deploy.containers import Engine
 from lmi_deploy.model_facts import DTYPE_BYTES
 from lmi_deploy.performance import STATED, decode_allreduces
@@ -209,6 +209,12 @@ def _written(view: View, key: str) -> str | None:
     return extra.get(key)
 
 
+def _tensor_parallel_instead(view: View, degree: int) -> str:
+    """``=4 (2 x 2)``: the tensor_parallel_degree that spreads a copy over the GPUs the pipeline stages asked for."""
+    tp = view.tensor_parallel
+    return f"={tp * degree} ({tp} x {degree})" if isinstance(tp, int) else "=max" if tp == "max" else ""
+
+
 def _runs_vllm(view: View) -> bool:
     """vLLM validates the file: the engine, or rolling_batch=lmi-dist that 0.33.0 on rewrites to vllm; not a model.py
     of the user's own."""
@@ -237,8 +243,7 @@ def vllm_refuses_pipeline_parallel(view: View, derived: Derived) -> Iterator[str
         return
     if not (_runs_vllm(view) and view.at_least(VLLM_REFUSES_PIPELINE)):
         return
-    tp = view.tensor_parallel
-    use = f"={tp * int(degree)} ({tp} x {degree})" if isinstance(tp, int) else "=max" if tp == "max" else ""
+    use = _tensor_parallel_instead(view, int(degree))
     lmi_dist = not view.at_least(LMI_DIST_PIPELINE_UNTIL)
     yield (
         f"option.pipeline_parallel_degree={degree} with vLLM on LMI {view.version}: VllmRbProperties refuses any "
@@ -246,4 +251,77 @@ def vllm_refuses_pipeline_parallel(view: View, derived: Derived) -> Iterator[str
         "implementation'), in rolling batch and async mode alike; remove it and set "
         f"option.tensor_parallel_degree{use or ' to the GPUs it would have used'}"
         + (" (or use option.rolling_batch=lmi-dist with engine=MPI, which takes it)" if lmi_dist else "")
+    )
+
+
+PIPELINE_KEY = "option.pipeline_parallel_degree"
+# Where a release's handler takes pipeline parallelism (djl-serving source): FasterTransformer's handler reads it
+# 0.22.1-0.24.0 (fastertransformer.py, properties.get("pipeline_parallel_degree")); from 0.29.0 the server reads it
+# (PyModel: MPI world size TP x PP; LmiUtils: TensorRT-LLM's build) and lmi-dist's engine takes it
+# (lmi_dist_rolling_batch.py, pipeline_parallel_size), as does the Accelerate handler's device_map over TP x PP GPUs
+# (hf_properties.py). vLLM before 0.30.0 and Transformers-NeuronX have no such field; vLLM from 0.30.0 refuses it
+# (LMI307). 0.19.0-0.21.0 and 0.25.0-0.28.0 read the key nowhere.
+PIPELINE_ENGINES: dict[Engine, tuple[str, str | None]] = {
+    Engine.FASTER_TRANSFORMER: ("0.22.1", "0.25.0"),
+    Engine.LMI_DIST: ("0.29.0", None),
+    Engine.TENSORRT_LLM: ("0.29.0", None),
+    Engine.ACCELERATE: ("0.29.0", None),
+}
+
+
+def _takes_pipeline(engine: Engine, view: View) -> bool:
+    first, until = PIPELINE_ENGINES.get(engine, ("", ""))
+    return bool(first) and view.at_least(first) and (until is None or not view.at_least(until))
+
+
+def pipeline_ignored(view: View) -> str | None:
+    """Why option.pipeline_parallel_degree (not 1) does nothing on this view's release and engine; None when it
+    applies, is refused (LMI307), or the view cannot tell (a model.py of the user's own may read it)."""
+    degree = _written(view, PIPELINE_KEY)
+    if degree is None or not degree.isdigit() or int(degree) == 1 or view.handler == "custom":
+        return None
+    if not known_keys.reads(PIPELINE_KEY, view.version):
+        reading = key_catalog.spans(known_keys.versions_reading(PIPELINE_KEY))
+        return f"LMI {view.version} reads it nowhere (read in {reading})"
+    if (
+        view.engine is None
+        or _takes_pipeline(view.engine, view)
+        or (_runs_vllm(view) and view.at_least(VLLM_REFUSES_PIPELINE))
+    ):
+        return None
+    return f"{view.engine}'s handler on LMI {view.version} does not read it"
+
+
+@rule(
+    "LMI308",
+    title="pipeline_parallel_degree that the release or engine ignores",
+    why="Only some handlers take option.pipeline_parallel_degree: FasterTransformer's on 0.22.1-0.24.0, and from "
+    "0.29.0 lmi-dist, TensorRT-LLM and the Accelerate handler. "
+    "Elsewhere (0.19.0-0.21.0 and 0.25.0-0.28.0 read the key nowhere; DeepSpeed, vLLM before 0.30.0, "
+    "Transformers-NeuronX never take it) the key is silently ignored: no pipeline stages are built and each copy "
+    "of the model is split over tensor_parallel_degree devices alone, which must then hold all of it.",
+    fix="Remove option.pipeline_parallel_degree and give its devices to option.tensor_parallel_degree (TP x PP), or "
+    "use an engine of the release that takes it.",
+    example=Example(
+        properties="engine=DeepSpeed\noption.model_id=s3://bucket/gpt-j-6b/\noption.tensor_parallel_degree=2\n"
+        "option.pipeline_parallel_degree=2\noption.model_loading_timeout=1200\n",
+        container="0.26.0",
+    ),
+    level="warning",
+)
+def pipeline_parallel_ignored(view: View, derived: Derived) -> Iterator[str]:
+    reason = pipeline_ignored(view)
+    if reason is None:
+        return
+    degree = int(_written(view, PIPELINE_KEY) or 1)
+    tp = view.tensor_parallel
+    over = f"={tp}" if isinstance(tp, int) or tp == "max" else " (unset: the release's default)"
+    takers = [str(engine) for engine in PIPELINE_ENGINES if _takes_pipeline(engine, view)]
+    use = _tensor_parallel_instead(view, degree)
+    yield (
+        f"option.pipeline_parallel_degree={degree} on LMI {view.version}{f' with {view.engine}' if view.engine else ''}"
+        f": {reason}, so no pipeline parallelism happens: each copy of the model is split over "
+        f"option.tensor_parallel_degree{over} devices alone, which must hold all of it; remove the key and set "
+        f"option.tensor_parallel_degree{use or ' to the devices the stages would have used'}"
+        + (f" (or use {', '.join(takers)}, which take{'s' * (len(takers) == 1)} it on this release)" if takers else "")
     )

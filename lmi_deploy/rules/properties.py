@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from lmi_deploy import containers, key_catalog, known_keys
 from lmi_deploy.rules.derive import Derived
+from lmi_deploy.rules.parallelism import PIPELINE_KEY, pipeline_ignored
 from lmi_deploy.rules.registry import Example, rule
 from lmi_deploy.rules.view import Entry, View
 
@@ -117,6 +118,8 @@ def key_near_miss(view: View, derived: Derived) -> Iterator[str]:
 )
 def key_other_release(view: View, derived: Derived) -> Iterator[str]:
     for entry in _unknown(view):
+        if entry.key == PIPELINE_KEY and pipeline_ignored(view):
+            continue  # LMI308 says what the GPUs do instead
         if known_keys.versions_reading(entry.key):
             yield f"line {entry.line}: {known_keys.unread_note(entry.key, view.version)}"
 
