@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -491,6 +492,17 @@ def test_vllm_refuses_pipeline_parallelism_in_extra_properties(capsys: pytest.Ca
     assert [e["rule"] for e in errors] == ["LMI307"], errors
 
 
+def _validate_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], lines: str, container: str, *extra: str
+) -> dict[str, Any]:
+    """validate.main's JSON report (with its exit code) on a serving.properties of these lines."""
+    path = tmp_path / "serving.properties"
+    path.write_text(f"option.model_id=s3://bucket/llama-3-8b/\noption.model_loading_timeout=1200\n{lines}")
+    code = validate.main(["--serving-properties", str(path), "--container", container, *extra, "--json"])
+    report: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return {**report, "code": code}
+
+
 IGNORED_PIPELINE_CASES = [  # (engine= and lines, container, what LMI308 says, or None: no LMI308)
     # 0.25.0-0.28.0 read the key nowhere: LMI308 says it instead of LMI803's bare 'not read'
     (
@@ -527,13 +539,40 @@ IGNORED_PIPELINE_CASES = [  # (engine= and lines, container, what LMI308 says, o
 def test_pipeline_parallelism_the_release_or_engine_ignores(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], lines: str, container: str, message: str | None
 ) -> None:
-    path = tmp_path / "serving.properties"
-    path.write_text(f"option.model_id=s3://bucket/llama-3-8b/\noption.model_loading_timeout=1200\n{lines}")
-    validate.main(["--serving-properties", str(path), "--container", container, "--json"])
-    warnings = json.loads(capsys.readouterr().out)["warnings"]
-    found = [w["message"] for w in warnings if w["rule"] == "LMI308"]
-    unread = [w["message"] for w in warnings if w["rule"] == "LMI803" and "pipeline_parallel" in w["message"]]
-    if message is None:
-        assert found == [], found
-    else:
-        assert len(found) == 1 and message in found[0] and unread == [], (found, unread)
+    report = _validate_file(tmp_path, capsys, lines, container)
+    found = [w["message"] for w in report["warnings"] if w["rule"] == "LMI308"]
+    unread = [w["message"] for w in report["warnings"] if w["rule"] == "LMI803" and "pipeline_parallel" in w["message"]]
+    # one finding for the line: where LMI308 speaks, LMI803's bare 'not read' does not
+    assert found == [] if message is None else len(found) == 1 and message in found[0] and unread == [], unread
+
+
+NEURON = "option.entryPoint=djl_python.transformers_neuronx\noption.tensor_parallel_degree=2\n"
+NEURON_BATCH_CASES = [  # (lines, container, what LMI716 says, or None: it loads)
+    (
+        f"engine=Python\n{NEURON}option.rolling_batch=auto\nbatch_size=4\n",
+        "0.26.0",
+        "batch_size=4 with option.rolling_batch=auto: TransformerNeuronXProperties on LMI 0.26.0 refuses both at once "
+        "('Dynamic batching and rolling batch cannot be enabled at the same time'); keep the rolling batch (remove "
+        "batch_size, size it with option.max_rolling_batch_size) or the dynamic batch (remove option.rolling_batch)",
+    ),
+    (f"engine=Python\n{NEURON}option.rolling_batch=tnx\nbatch_size=8\n", "0.27.0", "batch_size=8 with"),
+    # from 0.28.0 (0.27.0 when it infers the engine) the server writes rolling_batch=disable for batch_size > 1 ...
+    (f"engine=Python\n{NEURON}option.rolling_batch=tnx\nbatch_size=4\n", "0.28.0", None),
+    (f"{NEURON}option.rolling_batch=auto\nbatch_size=4\n", "0.27.0", None),
+    # ... but not for option.batch_size, which the handler reads too
+    (f"engine=Python\n{NEURON}option.rolling_batch=tnx\noption.batch_size=4\n", "0.29.0", "option.batch_size=4 with"),
+    # unset: the class's default is disable; 0.27.0's server writes auto when it infers the engine
+    (f"engine=Python\n{NEURON}option.batch_size=4\n", "0.27.0", None),
+    (f"{NEURON}option.batch_size=4\n", "0.27.0", "option.rolling_batch=auto (the server's default"),
+    (f"{NEURON}option.batch_size=4\n", "0.28.0", None),  # the NeuronX image's default stays disable
+    (f"engine=Python\n{NEURON}option.rolling_batch=auto\nbatch_size=4\n", "0.25.0", None),  # no such check yet
+]
+
+
+@pytest.mark.parametrize(("lines", "container", "message"), NEURON_BATCH_CASES)
+def test_neuronx_refuses_dynamic_and_rolling_batch_together(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], lines: str, container: str, message: str | None
+) -> None:
+    report = _validate_file(tmp_path, capsys, lines, container, "--instance-type", "ml.inf2.8xlarge")
+    found = [e["message"] for e in report["errors"] if e["rule"] == "LMI716"]
+    assert found == [] if message is None else len(found) == 1 and message in found[0] and report["code"] == 2, found

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from lmi_deploy.engines.base import Engine, EngineSpec, ImageLine, Properties, Reads, register, version_key
 from lmi_deploy.rules.registry import Example, rule
+from lmi_deploy.rules.view import server_disables_rolling_batch
 
 if TYPE_CHECKING:
     from lmi_deploy.rules.derive import Derived
@@ -124,3 +125,58 @@ def neuronx_entry_point_name(view: View, derived: Derived) -> Iterator[str]:
         yield f"option.entryPoint={OLD_HANDLER}: renamed {NEW_HANDLER} in 0.24.0; use {NEW_HANDLER}"
     elif view.entry_point == NEW_HANDLER and not view.at_least("0.24.0"):
         yield f"option.entryPoint={NEW_HANDLER}: before 0.24.0 it is {OLD_HANDLER}; use {OLD_HANDLER}"
+
+
+DYNAMIC_VS_ROLLING_FROM = "0.26.0"  # TransformerNeuronXProperties.validate_batch_size
+
+
+def _handler_sees_rolling_batch(view: View) -> bool:
+    """Whether TransformerNeuronXProperties sees a rolling batch: the file's option.rolling_batch unless the server
+    writes disable itself (batch_size > 1); unset, the class's default (disable), except on 0.27.0 when the server
+    infers the engine and writes its own default, auto. From 0.28.0 an unset key stays disable on the NeuronX image
+    ("defaultRollingBatch = isTnxEnabled(features) ? disable : auto")."""
+    if server_disables_rolling_batch(view.values, view.version):
+        return False
+    if view.rolling_batch is not None:
+        return view.rolling_batch != "disable"
+    return view.at_least("0.27.0") and not view.at_least("0.28.0") and view.server_engine is None
+
+
+@rule(
+    "LMI716",
+    title="Transformers-NeuronX with both dynamic batching (batch_size > 1) and a rolling batch",
+    why="From 0.26.0 TransformerNeuronXProperties refuses a batch_size above 1 while rolling_batch is anything but "
+    "disable ('Dynamic batching and rolling batch cannot be enabled at the same time'), so the model does not load. "
+    "The handler reads batch_size or option.batch_size; from 0.28.0 (0.27.0 without engine=) the server itself turns "
+    "rolling batch off when the top-level batch_size is above 1, so there only option.batch_size trips it.",
+    fix="Choose one: a rolling batch (drop batch_size / option.batch_size, size it with "
+    "option.max_rolling_batch_size), or dynamic batching (keep batch_size and remove option.rolling_batch).",
+    example=Example(
+        properties="engine=Python\noption.entryPoint=djl_python.transformers_neuronx\n"
+        "option.model_id=s3://bucket/llama-2-7b/\noption.tensor_parallel_degree=2\noption.rolling_batch=auto\n"
+        "batch_size=4\noption.model_loading_timeout=1200\n",
+        container="0.26.0",
+        instance_type="ml.inf2.8xlarge",
+    ),
+    needs=("properties",),
+    gate=True,
+    concern="handlers",
+)
+def neuronx_dynamic_and_rolling_batch(view: View, derived: Derived) -> Iterator[str]:
+    size = view.dynamic_batch()
+    if (
+        view.engine is not Engine.NEURONX
+        or view.handler == "custom"
+        or not view.at_least(DYNAMIC_VS_ROLLING_FROM)
+        or size <= 1
+        or not _handler_sees_rolling_batch(view)
+    ):
+        return
+    key = "batch_size" if view.values.get("batch_size", "").strip() == str(size) else "option.batch_size"
+    rolling = view.rolling_batch or "auto (the server's default when it infers the engine)"
+    yield (
+        f"{key}={size} with option.rolling_batch={rolling}: TransformerNeuronXProperties on LMI {view.version} "
+        "refuses both at once ('Dynamic batching and rolling batch cannot be enabled at the same time'); keep the "
+        f"rolling batch (remove {key}, size it with option.max_rolling_batch_size) or the dynamic batch (remove "
+        "option.rolling_batch)"
+    )

@@ -15,7 +15,7 @@ from lmi_deploy import containers
 from lmi_deploy.containers import ENGINES
 from lmi_deploy.rules.derive import Derived
 from lmi_deploy.rules.registry import Example, rule
-from lmi_deploy.rules.view import View
+from lmi_deploy.rules.view import View, server_disables_rolling_batch
 
 HUGGINGFACE_ROLLING_BATCH = ("auto", "scheduler", "lmi-dist", "vllm", "disable")
 
@@ -154,19 +154,12 @@ def rolling_batch_fits_handler(view: View, derived: Derived) -> Iterator[str]:
         )
 
 
-def _dynamic_batch(view: View) -> int:
-    """The batch_size the Python handler reads: ``batch_size`` or, with the prefix stripped, ``option.batch_size``."""
-    sizes = [view.values.get(key, "") for key in ("batch_size", "option.batch_size")]
-    return max((int(size) for size in sizes if size.strip().isdigit()), default=1)
-
-
 def _rolling_batch_off(view: View) -> bool:
     """Whether the handler's properties see rolling_batch=disable: from 0.28.0 the server writes disable itself when
     ``batch_size`` > 1 (``LmiConfigRecommender.setRollingBatch``, which 0.27.0 runs only when it infers the engine);
     up to 0.32 the properties class defaults to disable when the key is unset (0.25-0.26 read a present key as on:
     LMI708)."""
-    forced = view.values.get("batch_size", "").strip().isdigit() and int(view.values["batch_size"]) > 1
-    if forced and (view.at_least("0.28.0") or (view.at_least("0.27.0") and view.server_engine is None)):
+    if server_disables_rolling_batch(view.values, view.version):
         return True
     if view.rolling_batch is None:
         return not view.at_least("0.28.0")
@@ -197,12 +190,12 @@ def streaming_dynamic_batch(view: View, derived: Derived) -> Iterator[str]:
         or view.handler == "custom"
         or handler not in ("djl_python.huggingface", "djl_python.deepspeed")
         or streaming in ("false", "")
-        or _dynamic_batch(view) <= 1
+        or view.dynamic_batch() <= 1
         or not _rolling_batch_off(view)
     ):
         return
     yield (
-        f"option.enable_streaming={streaming} with batch_size={_dynamic_batch(view)} and no rolling batch: "
+        f"option.enable_streaming={streaming} with batch_size={view.dynamic_batch()} and no rolling batch: "
         f"{handler} on LMI {view.version} refuses it ('We cannot enable streaming for dynamic batching'); stream "
         "with a rolling batch (drop batch_size, set option.rolling_batch and option.max_rolling_batch_size), "
         "or set option.enable_streaming=false"

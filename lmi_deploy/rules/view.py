@@ -7,6 +7,7 @@ Fields a source cannot give are None; rules that need them are skipped with a wa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
@@ -27,6 +28,17 @@ class Entry(NamedTuple):
     line: int
     key: str
     value: str
+
+
+def server_disables_rolling_batch(values: Mapping[str, str], version: str) -> bool:
+    """Whether the server writes option.rolling_batch=disable itself, whatever the file says: ``batch_size`` > 1 from
+    0.28.0 (``LmiConfigRecommender.setRollingBatch``: "If dynamic batch is enabled, we don't enable rolling batch",
+    run for every model from ``LmiUtils.configureLmiModel``), or on 0.27.0, which runs it only when it infers the
+    engine (no ``engine=``)."""
+    size = values.get("batch_size", "").strip()
+    if not size.isdigit() or int(size) <= 1:
+        return False
+    return version_key(version) >= (0, 28, 0) or (version_key(version) >= (0, 27, 0) and not values.get("engine"))
 
 
 @dataclass(frozen=True)
@@ -84,6 +96,11 @@ class View:
         if implied is not None:
             return implied
         return "djl_python.huggingface" if self.source == "serving.properties" else None
+
+    def dynamic_batch(self) -> int:
+        """The batch_size the Python handler reads: ``batch_size``, or ``option.batch_size`` (the prefix stripped)."""
+        sizes = [self.values.get(key, "") for key in ("batch_size", "option.batch_size")]
+        return max((int(size) for size in sizes if size.strip().isdigit()), default=1)
 
     def at_least(self, version: str) -> bool:
         return version_key(self.version) >= version_key(version)
