@@ -74,3 +74,14 @@ def deepspeed_tasks(lmi_version: str) -> dict[str, str] | None:
     release = _table()["releases"].get(lmi_version)
     tasks: dict[str, str] | None = release.get("deepspeed_tasks") if release else None
     return tasks
+
+
+def first_release_knowing(model_type: str) -> tuple[str, str] | None:
+    """The oldest LMI release whose pinned transformers knows the model type, and that transformers version; None:
+    no release that pins one does."""
+    releases = _table()["releases"]
+    for version in sorted(releases, key=version_key):
+        tables = transformers_of(version)
+        if tables is not None and tables.knows(model_type):
+            return version, tables.version
+    return None

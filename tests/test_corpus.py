@@ -28,7 +28,7 @@ def test_manifest_describes_every_file_with_its_source() -> None:
     names = [case.name for case in CASES]
     assert len(names) == len(set(names)), "case names must be unique"
     listed = {case.path for case in CASES}
-    on_disk = set(CORPUS.glob("*/*.properties"))
+    on_disk = set(CORPUS.glob("*/*.properties")) | set(CORPUS.glob("*/*/serving.properties"))
     assert listed == on_disk, f"unlisted: {sorted(on_disk - listed)}; missing: {sorted(listed - on_disk)}"
     published = [case for case in CASES if case.expect == "pass"]
     broken = [case for case in CASES if case.expect == "fail"]

@@ -16,7 +16,7 @@ from lmi_deploy.config import load_config
 from lmi_deploy.engines import ENGINE_ALIASES, ENGINES, Engine, EngineSpec
 from lmi_deploy.render import serving_properties
 from lmi_deploy.rules.properties_view import from_properties
-from tests.test_render import _MATRIX_MODELS
+from tests.test_render import _FAMILY_TOO_NEW, _MATRIX_MODELS
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = sorted(p.stem for p in (ROOT / "lmi_deploy" / "engines").glob("*.py") if p.stem not in ("__init__", "base"))
@@ -86,6 +86,8 @@ def test_a_rendered_file_reads_back_as_its_engine(engine: Engine) -> None:
     for version in containers.versions(engine):
         if version == "0.19.0":
             continue  # refused: it cannot load staged weights
+        if (engine, version, models[0].split("/")[0]) in _FAMILY_TOO_NEW:
+            continue  # refused: the image's transformers predates the family (LMI106)
         handlers = ("builtin", "custom") if ENGINES[engine].custom_template else ("builtin",)
         for handler in handlers:
             config = load_config(

@@ -25,6 +25,7 @@ from tests.test_stacks import ACCOUNT, CDK_JSON_CONTEXT
 ROOT = Path(__file__).resolve().parent.parent
 IC_EXAMPLE = ROOT / "deployments" / "chat-llms-inference-components.yaml"
 MME_EXAMPLE = ROOT / "deployments" / "small-models-mme.yaml"
+GPT_J = [{"name": "gpt-j", "model_id": "EleutherAI/gpt-j-6b"}]  # 0.20.0's transformers 4.23 knows gptj (LMI106)
 SEVEN_B = [
     {"name": "llama-2", "model_id": "meta-llama/Llama-2-7b-hf"},
     {"name": "mistral", "model_id": "mistralai/Mistral-7B-Instruct-v0.2"},
@@ -120,7 +121,7 @@ def test_every_model_is_validated_as_a_single_deployment() -> None:
     [
         ("mme", SEVEN_B, {"engine": "vllm"}, "models[0] (llama-2): engine=vLLM cannot share a multi-model endpoint"),
         ("mme", [{**SEVEN_B[0], "copies": 2}], {"engine": "accelerate"}, "copies sizes an inference component"),
-        ("mme", SEVEN_B[:1], {"engine": "accelerate", "lmi_version": "0.20.0"}, "predates DJL Serving's support"),
+        ("mme", GPT_J, {"engine": "accelerate", "lmi_version": "0.20.0"}, "predates DJL Serving's support"),
         (
             "mme",
             [{**SEVEN_B[0], "lmi_version": "0.27.0"}, {**SEVEN_B[1], "lmi_version": "0.28.0"}],

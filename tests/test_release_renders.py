@@ -30,13 +30,14 @@ def test_0_19_0_is_refused_with_the_reason(settings: dict[str, str]) -> None:
 
 
 def test_before_0_22_1_the_handler_is_rendered_without_streaming(tiny_models: dict[str, Path], tmp_path: Path) -> None:
-    settings = {"engine": "accelerate", "model_id": str(tiny_models["llama"]), "instance_type": "ml.g5.xlarge"}
+    settings = {"engine": "accelerate", "model_id": str(tiny_models["t5"]), "instance_type": "ml.g5.xlarge"}
+    # a T5: 0.21.0's image pins transformers 4.26, before llama (LMI106)
     settings["kv_cache"] = "dynamic"  # generate() only: no static-cache self-check at load (seconds)
     config = load_config({**settings, "lmi_version": "0.21.0", "tensor_parallel_degree": "1", "dtype": "fp32"})
     assert not config.streaming
     assert any(w.rule == "LMI906" and "no Output.add_stream_content" in w.message for w in config.resolved.warnings)
     code = render(config, tmp_path / "code").directory
-    server = ModelServer(code, tiny_models["llama"]).start()  # the version comes from the rendered header
+    server = ModelServer(code, tiny_models["t5"]).start()  # the version comes from the rendered header
     assert server.release.version == "0.21.0" and server.wait_ready(120), server.failure
     headers = {"Content-Type": "application/json"}
     asked = json.dumps({"inputs": "hello", "stream": True}).encode()

@@ -576,3 +576,64 @@ def test_neuronx_refuses_dynamic_and_rolling_batch_together(
     report = _validate_file(tmp_path, capsys, lines, container, "--instance-type", "ml.inf2.8xlarge")
     found = [e["message"] for e in report["errors"] if e["rule"] == "LMI716"]
     assert found == [] if message is None else len(found) == 1 and message in found[0] and report["code"] == 2, found
+
+
+# A model_type the transformers of the release's image does not know (LMI106). QWEN2: a tiny Qwen2 config.json.
+QWEN2 = {**TINY_LLAMA, "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"}
+REMOTE = {"AutoConfig": "configuration_qwen2.Qwen2Config", "AutoModelForCausalLM": "modeling_qwen2.Qwen2ForCausalLM"}
+NEW_MODEL_TYPE_FILES = [  # (serving.properties lines, container, config.json, the LMI106 message part or None)
+    ("engine=Python\noption.rolling_batch=vllm\n", "0.26.0", QWEN2, "transformers 4.36.2, which the LMI 0.26.0"),
+    ("engine=Python\noption.rolling_batch=vllm\n", "0.27.0", QWEN2, None),  # transformers 4.39.0 knows qwen2
+    (
+        "engine=Python\noption.rolling_batch=lmi-dist\n",
+        "0.32.0",
+        "Qwen--Qwen3-4B.json",
+        "another engine (Accelerate or vLLM) with the container 0.33.0",
+    ),
+    ("engine=Python\noption.rolling_batch=vllm\n", "0.32.0", "Qwen--Qwen3-4B.json", None),  # vLLM's venv: no pin
+    ("engine=Python\noption.rolling_batch=vllm\n", "0.34.0", {**QWEN2, "model_type": "qwen3_next"}, None),  # vLLM's
+    ("engine=Python\noption.rolling_batch=disable\n", "0.34.0", {**QWEN2, "model_type": "qwen3_next"}, "4.55.2"),
+    ("engine=Python\noption.rolling_batch=disable\n", "0.36.0", {**QWEN2, "model_type": "qwen9"}, None),  # a range
+    ("engine=DeepSpeed\n", "0.26.0", {**QWEN2, "auto_map": REMOTE}, "or set option.trust_remote_code=true"),
+    ("engine=DeepSpeed\noption.trust_remote_code=true\n", "0.26.0", {**QWEN2, "auto_map": REMOTE}, None),
+    ("engine=DeepSpeed\noption.trust_remote_code=true\n", "0.26.0", QWEN2, "djl_python.deepspeed reads"),  # no code
+    ("option.entryPoint=djl_python.transformers_neuronx\n", "0.26.0", QWEN2, None),  # NeuronX's own image
+]
+
+
+@pytest.mark.parametrize(("text", "container", "model", "message"), NEW_MODEL_TYPE_FILES)
+def test_an_existing_file_for_a_model_type_the_images_transformers_lacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, container: str, model: str | dict, message: str
+) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(model) if isinstance(model, dict) else (BUNDLED / model).read_text())
+    path = tmp_path / "serving.properties"
+    path.write_text(f"option.model_id=s3://bucket/model/\noption.model_loading_timeout=3000\n{text}")
+    args = ["--serving-properties", str(path), "--container", container, "--model-config", str(config), "--json"]
+    code = validate.main(args)
+    found = [e["message"] for e in json.loads(capsys.readouterr().out)["errors"] if e["rule"] == "LMI106"]
+    if message is None:
+        assert found == [], found
+    else:
+        assert len(found) == 1 and message in found[0] and code == 2, found
+        assert "model_type=" in found[0] and "does not recognize this architecture" in found[0]
+
+
+def test_a_deployment_for_a_model_type_its_release_lacks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bundled = ["-c", "model_id=Qwen/Qwen3-4B", "-c", "instance_type=ml.g5.2xlarge", "--json"]
+    assert validate.main([*bundled, "-c", "engine=vllm", "-c", "lmi_version=0.28.0"]) == 2
+    (error,) = [e["message"] for e in json.loads(capsys.readouterr().out)["errors"] if e["rule"] == "LMI106"]
+    assert "model_type='qwen3' is unknown to transformers 4.41.1, which the LMI 0.28.0 image pins" in error
+    assert error.endswith("use lmi_version 0.33.0 or later (transformers 4.51.3)"), error
+    assert validate.main([*bundled, "-c", "engine=vllm", "-c", "lmi_version=0.33.0"]) == 0  # 4.51.3 knows qwen3
+    capsys.readouterr()
+    custom = ["-c", "engine=accelerate", "-c", "handler=custom", "-c", "lmi_version=0.26.0"]
+    folder = write_model(tmp_path / "qwen2-remote", {**QWEN2, "auto_map": REMOTE})
+    local = ["-c", f"model_id={folder}", "-c", "instance_type=ml.g5.2xlarge", *custom, "--json"]
+    assert validate.main(local) == 2
+    (error,) = [e["message"] for e in json.loads(capsys.readouterr().out)["errors"] if e["rule"] == "LMI106"]
+    assert "lmi-deploy's model.py reads config.json" in error and "lmi_version 0.27.0 or later" in error
+    assert "set extra_properties option.trust_remote_code: 'true'" in error
+    extra = json.dumps({"option.trust_remote_code": "true"})
+    assert validate.main([*local, "-c", f"extra_properties={extra}"]) == 0
+    capsys.readouterr()

@@ -66,6 +66,11 @@ class Outcome:
         return self.case.rule_id is None or any(e.get("rule") == self.case.rule_id for e in self.errors)
 
 
+def _file_name(entry: dict[str, Any]) -> str:
+    """``NAME.properties``; ``NAME/serving.properties`` for an entry whose source ships a model.py beside it."""
+    return f"{entry['name']}/serving.properties" if entry.get("model_py") else f"{entry['name']}.properties"
+
+
 def load_cases(manifest: Path = MANIFEST) -> list[Case]:
     """The manifest's cases, each with the path of its file."""
     data: dict[str, Any] = yaml.safe_load(manifest.read_text())
@@ -83,7 +88,7 @@ def load_cases(manifest: Path = MANIFEST) -> list[Case]:
             rule=entry.get("rule"),
             rule_id=entry.get("rule_id"),
             reason=entry.get("reason"),
-            path=folder / entry["expect"] / f"{entry['name']}.properties",
+            path=folder / entry["expect"] / _file_name(entry),
         )
         for entry in data["cases"]
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from lmi_deploy import task_heads
+from lmi_deploy.engines.base import version_key
 from lmi_deploy.rules.derive import Derived
 from lmi_deploy.rules.registry import Example, rule
 from lmi_deploy.rules.view import View
@@ -175,3 +176,92 @@ def _streams(view: View) -> bool:
 
 def _own_loading(view: View) -> bool:
     return any(view.values.get(key, "").strip().lower() not in ("", "false") for key in _OWN_LOADING)
+
+
+# djl_python.huggingface reads config.json with AutoConfig before it starts a vLLM or lmi-dist rolling batch up to
+# 0.29.0; from 0.30.0 the rolling batch's engine (vLLM, or lmi-dist's fork of it) reads it: with AutoConfig, except
+# for the model types vLLM registers its own config class for. vLLM 0.6 (0.30.0-0.31.0; lmi-dist up to 0.32.0)
+# registers only families whose config.json ships auto_map (chatglm, jais, exaone, internvl_chat, RefinedWeb, ...) or
+# that transformers 4.45 knows; vLLM 0.7.3 (0.32.0) runs in a virtualenv whose pip lifts transformers past the pin;
+# vLLM 0.8 on (0.33.0) registers families before transformers has them (qwen3_next in vLLM 0.10.2 on 0.34.0).
+_HANDLER_READS_RB_CONFIG_UNTIL = "0.30.0"
+_RB_UNTIL = {"vLLM": "0.32.0", "lmi-dist": "0.33.0"}
+
+
+def _rolling_batch_reader(view: View, engine: str) -> str | None:
+    if not view.at_least(_HANDLER_READS_RB_CONFIG_UNTIL):
+        return f"djl_python.huggingface (before it starts the {engine} rolling batch)"
+    own_code = view.facts is not None and bool(view.facts.auto_classes)
+    if own_code or view.at_least(_RB_UNTIL[engine]):
+        return None
+    return f"{engine}'s engine (vLLM's get_config)"
+
+
+def _config_reader(view: View) -> str | None:
+    """What reads config.json with the transformers of the release's GPU image (None: nothing known to)."""
+    if view.engine is None or any(name in view.image_tag for name in _OTHER_IMAGES):
+        return None
+    if view.handler == "custom":  # lmi-deploy's model.py runs with the container's transformers; a user's: unknown
+        return "lmi-deploy's model.py" if view.source == "deployment" else None
+    engine, module = view.engine.value, view.handler_module()
+    if module not in (None, "djl_python.huggingface", "djl_python.deepspeed"):
+        return None
+    if engine in ("DeepSpeed", "DeepSpeed-rolling"):
+        return "djl_python.deepspeed"
+    if engine == "Accelerate":
+        return "djl_python.huggingface"
+    return _rolling_batch_reader(view, engine) if engine in _RB_UNTIL else None
+
+
+def _release_fix(view: View, model_type: str) -> str:
+    first = task_heads.first_release_knowing(model_type)
+    if first is None:
+        return f"no LMI release that pins transformers knows {model_type}"
+    key = "lmi_version" if view.source == "deployment" else "the container"
+    release = f"{key} {first[0]} or later (transformers {first[1]})"
+    spec = view.spec
+    last = spec.images[-1].last if spec is not None else None
+    if spec is not None and last is not None and version_key(last) < version_key(first[0]):
+        return f"{spec.engine.value} ends at LMI {last}: use another engine (Accelerate or vLLM) with {release}"
+    return f"use {release}"
+
+
+@rule(
+    "LMI106",
+    title="The release's transformers does not know the model's model_type",
+    why="djl_python.huggingface (Accelerate; vLLM and lmi-dist up to 0.29.0, whose config.json it reads before "
+    "starting the rolling batch), djl_python.deepspeed, lmi-deploy's own model.py, and from 0.30.0 the vLLM "
+    "(0.30.0-0.31.0) and lmi-dist (0.30.0-0.32.0) engines load config.json with transformers' AutoConfig at the "
+    "version the release's image pins; a model_type newer than that fails at load "
+    "('The checkpoint you are trying to load has model type `qwen2` but Transformers does not recognize this "
+    "architecture') and the endpoint never gets InService. A model whose config.json ships its own config class "
+    "(auto_map) loads with option.trust_remote_code=true. Releases that install a range of transformers versions "
+    "(0.36.0 on, and vLLM's virtualenv on 0.32.0), FasterTransformer, TensorRT-LLM and NeuronX (other images, other "
+    "transformers), vLLM from 0.33.0 (it registers config classes of its own for families transformers lacks) and, "
+    "from 0.30.0, a vLLM or lmi-dist model whose config.json ships auto_map are not checked.",
+    fix="Use the first LMI release whose transformers knows the model_type (the message names it), or set "
+    "option.trust_remote_code=true where config.json's auto_map ships the model's code.",
+    example=Example(settings={"engine": "vllm", "model_id": "Qwen/Qwen3-4B", "lmi_version": "0.28.0"}),
+)
+def model_type_known(view: View, derived: Derived) -> Iterator[str]:
+    facts, model_type = view.facts, view.model_type
+    if facts is None or facts.estimated or not model_type:
+        return
+    tables = task_heads.transformers_of(view.version)
+    reader = _config_reader(view)
+    if tables is None or reader is None or tables.knows(model_type):
+        return
+    remote = view.written("option.trust_remote_code")
+    if facts.auto_classes and (remote or "").strip().lower() == "true":
+        return  # config.json's auto_map brings the config class
+    key = (
+        "option.trust_remote_code=true"
+        if view.source == "serving.properties"
+        else "extra_properties option.trust_remote_code: 'true'"
+    )
+    ships_code = f", or set {key} (config.json's auto_map ships its code)"
+    yield (
+        f"model_type={model_type!r} is unknown to transformers {tables.version}, which the LMI {view.version} image "
+        f"pins: {reader} reads config.json with AutoConfig and fails at load ('Transformers does not recognize "
+        f"this architecture'); {_release_fix(view, model_type)}{ships_code if facts.auto_classes else ''}"
+    )

@@ -29,6 +29,11 @@ _SMALL = [
     {"name": "b", "model_id": "google/flan-t5-large"},
 ]
 _IC = {"deployment": "two", "multi_model": "inference_components", "engine": "vllm", "lmi_version": "0.33.0"}
+# Families the transformers of 0.20.0 knows (its image pins 4.23.1: no llama or mistral yet, LMI106).
+_TWO_OLD = [
+    {"name": "a", "model_id": "EleutherAI/gpt-j-6b"},
+    {"name": "b", "model_id": "facebook/opt-1.3b"},
+]
 _MME = {"deployment": "two", "multi_model": "mme", "engine": "accelerate", "lmi_version": "0.28.0"}
 
 FILE_SHAPE = parse_rule(
@@ -116,7 +121,7 @@ def mme_engine(together: Together) -> Iterator[str]:
     title="A container older than DJL Serving's multi-model support",
     why="DJL Serving answers SageMaker's multi-model load and invoke calls from 0.21.0.",
     fix=f"Set lmi_version {MME_FIRST_VERSION} or later.",
-    example=Example(deployment_file={**_MME, "lmi_version": "0.20.0", "models": _TWO}),
+    example=Example(deployment_file={**_MME, "lmi_version": "0.20.0", "models": _TWO_OLD}),
     subject="multi-model",
     gate=True,
 )

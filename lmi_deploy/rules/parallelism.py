@@ -201,14 +201,6 @@ VLLM_REFUSES_PIPELINE = "0.30.0"
 LMI_DIST_PIPELINE_UNTIL = "0.33.0"
 
 
-def _written(view: View, key: str) -> str | None:
-    """A serving.properties key as the file, or the deployment's extra_properties, writes it."""
-    if view.source == "serving.properties":
-        return view.values.get(key)
-    extra: dict[str, str] = view.config.extra_properties if view.config is not None else {}
-    return extra.get(key)
-
-
 def _tensor_parallel_instead(view: View, degree: int) -> str:
     """``=4 (2 x 2)``: the tensor_parallel_degree that spreads a copy over the GPUs the pipeline stages asked for."""
     tp = view.tensor_parallel
@@ -238,7 +230,7 @@ def _runs_vllm(view: View) -> bool:
     gate=True,
 )
 def vllm_refuses_pipeline_parallel(view: View, derived: Derived) -> Iterator[str]:
-    degree = _written(view, "option.pipeline_parallel_degree")
+    degree = view.written("option.pipeline_parallel_degree")
     if degree is None or not degree.isdigit() or int(degree) == 1:
         return
     if not (_runs_vllm(view) and view.at_least(VLLM_REFUSES_PIPELINE)):
@@ -277,7 +269,7 @@ def _takes_pipeline(engine: Engine, view: View) -> bool:
 def pipeline_ignored(view: View) -> str | None:
     """Why option.pipeline_parallel_degree (not 1) does nothing on this view's release and engine; None when it
     applies, is refused (LMI307), or the view cannot tell (a model.py of the user's own may read it)."""
-    degree = _written(view, PIPELINE_KEY)
+    degree = view.written(PIPELINE_KEY)
     if degree is None or not degree.isdigit() or int(degree) == 1 or view.handler == "custom":
         return None
     if not known_keys.reads(PIPELINE_KEY, view.version):
@@ -313,7 +305,7 @@ def pipeline_parallel_ignored(view: View, derived: Derived) -> Iterator[str]:
     reason = pipeline_ignored(view)
     if reason is None:
         return
-    degree = int(_written(view, PIPELINE_KEY) or 1)
+    degree = int(view.written(PIPELINE_KEY) or 1)
     tp = view.tensor_parallel
     over = f"={tp}" if isinstance(tp, int) or tp == "max" else " (unset: the release's default)"
     takers = [str(engine) for engine in PIPELINE_ENGINES if _takes_pipeline(engine, view)]

@@ -102,6 +102,13 @@ class View:
         sizes = [self.values.get(key, "") for key in ("batch_size", "option.batch_size")]
         return max((int(size) for size in sizes if size.strip().isdigit()), default=1)
 
+    def written(self, key: str) -> str | None:
+        """A serving.properties key as the file, or the deployment's extra_properties, writes it."""
+        if self.source == "serving.properties":
+            return self.values.get(key)
+        extra: dict[str, str] = self.config.extra_properties if self.config is not None else {}
+        return extra.get(key)
+
     def at_least(self, version: str) -> bool:
         return version_key(self.version) >= version_key(version)
 
