@@ -637,3 +637,31 @@ def test_a_deployment_for_a_model_type_its_release_lacks(tmp_path: Path, capsys:
     extra = json.dumps({"option.trust_remote_code": "true"})
     assert validate.main([*local, "-c", f"extra_properties={extra}"]) == 0
     capsys.readouterr()
+
+
+DYNAMIC_BATCH_CASES = [  # (lines, container, the engine read, the KV cache note)
+    # 0.28.0 on: batch_size > 1 makes the server write rolling_batch=disable (LmiConfigRecommender.setRollingBatch),
+    # so djl_python.huggingface serves a dynamic batch, not the rolling batch the lmi image picks when the key is unset
+    ("batch_size=4\n", "0.29.0", "Accelerate", "no rolling batch, so a dynamic batch of up to 4 holds the KV cache"),
+    ("batch_size=4\noption.rolling_batch=auto\n", "0.34.0", "Accelerate", "a dynamic batch of up to 4"),
+    ("batch_size=4\noption.rolling_batch=vllm\n", "0.30.0", "vLLM", "a dynamic batch of up to 4"),  # whatever it says
+    ("batch_size=1\n", "0.29.0", "lmi-dist", "(one full-length sequence (rolling batch pages the rest))"),
+    ("batch_size=4\n", "0.33.0", "vLLM", "rolling batch pages the rest"),  # async_mode: the engine pages itself
+    ("option.rolling_batch=disable\n", "0.27.0", "Accelerate", "(one full-length sequence)"),  # no batch at all
+]
+
+
+@pytest.mark.parametrize(("lines", "container", "engine", "kv_note"), DYNAMIC_BATCH_CASES)
+def test_batch_size_above_one_is_read_as_the_dynamic_batch_the_server_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], lines: str, container: str, engine: str, kv_note: str
+) -> None:
+    config = tmp_path / "config.json"
+    config.write_text((BUNDLED / LLAMA_7B).read_text())
+    entry = "option.entryPoint=djl_python.lmi_vllm.vllm_async_service\n" if container == "0.33.0" else ""
+    extra = ["--instance-type", "ml.g5.2xlarge", "--model-config", str(config)]
+    report = _validate_file(tmp_path, capsys, f"engine=Python\noption.dtype=fp16\n{entry}{lines}", container, *extra)
+    notes = "\n".join(report["notes"])
+    assert f"read as {engine} on LMI {container}" in notes and kv_note in notes, notes
+    # the 10% a rolling batch engine leaves unallocated is held back only where one runs
+    usable = "21.6 GiB usable" if "rolling batch pages" in kv_note else "24.0 GiB usable"
+    assert usable in notes and report["errors"] == [], report

@@ -151,16 +151,16 @@ def memory_at(view: View, derived: Derived, tp: int) -> MemoryEstimate | None:
     reserved = (view.reserved_memory_mb or 0) / 1024
     reserved = reserved if reserved < instance.memory_per_accelerator_gib else 0.0  # LMI203 refuses the rest
     # An existing file's batch is what requests bring, not a promise: count one full sequence (a lower bound).
-    rolling = view.rolling or view.source == "serving.properties"
     load = estimates.Load(
         dtype,
         tp,
         derived.max_batch_size,
         derived.max_sequence_length,
-        rolling,
+        view.rolling,
         view.bytes_per_parameter,
         reserved,
         lora_bytes(view, dtype),
+        lower_bound_of=view.dynamic_batch() if view.source == "serving.properties" else None,
     )
     return estimates.estimate_memory(facts, instance, load)
 

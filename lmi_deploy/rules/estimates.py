@@ -33,6 +33,7 @@ class MemoryEstimate:
     sequences: int  # how many max-length sequences the KV term holds
     rolling: bool
     lora_gib: float = 0.0  # per accelerator: the LoRA slots (max_loras adapters at max_lora_rank)
+    batch_counted_as_one: int = 1  # the dynamic batch a lower bound counts as one sequence (an existing file's)
 
     @property
     def total_gib(self) -> float:
@@ -43,9 +44,14 @@ class MemoryEstimate:
         return self.total_gib <= self.usable_gib
 
     def describe(self, tp: int, noun: str) -> str:
-        kv_what = (
-            "one full-length sequence (rolling batch pages the rest)" if self.rolling else f"{self.sequences} sequences"
-        )
+        kv_what = f"{self.sequences} sequences" if self.sequences > 1 else "one full-length sequence"
+        if self.rolling:
+            kv_what = "one full-length sequence (rolling batch pages the rest)"
+        elif self.batch_counted_as_one > 1:
+            kv_what = (
+                f"one full-length sequence, a lower bound: no rolling batch, so a dynamic batch of up to "
+                f"{self.batch_counted_as_one} holds the KV cache of all its requests at once"
+            )
         kv = "KV cache not counted (unknown)" if self.kv_cache_gib is None else f"{self.kv_cache_gib:.1f} GiB KV cache"
         lora = f" + {self.lora_gib:.2f} GiB LoRA slots" if self.lora_gib else ""
         return (
@@ -67,10 +73,13 @@ class Load:
     bytes_per_parameter: float | None = None  # quantized weights; None: the dtype's size
     reserved_gib: float = 0.0
     lora_bytes: int = 0  # the LoRA slots of one model copy (split over TP like the weights)
+    # an existing file's dynamic batch size: its batch is what requests bring, no promise, so one sequence is counted
+    # (a lower bound); None: a deployment's batch, counted in full
+    lower_bound_of: int | None = None
 
 
 def estimate_memory(facts: ModelFacts, instance: InstanceType, load: Load) -> MemoryEstimate:
-    sequences = 1 if load.rolling else load.batch
+    sequences = 1 if load.rolling or load.lower_bound_of is not None else load.batch
     per_parameter = load.bytes_per_parameter or DTYPE_BYTES[load.dtype]
     weights = (facts.parameters or 0) * per_parameter / load.tp / GIB
     per_token = facts.kv_cache_bytes_per_token(load.dtype)
@@ -79,7 +88,8 @@ def estimate_memory(facts: ModelFacts, instance: InstanceType, load: Load) -> Me
         (1 - ROLLING_BATCH_RESERVE) if load.rolling else 1.0
     )
     lora = load.lora_bytes / load.tp / GIB
-    return MemoryEstimate(weights, kv, OVERHEAD_GIB, usable, sequences, load.rolling, lora)
+    counted_as_one = 1 if load.rolling else load.lower_bound_of or 1
+    return MemoryEstimate(weights, kv, OVERHEAD_GIB, usable, sequences, load.rolling, lora, counted_as_one)
 
 
 def _round_up(seconds: float, step: int = 60) -> int:

@@ -12,7 +12,7 @@ from lmi_deploy import instances
 from lmi_deploy.containers import ENGINES, Engine, version_key
 from lmi_deploy.instances import InstanceType
 from lmi_deploy.model_facts import ModelFacts, model_type_from_name
-from lmi_deploy.rules.view import Entry, View
+from lmi_deploy.rules.view import Entry, View, server_disables_rolling_batch
 
 # option.rolling_batch values that name an engine (each engine module lists its own)
 _BY_ROLLING_BATCH = {name: spec.engine for spec in ENGINES.values() for name in spec.rolling_batch_names}
@@ -77,7 +77,9 @@ def infer_engine(
     if entry and entry != "djl_python.huggingface":
         return None  # a model.py of the user's own: any backend
     if rolling == "auto" or (not rolling and not entry and _lmi_image(version, tag)):
-        return _rolling_engine(rolling, server, version, tag)
+        # batch_size > 1: the server writes rolling_batch=disable, so djl_python.huggingface serves without one
+        forced = server_disables_rolling_batch(values, version)
+        return Engine.ACCELERATE if forced else _rolling_engine(rolling, server, version, tag)
     return Engine.ACCELERATE
 
 
@@ -106,9 +108,11 @@ def bytes_per_parameter(values: dict[str, str], model_id: str) -> float | None:
     return 0.5 if any(mark in name for mark in ("awq", "gptq", "4bit", "int4")) else None
 
 
-def _rolling(engine: Engine | None, values: dict[str, str]) -> bool:
+def _rolling(engine: Engine | None, values: dict[str, str], version: str) -> bool:
     if "async_service" in values.get("option.entryPoint", ""):
         return True  # vLLM/TensorRT-LLM async mode: the engine pages the KV cache itself
+    if server_disables_rolling_batch(values, version):
+        return False  # batch_size > 1: the server writes rolling_batch=disable whatever the file says
     value = values.get("option.rolling_batch")
     if value is not None:
         return value != "disable"
@@ -121,6 +125,12 @@ def _int(values: dict[str, str], *keys: str) -> int | None:
         if value.isdigit():
             return int(value)
     return None
+
+
+def _batch_size(values: dict[str, str], rolling: bool) -> int | None:
+    """The most sequences at once: option.max_rolling_batch_size, which only a rolling batch reads, then the dynamic
+    batch."""
+    return _int(values, *(("option.max_rolling_batch_size",) if rolling else ()), "batch_size", "option.batch_size")
 
 
 def _sequence(values: dict[str, str]) -> int | None:
@@ -164,7 +174,7 @@ def from_properties(
     entry_point = values.get("option.entryPoint") or None
     tp = _tensor_parallel(values.get("option.tensor_parallel_degree"))
     engine = infer_engine(values, version, container_tag, instance, has_model_py)
-    custom = has_model_py and entry_point is None
+    custom, rolling = has_model_py and entry_point is None, _rolling(engine, values, version)
     return View(
         source="serving.properties",
         version=version,
@@ -181,7 +191,7 @@ def from_properties(
         dtype=values.get("option.dtype") or None,
         tensor_parallel="max" if tp == "max" else (tp if isinstance(tp, int) else None),
         max_sequence_length=_sequence(values),
-        max_batch_size=_int(values, "option.max_rolling_batch_size", "batch_size", "option.batch_size"),
+        max_batch_size=_batch_size(values, rolling),
         handler=_handler(entry_point, custom),
         partitioned=False,
         weights_delivery="container",
@@ -191,7 +201,7 @@ def from_properties(
         reserved_memory_mb=_int(values, "gpu.reserved_memory_mb"),
         volume_size_gb=None,
         properties=entries,
-        rolling=_rolling(engine, values),
+        rolling=rolling,
         bytes_per_parameter=bytes_per_parameter(values, model_id),
         image_tag=container_tag.rsplit(":", 1)[-1].lower() if "-" in container_tag else "",
     )
