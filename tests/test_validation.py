@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -639,16 +640,23 @@ def test_a_deployment_for_a_model_type_its_release_lacks(tmp_path: Path, capsys:
     capsys.readouterr()
 
 
-DYNAMIC_BATCH_CASES = [  # (lines, container, the engine read, the KV cache note)
+DYNAMIC_BATCH_CASES = [  # (lines, container, the engine read, the KV cache note; LMI717: a rolling batch asked for)
     # 0.28.0 on: batch_size > 1 makes the server write rolling_batch=disable (LmiConfigRecommender.setRollingBatch),
     # so djl_python.huggingface serves a dynamic batch, not the rolling batch the lmi image picks when the key is unset
     ("batch_size=4\n", "0.29.0", "Accelerate", "no rolling batch, so a dynamic batch of up to 4 holds the KV cache"),
-    ("batch_size=4\noption.rolling_batch=auto\n", "0.34.0", "Accelerate", "a dynamic batch of up to 4"),
-    ("batch_size=4\noption.rolling_batch=vllm\n", "0.30.0", "vLLM", "a dynamic batch of up to 4"),  # whatever it says
+    ("batch_size=4\noption.rolling_batch=auto\n", "0.34.0", "Accelerate", "a dynamic batch of up to 4"),  # LMI717
+    ("batch_size=4\noption.rolling_batch=vllm\n", "0.30.0", "vLLM", "a dynamic batch of up to 4"),  # LMI717
     ("batch_size=1\n", "0.29.0", "lmi-dist", "(one full-length sequence (rolling batch pages the rest))"),
     ("batch_size=4\n", "0.33.0", "vLLM", "rolling batch pages the rest"),  # async_mode: the engine pages itself
     ("option.rolling_batch=disable\n", "0.27.0", "Accelerate", "(one full-length sequence)"),  # no batch at all
 ]
+
+
+TURNED_OFF = (
+    "on LMI %s the server writes option.rolling_batch=disable whenever batch_size > 1, so no rolling batch runs "
+    "and requests are served in dynamic batches of up to 4; remove batch_size to keep the rolling batch (size it "
+    "with option.max_rolling_batch_size), or remove option.rolling_batch"
+)
 
 
 @pytest.mark.parametrize(("lines", "container", "engine", "kv_note"), DYNAMIC_BATCH_CASES)
@@ -665,3 +673,6 @@ def test_batch_size_above_one_is_read_as_the_dynamic_batch_the_server_runs(
     # the 10% a rolling batch engine leaves unallocated is held back only where one runs
     usable = "21.6 GiB usable" if "rolling batch pages" in kv_note else "24.0 GiB usable"
     assert usable in notes and report["errors"] == [], report
+    turned_off = [w["message"] for w in report["warnings"] if w["rule"] == "LMI717"]
+    asked = re.search(r"option.rolling_batch=(auto|vllm)", lines)
+    assert turned_off == ([] if asked is None else [f"{asked[0]} with batch_size=4: {TURNED_OFF % container}"])

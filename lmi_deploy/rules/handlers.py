@@ -200,3 +200,39 @@ def streaming_dynamic_batch(view: View, derived: Derived) -> Iterator[str]:
         "with a rolling batch (drop batch_size, set option.rolling_batch and option.max_rolling_batch_size), "
         "or set option.enable_streaming=false"
     )
+
+
+@rule(
+    "LMI717",
+    title="A rolling batch the server turns off because batch_size > 1",
+    why="From 0.28.0 (0.27.0 when the file has no engine=) the server's LmiConfigRecommender.setRollingBatch writes "
+    "option.rolling_batch=disable whenever batch_size is above 1, before it looks at the file's value ('If dynamic "
+    "batch is enabled, we don't enable rolling batch'): the rolling batch asked for never runs, and the handler "
+    "serves padded dynamic batches instead (no paged KV cache, no continuous batching).",
+    fix="Remove batch_size to keep the rolling batch (size it with option.max_rolling_batch_size), or remove "
+    "option.rolling_batch to say that dynamic batching is meant.",
+    example=Example(
+        properties="engine=Python\noption.model_id=s3://bucket/llama/\noption.rolling_batch=vllm\nbatch_size=8\n"
+        "option.model_loading_timeout=1200\n",
+        container="0.30.0",
+    ),
+    level="warning",
+    needs=("properties",),
+)
+def rolling_batch_turned_off(view: View, derived: Derived) -> Iterator[str]:
+    asked = view.rolling_batch
+    if (
+        asked is None
+        or asked == "disable"
+        or view.handler == "custom"
+        or "async_service" in (view.entry_point or "")  # the async services page their own KV cache
+        or not server_disables_rolling_batch(view.values, view.version)
+    ):
+        return
+    size = view.values["batch_size"].strip()
+    yield (
+        f"option.rolling_batch={asked} with batch_size={size}: on LMI {view.version} the server writes "
+        "option.rolling_batch=disable whenever batch_size > 1, so no rolling batch runs and requests are served in "
+        f"dynamic batches of up to {size}; remove batch_size to keep the rolling batch (size it with "
+        "option.max_rolling_batch_size), or remove option.rolling_batch"
+    )
