@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None, *, s3: Any = None, sagemaker: Any = 
         session = boto3.session.Session(region_name=config.region)
         s3 = s3 or session.client("s3", endpoint_url=args.endpoint_url)
         sagemaker = sagemaker or session.client("sagemaker", endpoint_url=args.endpoint_url)
-        _start(config, files, request, s3, sagemaker)
+        _start(config, files, code_prefix, request, s3, sagemaker)
         _, target = partition.source_and_target(config)
         print(
             f"started {request['ProcessingJobName']}: {config.engine.value} TP{config.resolved.tensor_parallel_degree}"
@@ -80,10 +80,12 @@ def main(argv: Sequence[str] | None = None, *, s3: Any = None, sagemaker: Any = 
         return 2
 
 
-def _start(config: Any, files: dict[str, str], request: dict[str, Any], s3: Any, sagemaker: Any) -> None:
-    """Upload the job's code and the manifest of the staged files it reads, then start it (one line on a fault)."""
+def _start(
+    config: Any, files: dict[str, str], code_prefix: str, request: dict[str, Any], s3: Any, sagemaker: Any
+) -> None:
+    """Upload the job's code and the manifest of the staged files it reads under ``code_prefix`` (the prefix the
+    request names), then start it (one line on a fault)."""
     bucket, _ = config.staged_weights
-    code_prefix = partition.code_key(config, files)
     source, _ = partition.source_and_target(config)
     try:
         staged = s3_prefix.list_names(s3, bucket, source.removeprefix(f"s3://{bucket}/"))

@@ -68,7 +68,7 @@ class DeepSpeedHandler(Handler):
         model, tokenizer = loaded
         prompts, kwargs = self.rules.parse(read_body(inputs))
         deadline: Any = Deadline(inputs, self.request_timeout_s) if self.deadline_applies else None
-        if self.ranks is not None and deadline is not None:  # each rank reads its own clock: they agree every few steps
+        if self.ranks is not None:  # each rank reads its own clock: they agree every few steps
             deadline = SharedDeadline(deadline, self.ranks)
         limit = self.rules.max_sequence_length
         try:
