@@ -62,7 +62,7 @@ def describe(fast: Any) -> str:
     if fast is None:
         return "generate()"
     graphs, compiled, fused = ("on" if flag else "off" for flag in (fast.graphs, fast.compiled_forward, fast.fused))
-    streamed = ", gemv kernel on" if getattr(fast, "streamed", False) else ""
+    streamed = getattr(fast, "kernels", "")
     return f"static cache, cuda_graphs {graphs}, compile {compiled}, fused projections {fused}{streamed}"
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-from . import compile_cache, gemv, hf_generate
+from . import compile_cache, decode_attention, gemv, hf_generate
 from .fast_decode import COMPILE_DEVICES, FastDecoder, parse_warm_shapes
 from .fast_load import CheckpointError, fast_load_device, load_direct, stale_single_file
 from .fused_projections import fuse_projections
@@ -64,6 +64,7 @@ class AccelerateHandler(Handler):
         self.chars_per_token = 0  # of the loaded tokenizer
         self.compile_cache_loaded = False  # whether a staged compile cache was loaded at startup
         self.kernel_timings: dict[str, Any] = {}  # gemv.choose's measurements on this GPU, where it ran
+        self.attention_restore: Any = None  # undoes decode_attention.install where the kernel serves
         self.ranks: Ranks | None = None  # this rank's process group under engine=MPI (None: one process)
 
     def option(self, properties: dict[str, str], name: str) -> str:
@@ -146,7 +147,7 @@ class AccelerateHandler(Handler):
         variants += [(graphs, False, False, False), (False, False, False, False)]
         for graphs, compiled, fused, stream in [v for i, v in enumerate(variants) if v not in variants[:i]]:
             if not stream:
-                gemv.CHOICES.clear()
+                self._drop_kernels()
             if fused and restore is None:
                 continue
             if not fused and restore is not None:
@@ -154,12 +155,12 @@ class AccelerateHandler(Handler):
                 restore = None
             name = (
                 f"kv_cache=static (cuda_graphs {'on' if graphs else 'off'}, compile {'on' if compiled else 'off'}, "
-                f"fused projections {'on' if fused else 'off'}{', gemv kernel on' if stream else ''})"
+                f"fused projections {'on' if fused else 'off'}{self._kernels_named()})"
             )
             agrees = False
             try:
                 decoder = FastDecoder(model, tokenizer, seq2seq, graphs, compiled)
-                decoder.fused, decoder.streamed = fused, stream
+                decoder.fused, decoder.streamed, decoder.kernels = fused, stream, self._kernels_named()
                 fast = self.generate(model, tokenizer, seq2seq, SELF_CHECK_PROMPTS, check, decoder)
                 agrees = fast == plain
                 if not agrees:
@@ -182,6 +183,41 @@ class AccelerateHandler(Handler):
         return flag if self.ranks is None else self.ranks.agree(flag)
 
     def _choose_kernels(self, model: Any, seq2seq: bool, properties: dict[str, str]) -> bool:
+        """The streaming GEMV where it beat cuBLAS, the decode-attention kernel where it passed its check: any?"""
+        streamed = self._choose_gemv(model, seq2seq, properties)
+        return self._choose_attention(model) or streamed
+
+    def _choose_attention(self, model: Any) -> bool:
+        """Route decode-step attention through decode_attention's kernel where it computes what the model does."""
+        why = decode_attention.unavailable(model.device)
+        if why is None:
+            config = model.config.get_text_config(decoder=True)
+            heads = getattr(config, "num_attention_heads", None) or config.num_heads
+            dim = getattr(config, "head_dim", None) or getattr(config, "d_kv", None) or config.hidden_size // heads
+            kv_heads = getattr(config, "num_key_value_heads", None) or heads
+            try:
+                why = decode_attention.check(model.device, model.dtype, heads, kv_heads, dim)
+            except Exception as error:  # a Triton or driver problem: the model's own attention is always there
+                why = f"it failed ({error})"
+        installed = decode_attention.install(model) if why is None else why
+        if isinstance(installed, str):
+            logging.info("decode attention kernel: not used (%s)", installed)
+            return False
+        self.attention_restore = installed
+        return True
+
+    def _drop_kernels(self) -> None:
+        gemv.CHOICES.clear()
+        if self.attention_restore is not None:
+            self.attention_restore()
+            self.attention_restore = None
+
+    def _kernels_named(self) -> str:
+        named = ["gemv kernel"] if gemv.CHOICES else []
+        named += ["decode attention kernel"] if self.attention_restore is not None else []
+        return "".join(f", {name} on" for name in named)
+
+    def _choose_gemv(self, model: Any, seq2seq: bool, properties: dict[str, str]) -> bool:
         """Time the streaming kernel against cuBLAS on this GPU (gemv.choose); whether it won anywhere."""
         why = gemv.unavailable(model.device)
         if why is not None:

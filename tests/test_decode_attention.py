@@ -1,0 +1,111 @@
+"""The decode-attention kernel's arithmetic and its guard rails, on the CPU.
+
+The GPU runs the Triton kernel (its load-time ``check`` compares it with ``reference``; scripts/bench_handler.py
+measures what it buys). Here: ``reference`` is the attention T5 computes (position bias, boolean and additive masks,
+grouped key/value heads), ``check`` refuses a kernel that computes something else, and the fast decoder serves with
+the kernel only where its tokens agree with generate(), with the model's own attention restored otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lmi_deploy.config import load_config
+from lmi_deploy.render import render
+from lmi_deploy.runtime import load_handler
+
+
+def shipped(module: str) -> Any:
+    return importlib.import_module(f"lmi_handlers.{module}")
+
+
+@pytest.fixture
+def handler(demo_model: Path, tmp_path: Path) -> Any:
+    """The rendered handler for the ``make local`` demo T5 (trained: its answers are words, not padding)."""
+    context = {"engine": "accelerate", "model_id": str(demo_model), "instance_type": "ml.g5.xlarge"}
+    config = load_config({**context, "tensor_parallel_degree": "1", "dtype": "fp32", "deployment": "attention"})
+    return load_handler(render(config, tmp_path).directory / "model.py")
+
+
+def test_reference_is_the_attention_t5_computes(handler: Any) -> None:
+    import torch
+    from transformers.models.t5.modeling_t5 import eager_attention_forward
+
+    attention = shipped("decode_attention")
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, 4, 1, 8), torch.randn(3, 4, 11, 8), torch.randn(3, 4, 11, 8)
+    bias = torch.randn(1, 4, 1, 11)
+    allowed = torch.arange(11)[None, None, None, :] < torch.tensor([11, 7, 1])[:, None, None, None]
+    additive = torch.where(allowed, 0.0, torch.finfo(torch.float32).min)
+    module = torch.nn.Module().eval()
+    want, _ = eager_attention_forward(module, q, k, v, additive, scaling=1.0, position_bias=bias)
+    for mask in (allowed, additive):  # the sdpa mask (boolean) and the eager one (additive) mean the same
+        assert torch.allclose(attention.reference(q, k, v, bias, mask, 1.0), want, atol=1e-5)
+    grouped = attention.reference(q, k[:, :2], v[:, :2], None, None, 0.5)  # 2 query heads per key/value head
+    repeated = attention.reference(q, k[:, [0, 0, 1, 1]], v[:, [0, 0, 1, 1]], None, None, 0.5)
+    assert torch.allclose(grouped, repeated)
+    nothing = torch.zeros_like(allowed)
+    assert torch.equal(attention.reference(q, k, v, None, nothing, 1.0), torch.zeros(3, 1, 4, 8))  # no NaN
+
+
+def test_check_refuses_a_kernel_that_computes_something_else(handler: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    attention = shipped("decode_attention")
+    cpu = torch.device("cpu")
+    assert attention.unavailable(cpu) == "the model is on cpu"
+    monkeypatch.setattr(attention, "_launch", attention.reference)
+    assert attention.check(cpu, torch.float32, 4, 2, 8) is None
+    monkeypatch.setattr(attention, "_launch", lambda q, k, v, b, m, s: attention.reference(q, k, v, None, m, s))
+    assert "131 keys" not in (attention.check(cpu, torch.float32, 4, 2, 8) or "")  # the first case already differs
+    assert "differs from the reference" in (attention.check(cpu, torch.float32, 4, 4, 8) or "")
+
+
+@pytest.mark.parametrize("correct", [True, False], ids=["agrees", "disagrees"])
+def test_decode_steps_use_the_kernel_only_when_it_agrees(
+    correct: bool,
+    handler: Any,
+    demo_model: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    attention = shipped("decode_attention")
+    monkeypatch.setattr(attention, "DEVICES", ("cuda", "cpu"))
+    if correct:
+        monkeypatch.setattr(attention, "_launch", attention.reference)
+    else:  # a kernel with a sign error: its answers change
+        monkeypatch.setattr(attention, "_launch", lambda q, k, v, b, m, s: -attention.reference(q, k, v, b, m, s))
+        monkeypatch.setattr(attention, "check", lambda *args: None)  # as if it had passed at load
+    options = {"model_id": str(demo_model), "dtype": "fp32"}
+    model, tokenizer, seq2seq = handler.HANDLER.load_model(options)
+    prompts = ["translate English to German: The house is wonderful.", "question: What is the capital of France?"]
+    monkeypatch.setattr(shipped("accelerate"), "SELF_CHECK_PROMPTS", prompts)  # what the demo model was taught
+    settings = {"max_new_tokens": 12}
+    plain = handler.HANDLER.generate(model, tokenizer, seq2seq, prompts, settings)
+    assert all(plain["outputs"])
+    with caplog.at_level(logging.INFO):
+        fast = handler.HANDLER.fast_decoder(model, tokenizer, seq2seq, options)
+    assert fast is not None
+    if correct:
+        assert "decode attention kernel on): agrees with generate()" in caplog.text and attention.calls > 0
+        assert model.config._attn_implementation == "lmi_decode"
+        assert handler.HANDLER.generate(model, tokenizer, seq2seq, prompts, settings, fast) == plain
+        handler.HANDLER.attention_restore()
+    else:
+        assert "decode attention kernel on) disagrees with generate()" in caplog.text
+        assert handler.HANDLER.attention_restore is None and "kernel on" not in fast.kernels
+    assert model.config._attn_implementation == "sdpa"  # the model's own again
+    assert model.decoder.config._attn_implementation == "sdpa"
+
+
+def test_decode_step_profile_needs_a_gpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from scripts import bench_decode_step
+
+    assert bench_decode_step.main(["--model-py", str(tmp_path / "model.py"), "--work", str(tmp_path)]) == 2
+    assert "needs an NVIDIA GPU" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing built or written before the GPU check
