@@ -11,6 +11,9 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 os.environ["HF_HUB_OFFLINE"] = "1"  # model facts come from files the tests write or the bundled configs
 os.environ["LMI_DEPLOY_PRICES"] = "bundled"  # synth's cost line from the table; tests of the Price List API stub it
+# the handler's Triton kernels run on the CPU in Triton's interpreter (read when a kernel is defined: set before any
+# test imports lmi_handlers), so the tests check the kernels' own arithmetic, not a stand-in
+os.environ["TRITON_INTERPRET"] = "1"
 
 
 @pytest.fixture

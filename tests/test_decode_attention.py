@@ -1,9 +1,10 @@
-"""The decode-attention kernel's arithmetic and its guard rails, on the CPU.
+"""The handler's Triton kernels and their guard rails, on the CPU (Triton's interpreter runs the kernels as shipped).
 
-The GPU runs the Triton kernel (its load-time ``check`` compares it with ``reference``; scripts/bench_handler.py
-measures what it buys). Here: ``reference`` is the attention T5 computes (position bias, boolean and additive masks,
-grouped key/value heads), ``check`` refuses a kernel that computes something else, and the fast decoder serves with
-the kernel only where its tokens agree with generate(), with the model's own attention restored otherwise.
+The GPU measures what they buy (scripts/bench_handler.py, scripts/bench_decode_step.py). Here: ``reference`` is the
+attention T5 computes (position bias, boolean and additive masks, grouped key/value heads); the decode-attention and
+streaming-GEMV kernels compute it and ``x @ w.T``; ``check`` refuses a kernel that computes something else; and the
+fast decoder serves with the kernel only where its tokens agree with generate(), the model's own attention restored
+otherwise.
 """
 
 from __future__ import annotations
@@ -53,17 +54,24 @@ def test_reference_is_the_attention_t5_computes(handler: Any) -> None:
     assert torch.equal(attention.reference(q, k, v, None, nothing, 1.0), torch.zeros(3, 1, 4, 8))  # no NaN
 
 
-def test_check_refuses_a_kernel_that_computes_something_else(handler: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_triton_kernels_compute_the_reference(handler: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernels as shipped, run by Triton's interpreter (tests/conftest.py sets TRITON_INTERPRET)."""
     import torch
 
-    attention = shipped("decode_attention")
+    attention, gemv = shipped("decode_attention"), shipped("gemv")
     cpu = torch.device("cpu")
     assert attention.unavailable(cpu) == "the model is on cpu"
-    monkeypatch.setattr(attention, "_launch", attention.reference)
-    assert attention.check(cpu, torch.float32, 4, 2, 8) is None
-    monkeypatch.setattr(attention, "_launch", lambda q, k, v, b, m, s: attention.reference(q, k, v, None, m, s))
-    assert "131 keys" not in (attention.check(cpu, torch.float32, 4, 2, 8) or "")  # the first case already differs
-    assert "differs from the reference" in (attention.check(cpu, torch.float32, 4, 4, 8) or "")
+    monkeypatch.setattr(attention, "DEVICES", ("cuda", "cpu"))
+    assert attention.unavailable(cpu) is None  # Triton, custom_op and the attention interfaces are all there
+    # grouped key/value heads (8 over 2) in bf16, and T5-XXL's 64-wide heads and flan-ul2's 256-wide ones in fp32
+    for dtype, heads, kv_heads, dim in ((torch.bfloat16, 8, 2, 64), (torch.float32, 4, 4, 256)):
+        assert attention.check(cpu, dtype, heads, kv_heads, dim) is None
+    launch = attention._launch
+    monkeypatch.setattr(attention, "_launch", lambda q, k, v, b, m, s: launch(q, k, v, None, m, s))  # bias dropped
+    assert "differs from the reference" in (attention.check(cpu, torch.float32, 4, 2, 8) or "")
+    x, weight = torch.randn(5, 512), torch.randn(96, 512)  # 5 rows of at most 16, 96 outputs: partial blocks
+    for tiling in gemv.TILINGS:
+        assert torch.allclose(gemv.launch(x, weight, tiling), x @ weight.T, atol=1e-3, rtol=1e-3), tiling
 
 
 @pytest.mark.parametrize("correct", [True, False], ids=["agrees", "disagrees"])
@@ -76,10 +84,9 @@ def test_decode_steps_use_the_kernel_only_when_it_agrees(
 ) -> None:
     attention = shipped("decode_attention")
     monkeypatch.setattr(attention, "DEVICES", ("cuda", "cpu"))
-    if correct:
-        monkeypatch.setattr(attention, "_launch", attention.reference)
-    else:  # a kernel with a sign error: its answers change
-        monkeypatch.setattr(attention, "_launch", lambda q, k, v, b, m, s: -attention.reference(q, k, v, b, m, s))
+    if not correct:  # a kernel with a sign error: its answers change
+        launch = attention._launch
+        monkeypatch.setattr(attention, "_launch", lambda q, k, v, b, m, s: -launch(q, k, v, b, m, s))
         monkeypatch.setattr(attention, "check", lambda *args: None)  # as if it had passed at load
     options = {"model_id": str(demo_model), "dtype": "fp32"}
     model, tokenizer, seq2seq = handler.HANDLER.load_model(options)
@@ -95,6 +102,14 @@ def test_decode_steps_use_the_kernel_only_when_it_agrees(
         assert "decode attention kernel on): agrees with generate()" in caplog.text and attention.calls > 0
         assert model.config._attn_implementation == "lmi_decode"
         assert handler.HANDLER.generate(model, tokenizer, seq2seq, prompts, settings, fast) == plain
+        import torch
+
+        encoded = tokenizer(prompts, return_tensors="pt", padding=True)
+        with torch.inference_mode():
+            mine = fast.generate_ids(encoded, fast.settings(settings))  # the Triton kernel, interpreted
+            theirs = model.generate(**encoded, max_new_tokens=12, do_sample=False)[:, 1:]
+        width = min(mine.shape[1], theirs.shape[1])  # generate() stops where every row has ended
+        assert width >= 10 and mine[:, :width].tolist() == theirs[:, :width].tolist()
         handler.HANDLER.attention_restore()
     else:
         assert "decode attention kernel on) disagrees with generate()" in caplog.text

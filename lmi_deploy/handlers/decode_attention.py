@@ -225,7 +225,7 @@ def unavailable(device: Any) -> str | None:
         return f"the model is on {device.type}"
     if _launch is None:
         return "Triton is not importable"
-    if not hasattr(torch.library, "custom_op"):
+    if not hasattr(torch.library, "custom_op") or not hasattr(torch.compiler, "is_compiling"):
         return f"torch {torch.__version__} has no torch.library.custom_op"
     try:
         from transformers import AttentionInterface  # noqa: F401
