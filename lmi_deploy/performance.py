@@ -24,8 +24,10 @@ from lmi_deploy.model_facts import DTYPE_BYTES, ModelFacts
 # Seconds one all-reduce of a decode step's small message takes, by link kind (assumed: NCCL's small-message
 # latency over PCIe is tens of microseconds, over NVLink a few).
 ALLREDUCE_LATENCY_US = {"PCIe": 30.0, "NVLink": 18.0, "NeuronLink": 15.0}
-# NVLink: measured, NCCL in a CUDA graph on 2 x H200, 17.4-18.7 us for [4, 4096] (docs/benchmarks/tp2-h200.json);
-# lmi-deploy's own handler sums through symmetric memory there in 7.9 us (option.tp_all_reduce=one_shot)
+# NVLink: measured, NCCL in a CUDA graph on 2 x H200, 17.4-18.7 us for [4, 4096] (docs/benchmarks/tp2-h200.json).
+# lmi-deploy's own handler sums a decode step's partial products through symmetric memory there (its default on
+# NVLink, option.tp_all_reduce=one_shot): 7.9-8.2 us each in its CUDA graphs (docs/benchmarks/tp2-h200-*.json)
+ONE_SHOT_LATENCY_US = 8.1
 ASSUMED = "assumed"
 
 
@@ -141,8 +143,12 @@ def _bucket(engine: Engine, batch: int) -> int:
     return max(2, 1 << (batch - 1).bit_length()) if engine is Engine.ACCELERATE else batch
 
 
-def _link_latency_us(instance: InstanceType) -> float:
-    name = instance.interconnect.name
+def _link_latency_us(setup: Setup, prompt: bool) -> float:
+    """One all-reduce's latency: the Accelerate handler's one-shot sum for a decode step over NVLink, else the link's
+    (NCCL's, or the engine's own library's)."""
+    name = setup.instance.interconnect.name
+    if not prompt and setup.engine is Engine.ACCELERATE and name.startswith("NVLink"):
+        return ONE_SHOT_LATENCY_US
     return next(us for kind, us in ALLREDUCE_LATENCY_US.items() if name.startswith(kind))
 
 
@@ -161,7 +167,7 @@ def _allreduce_ms(facts: ModelFacts, setup: Setup, tokens: int, prompt: bool) ->
     count = 2 * facts.encoder_layers if prompt and facts.is_encoder_decoder else decode_allreduces(facts)
     message = tokens * facts.hidden_size * DTYPE_BYTES[setup.dtype]
     traffic_s = 2 * (tp - 1) / tp * message / (setup.instance.interconnect.gb_s * 1e9)
-    return count * (_link_latency_us(setup.instance) * 1e-6 + traffic_s) * 1e3
+    return count * (_link_latency_us(setup, prompt) * 1e-6 + traffic_s) * 1e3
 
 
 def _peak_tflops(setup: Setup, used: int) -> float:

@@ -116,6 +116,24 @@ def test_all_reduces_and_one_request_at_a_time_by_hand() -> None:
     assert serial.tokens_per_s == pytest.approx(single.estimate.tokens_per_s, rel=1e-9)
 
 
+def test_the_handlers_one_shot_sums_price_a_decode_step_over_nvlink() -> None:
+    """On NVLink the Accelerate handler's decode steps sum through symmetric memory (its default there, measured at
+    7.9-8.2 us on 2 x H200); its prompt pass and the other engines pay NCCL's latency."""
+    facts = performance._benchmark_facts()  # flan-t5-xxl: 24 + 24 layers, hidden 4096
+    instance = instances.get("ml.p5e.48xlarge")
+    assert instance is not None and instance.interconnect.name.startswith("NVLink")
+    work = performance.Workload(128, 64, 4)  # 4 copies of TP2, one sequence each
+    handler = performance.estimate(facts, performance.Setup(instance, Engine.ACCELERATE, 2, "bf16"), work)
+    vllm = performance.estimate(facts, performance.Setup(instance, Engine.VLLM, 2, "bf16"), work)
+    assert (handler.batch, vllm.batch) == (2, 1)  # the handler's static cache runs batches of 2 and up
+
+    def traffic(batch: int) -> float:  # a ring all-reduce over 2 ranks moves the message once
+        return 2 * (2 - 1) / 2 * batch * 4096 * 2 / (instance.interconnect.gb_s * 1e9)
+
+    assert handler.allreduce_ms == pytest.approx(72 * (8.1e-6 + traffic(2)) * 1e3, rel=1e-9)
+    assert vllm.allreduce_ms == pytest.approx(72 * (18e-6 + traffic(1)) * 1e3, rel=1e-9)
+
+
 def test_a_model_that_fits_nowhere_names_the_closest_miss(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     config = tmp_path / "config.json"
     config.write_text(

@@ -17,6 +17,7 @@ never reach it: ``calls`` stays at 0 and the fast decoder says so.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any, Callable
 
@@ -108,14 +109,17 @@ if triton is not None:
         out = torch.empty((batch, 1, heads, dim), dtype=query.dtype, device=query.device)
         bias_strides = _broadcast_strides(bias, batch, heads, length)
         mask_strides = _broadcast_strides(mask, batch, heads, length)
-        _decode_kernel[(batch * heads,)](
-            query, key, value, bias if bias is not None else query, mask if mask is not None else query, out,
-            length, float(scaling), query.stride(0), query.stride(1), key.stride(0), key.stride(1), key.stride(2),
-            value.stride(0), value.stride(1), value.stride(2), *bias_strides, *mask_strides,
-            HEADS=heads, GROUPS=heads // key.shape[1], D=dim, BLOCK_D=triton.next_power_of_2(dim), BLOCK_L=64,
-            HAS_BIAS=bias is not None, HAS_MASK=mask is not None,
-            BOOL_MASK=mask is not None and mask.dtype == torch.bool, num_warps=4,
-        )  # fmt: skip
+        # a model split over GPUs: launch on the device of this layer's tensors (the CPU: Triton's interpreter)
+        where = torch.cuda.device(query.device) if query.device.type == "cuda" else contextlib.nullcontext()
+        with where:
+            _decode_kernel[(batch * heads,)](
+                query, key, value, bias if bias is not None else query, mask if mask is not None else query, out,
+                length, float(scaling), query.stride(0), query.stride(1), key.stride(0), key.stride(1), key.stride(2),
+                value.stride(0), value.stride(1), value.stride(2), *bias_strides, *mask_strides,
+                HEADS=heads, GROUPS=heads // key.shape[1], D=dim, BLOCK_D=triton.next_power_of_2(dim), BLOCK_L=64,
+                HAS_BIAS=bias is not None, HAS_MASK=mask is not None,
+                BOOL_MASK=mask is not None and mask.dtype == torch.bool, num_warps=4,
+            )  # fmt: skip
         return out
 
     _launch = _launch_triton

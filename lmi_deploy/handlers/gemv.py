@@ -10,6 +10,7 @@ Without Triton, a GPU, or ``torch.library.custom_op`` every projection stays wit
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from functools import partial
 from typing import Any, Callable
@@ -72,10 +73,13 @@ if triton is not None:
         outputs = weight.shape[0]
         y = torch.empty((rows, outputs), dtype=x.dtype, device=x.device)
         grid = (triton.cdiv(outputs, block_n),)
-        _gemv_kernel[grid](
-            x, weight, y, rows, outputs, x.stride(0), weight.stride(0), y.stride(0), K=depth,
-            BLOCK_M=MAX_ROWS, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps, num_stages=stages,
-        )  # fmt: skip
+        # a model split over GPUs: launch on the device of this layer's weights (the CPU: Triton's interpreter)
+        where = torch.cuda.device(x.device) if x.device.type == "cuda" else contextlib.nullcontext()
+        with where:
+            _gemv_kernel[grid](
+                x, weight, y, rows, outputs, x.stride(0), weight.stride(0), y.stride(0), K=depth,
+                BLOCK_M=MAX_ROWS, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps, num_stages=stages,
+            )  # fmt: skip
         return y
 
     launch = _launch_triton
