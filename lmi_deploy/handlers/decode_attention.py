@@ -12,7 +12,7 @@ It serves only a single new token on CUDA with no dropout, softcap, sliding wind
 else (the prompt pass, CPU, training) goes to the implementation the model had. ``check`` compares the kernel with
 ``reference`` (the same arithmetic in torch) at load, and the fast decoder's self-check compares the tokens with
 ``generate()``'s before the kernel serves. Models that do not call the attention interface (transformers 4's T5)
-never reach it: ``calls`` stays at 0 and the fast decoder says so.
+never reach it and keep their own attention.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ NAMES = {"sdpa": "lmi_decode", "eager": "lmi_decode_eager"}  # by the implementa
 DEVICES = ("cuda",)  # where the kernel runs
 MAX_HEAD_DIM = 256
 _UNSUPPORTED = ("softcap", "sliding_window", "s_aux", "sinks")  # kwargs of attention variants the kernel lacks
-calls = 0  # decode attentions routed to the kernel since the last install (captured ones count once)
+calls = 0  # decode attentions routed to the kernel since the last install, outside compiled code (the tests read it)
 
 try:
     import triton
@@ -181,9 +181,7 @@ def _serves(
         return False
     if any(kwargs.get(name) is not None for name in _UNSUPPORTED) or query.shape[1] % key.shape[1]:
         return False
-    if any(
-        tensor.stride(-1) != 1 for tensor in (query, key, value)
-    ):  # the kernel reads each head's vector contiguously
+    if any(tensor.stride(-1) != 1 for tensor in (query, key, value)):  # each head's vector is read contiguously
         return False
     length = key.shape[2]
     for extra in (bias, mask):
