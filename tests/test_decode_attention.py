@@ -9,7 +9,6 @@ otherwise.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,7 @@ import pytest
 from lmi_deploy.config import load_config
 from lmi_deploy.render import render
 from lmi_deploy.runtime import load_handler
-
-
-def shipped(module: str) -> Any:
-    return importlib.import_module(f"lmi_handlers.{module}")
+from tests.test_handler_speedups import shipped
 
 
 @pytest.fixture

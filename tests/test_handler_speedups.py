@@ -89,13 +89,13 @@ def test_streamed_projections_serve_only_when_they_agree(
         fast = handler.HANDLER.fast_decoder(model, tokenizer, seq2seq, options)
     assert fast is not None and fast.fused
     if correct:
-        assert fast.streamed and "fused projections on, gemv kernel on): agrees with generate()" in caplog.text
+        assert fast.kernels and "fused projections on, gemv kernel on): agrees with generate()" in caplog.text
         prompts = ["summarize: the quick brown fox", "x"]
         mine = handler.HANDLER.generate(model, tokenizer, seq2seq, prompts, {"max_new_tokens": 9}, fast)
         gemv.CHOICES.clear()
         assert mine == handler.HANDLER.generate(model, tokenizer, seq2seq, prompts, {"max_new_tokens": 9})
     else:
-        assert not fast.streamed and not gemv.CHOICES
+        assert not fast.kernels and not gemv.CHOICES
         assert "gemv kernel on) disagrees with generate()" in caplog.text
         assert "fused projections on): agrees with generate()" in caplog.text
     gemv.CHOICES.clear()

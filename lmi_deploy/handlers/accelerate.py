@@ -160,7 +160,7 @@ class AccelerateHandler(Handler):
             agrees = False
             try:
                 decoder = FastDecoder(model, tokenizer, seq2seq, graphs, compiled)
-                decoder.fused, decoder.streamed, decoder.kernels = fused, stream, self._kernels_named()
+                decoder.fused, decoder.kernels = fused, self._kernels_named()
                 fast = self.generate(model, tokenizer, seq2seq, SELF_CHECK_PROMPTS, check, decoder)
                 agrees = fast == plain
                 if not agrees:

@@ -17,11 +17,12 @@ never reach it and keep their own attention.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from typing import Any, Callable
 
 import torch
+
+from . import custom_ops
 
 NAMES = {"sdpa": "lmi_decode", "eager": "lmi_decode_eager"}  # by the implementation the model had: its mask kind
 DEVICES = ("cuda",)  # where the kernel runs
@@ -109,9 +110,7 @@ if triton is not None:
         out = torch.empty((batch, 1, heads, dim), dtype=query.dtype, device=query.device)
         bias_strides = _broadcast_strides(bias, batch, heads, length)
         mask_strides = _broadcast_strides(mask, batch, heads, length)
-        # a model split over GPUs: launch on the device of this layer's tensors (the CPU: Triton's interpreter)
-        where = torch.cuda.device(query.device) if query.device.type == "cuda" else contextlib.nullcontext()
-        with where:
+        with custom_ops.on_device(query):
             _decode_kernel[(batch * heads,)](
                 query, key, value, bias if bias is not None else query, mask if mask is not None else query, out,
                 length, float(scaling), query.stride(0), query.stride(1), key.stride(0), key.stride(1), key.stride(2),
@@ -140,34 +139,16 @@ def _broadcast_strides(tensor: Any, batch: int, heads: int, length: int) -> tupl
 _OPERATOR: Any = None
 
 
+def _fake(q: Any, k: Any, v: Any, bias: Any, mask: Any, scaling: float) -> Any:
+    return q.new_empty((q.shape[0], 1, q.shape[1], q.shape[3]))
+
+
 def _operator() -> Any:
     """``lmi_handlers::decode_attention``: the kernel behind one opaque operator (compiled code calls it as it is)."""
     global _OPERATOR
     if _OPERATOR is None:
-        existing = getattr(getattr(torch.ops, "lmi_handlers", None), "decode_attention", None)
-        if existing is not None:
-            _OPERATOR = existing
-            return _OPERATOR
-
-        def decode_attention(q: Any, k: Any, v: Any, bias: Any, mask: Any, scaling: float) -> Any:
-            # the module as imported now: the operator is registered once per process, a re-imported copy of this
-            # module (a model.py rendered again, in one process) keeps using it
-            launch = getattr(sys.modules.get(__name__), "_launch", None)
-            assert launch is not None
-            return launch(q, k, v, bias, mask, scaling)
-
-        operator = torch.library.custom_op(
-            "lmi_handlers::decode_attention",
-            decode_attention,
-            mutates_args=(),
-            schema="(Tensor q, Tensor k, Tensor v, Tensor? bias, Tensor? mask, float scaling) -> Tensor",
-        )
-
-        def fake(q: Any, k: Any, v: Any, bias: Any, mask: Any, scaling: float) -> Any:
-            return q.new_empty((q.shape[0], 1, q.shape[1], q.shape[3]))
-
-        operator.register_fake(fake)
-        _OPERATOR = operator
+        schema = "(Tensor q, Tensor k, Tensor v, Tensor? bias, Tensor? mask, float scaling) -> Tensor"
+        _OPERATOR = custom_ops.operator("decode_attention", __name__, "_launch", schema, _fake)
     return _OPERATOR
 
 

@@ -215,7 +215,7 @@ class FastDecoder:
         self.warm: set[tuple[int, int, int]] = set()  # buckets prepared at load: never evicted
         self.loaded = False  # once True, nothing compiles any more
         self.fused = False  # set by whoever fused the model's projections (fuse_projections)
-        self.streamed, self.kernels = False, ""  # whether lmi-deploy's kernels serve (gemv, decode attention); which
+        self.kernels = ""  # lmi-deploy's kernels that serve (gemv, decode attention), as logged: none by default
         self.pool = torch.cuda.graph_pool_handle() if self.graphs else None
         config = model.config
         self.decoder_config = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config

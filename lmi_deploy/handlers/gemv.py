@@ -10,12 +10,13 @@ Without Triton, a GPU, or ``torch.library.custom_op`` every projection stays wit
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from functools import partial
 from typing import Any, Callable
 
 import torch
+
+from . import custom_ops
 
 MAX_ROWS = 16
 # the kernel must take at most this share of cuBLAS's time to be chosen: a choice that flips with timing noise would
@@ -73,9 +74,7 @@ if triton is not None:
         outputs = weight.shape[0]
         y = torch.empty((rows, outputs), dtype=x.dtype, device=x.device)
         grid = (triton.cdiv(outputs, block_n),)
-        # a model split over GPUs: launch on the device of this layer's weights (the CPU: Triton's interpreter)
-        where = torch.cuda.device(x.device) if x.device.type == "cuda" else contextlib.nullcontext()
-        with where:
+        with custom_ops.on_device(x):
             _gemv_kernel[grid](
                 x, weight, y, rows, outputs, x.stride(0), weight.stride(0), y.stride(0), K=depth,
                 BLOCK_M=MAX_ROWS, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps, num_stages=stages,
@@ -100,31 +99,16 @@ def _product(x: Any, weight: Any, bias: Any) -> Any:
 _OPERATOR: Any = None
 
 
+def _fake(x: Any, weight: Any, bias: Any) -> Any:
+    return x.new_empty((*x.shape[:-1], weight.shape[0]))
+
+
 def _operator() -> Any:
     """``lmi_handlers::streamed_linear``: _product behind one opaque operator (registered once per process)."""
     global _OPERATOR
     if _OPERATOR is None and hasattr(torch.library, "custom_op"):
-        namespace = getattr(torch.ops, "lmi_handlers", None)
-        existing = getattr(namespace, "streamed_linear", None) if namespace is not None else None
-        if existing is not None:
-            _OPERATOR = existing
-        else:
-
-            def streamed_linear(x: Any, weight: Any, bias: Any) -> Any:
-                return _product(x, weight, bias)
-
-            operator = torch.library.custom_op(
-                "lmi_handlers::streamed_linear",
-                streamed_linear,
-                mutates_args=(),
-                schema="(Tensor x, Tensor weight, Tensor? bias) -> Tensor",
-            )
-
-            def fake(x: Any, weight: Any, bias: Any) -> Any:
-                return x.new_empty((*x.shape[:-1], weight.shape[0]))
-
-            operator.register_fake(fake)
-            _OPERATOR = operator
+        schema = "(Tensor x, Tensor weight, Tensor? bias) -> Tensor"
+        _OPERATOR = custom_ops.operator("streamed_linear", __name__, "_product", schema, _fake)
     return _OPERATOR
 
 
