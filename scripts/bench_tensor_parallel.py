@@ -251,9 +251,15 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--device-map-for", default="", help="architectures (config stems) also run with device_map (default: all)"
     )
-    parser.add_argument("--work", type=Path)
+    parser.add_argument(
+        "--setups", default="", help="run only these setups (tp1, tp<N>, ...; default: all): a report of the rest"
+    )
+    parser.add_argument("--work", type=Path, help="checkpoints (default: a temporary folder); reused where there")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
     parser.add_argument("--project", type=Path, help="only add the 4 x A10G projection to this report")
+    parser.add_argument(
+        "--merge", type=Path, nargs="+", help="only join reports of --setups runs (same checkpoint) into --out's report"
+    )
     return parser.parse_args(argv)
 
 
@@ -267,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         args.project.write_text(json.dumps(written, indent=2) + "\n")
         print(json.dumps(written["projection"], indent=2))
         return 0
+    if args.merge:
+        return merge(args.merge, args)
     import torch
 
     if torch.cuda.device_count() < args.tp:
@@ -291,6 +299,24 @@ def main(argv: list[str] | None = None) -> int:
     path = args.out / f"tp{args.tp}-{gpu.lower().replace('nvidia ', '').split()[0]}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report, args.tp, path)
+    return 0
+
+
+def merge(paths: list[Path], args: argparse.Namespace) -> int:
+    """Join reports whose runs each took some of the setups (``--setups``, one device call each) into one, compared
+    as if from one run; the commands of each are kept."""
+    reports = [json.loads(path.read_text()) for path in paths]
+    joined: dict[str, Any] = dict(reports[0], architectures={}, command=[r["command"] for r in reports])
+    for report in reports:
+        for name, arch in report["architectures"].items():
+            into = joined["architectures"].setdefault(name, dict(arch, setups={}))
+            into["setups"].update(arch["setups"])
+    for arch in joined["architectures"].values():
+        if {"tp1", f"tp{args.tp}"} <= set(arch["setups"]):
+            arch["comparison"] = compare(arch["setups"], args.tp)
+    path = args.out / f"tp{args.tp}-merged.json"
+    path.write_text(json.dumps(joined, indent=2) + "\n")
+    print_table(joined, args.tp, path)
     return 0
 
 
@@ -331,10 +357,12 @@ def run_architecture(
     batches = [int(b) for b in args.batches.split(",")]
     cases = {b: bench_handler.prompts_of(tokenizer, b, args.input_tokens) for b in batches}
     args.shapes = ",".join(f"{b}x{args.input_tokens}x{args.new_tokens}" for b in batches)
+    wanted = [name for name in args.setups.split(",") if name]
     chosen = [
         s
         for s in setups(args, checkpoint)
-        if not s.name.startswith("device_map") or _with_device_map(args, config_path)
+        if (not s.name.startswith("device_map") or _with_device_map(args, config_path))
+        and (not wanted or s.name in wanted)
     ]
     results = {setup.name: run_setup(setup, model_py, cases, args) for setup in chosen}
     from safetensors import safe_open
@@ -352,7 +380,7 @@ def run_architecture(
         "bound_ms_per_token_tp1": round(bound, 3),
         "decode_all_reduces_per_token": args.allreduces,
         "setups": results,
-        "comparison": compare(results, args.tp),
+        "comparison": compare(results, args.tp) if {"tp1", f"tp{args.tp}"} <= set(results) else {},
         "new_tokens": args.new_tokens,
         "input_tokens": args.input_tokens,
         "hidden": args.hidden,

@@ -68,6 +68,14 @@ def test_the_triton_kernels_compute_the_reference(handler: Any, monkeypatch: pyt
     x, weight = torch.randn(5, 512), torch.randn(96, 512)  # 5 rows of at most 16, 96 outputs: partial blocks
     for tiling in gemv.TILINGS:
         assert torch.allclose(gemv.launch(x, weight, tiling), x @ weight.T, atol=1e-3, rtol=1e-3), tiling
+    # a row-wise tensor-parallel product: 16 bits in, its float32 sum out unrounded, through the operator (fp16:
+    # the interpreter's dot computes garbage from bf16, which the GPU's does not)
+    x, weight = x.to(torch.float16), weight.to(torch.float16)
+    monkeypatch.setitem(gemv.CHOICES, (96, 512), {5: gemv.TILINGS[0]})
+    wide = gemv.wide_linear(x, weight)
+    want = x.float() @ weight.float().T
+    assert wide.dtype == torch.float32 and torch.allclose(wide, want, atol=1e-3, rtol=1e-4)
+    assert not torch.equal(wide, want.to(torch.bfloat16).float())  # not rounded to bf16 on the way
 
 
 @pytest.mark.parametrize("correct", [True, False], ids=["agrees", "disagrees"])

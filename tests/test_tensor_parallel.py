@@ -183,6 +183,19 @@ def test_bench_handler_tp_projects_the_two_gpu_run_to_four_a10gs(tmp_path: Path)
     assert a10g["weights_ms"] == pytest.approx(h200["weights_ms"] * 4800 / 600 / 4, rel=1e-3)
     assert a10g["p50_ms"] == pytest.approx(a10g["prompt_pass_ms"] + 63 * a10g["step_ms"], abs=1)
     assert "Method." in projected["method"]
+    # a run too long for one device call, taken in two (--setups tp1, then --setups tp2) and joined (--merge)
+    whole = json.loads((Path(__file__).parent.parent / "docs" / "benchmarks" / "tp2-h200-compile.json").read_text())
+    parts = []
+    for setup in ("tp1", "tp2"):
+        part = json.loads(json.dumps(whole))
+        for arch in part["architectures"].values():
+            arch["setups"] = {setup: arch["setups"][setup]}
+            arch["comparison"] = {}
+        parts.append(tmp_path / f"{setup}.json")
+        parts[-1].write_text(json.dumps(part))
+    assert bench_handler.main(["--tp", "2", "--out", str(tmp_path), "--merge", *map(str, parts)]) == 0
+    merged = json.loads((tmp_path / "tp2-merged.json").read_text())["architectures"]["flan-t5-xxl"]
+    assert merged["comparison"] == whole["architectures"]["flan-t5-xxl"]["comparison"]
 
 
 def test_the_all_reduce_mode_is_rendered_and_read_back(gated_t5: Path, tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from .handler import Handler, weights_location
 from .hf_generate import DTYPE_ARGUMENT, chars_per_token, load_tokenizer, torch_dtype
 from .request import Answers, BadRequest, Deadline, DeadlineExceeded, RequestRules, read_body, request_timeout
 from .tensor_parallel import Ranks, SharedDeadline, all_reduce_mode, init_ranks, world_size
-from .tp_shards import IDLE, load_tensor_parallel
+from .tp_shards import IDLE, load_tensor_parallel, row_wise_matrices
 
 SELF_CHECK_PROMPTS = [
     "translate English to German: How old are you?",
@@ -228,7 +228,10 @@ class AccelerateHandler(Handler):
         rows = [r for r in (1, 2, 4, 8, 16) if r < 2 * largest]
         try:
             with torch.inference_mode():
-                self.kernel_timings = gemv.choose(fused_projections_matrices(model, seq2seq), rows)
+                matrices = fused_projections_matrices(model, seq2seq)
+                for shape, weights in row_wise_matrices(model, seq2seq).items():  # tensor parallel: row-wise
+                    matrices.setdefault(shape, []).extend(weights)
+                self.kernel_timings = gemv.choose(matrices, rows)
         except Exception as error:  # a Triton or driver problem: cuBLAS is always there
             gemv.CHOICES.clear()
             logging.warning("gemv: timing failed (%s); cuBLAS serves every projection", error)

@@ -37,11 +37,11 @@ except ImportError:  # CPU-only images
 CHOICES: dict[tuple[int, int], dict[int, tuple[int, int, int, int]]] = {}
 
 
-def _launch_unavailable(x: Any, weight: Any, tiling: tuple[int, int, int, int]) -> Any:
+def _launch_unavailable(x: Any, weight: Any, tiling: tuple[int, int, int, int], out_dtype: Any = None) -> Any:
     raise RuntimeError("gemv: Triton is not available")
 
 
-launch: Callable[[Any, Any, tuple[int, int, int, int]], Any] = _launch_unavailable
+launch: Callable[..., Any] = _launch_unavailable
 
 if triton is not None:
 
@@ -67,12 +67,13 @@ if triton is not None:
         out = y_ptr + rows[:, None] * stride_ym + cols[None, :]
         tl.store(out, total.to(y_ptr.dtype.element_ty), mask=(rows[:, None] < M) & (cols[None, :] < N))
 
-    def _launch_triton(x: Any, weight: Any, tiling: tuple[int, int, int, int]) -> Any:
-        """x (rows x K, rows <= 16, contiguous) times weight (N x K, nn.Linear's layout)^T."""
+    def _launch_triton(x: Any, weight: Any, tiling: tuple[int, int, int, int], out_dtype: Any = None) -> Any:
+        """x (rows x K, rows <= 16, contiguous) times weight (N x K, nn.Linear's layout)^T, in ``out_dtype`` (the
+        float32 sum of the products, rounded once to x's dtype by default)."""
         block_n, block_k, warps, stages = tiling
         rows, depth = x.shape
         outputs = weight.shape[0]
-        y = torch.empty((rows, outputs), dtype=x.dtype, device=x.device)
+        y = torch.empty((rows, outputs), dtype=out_dtype or x.dtype, device=x.device)
         grid = (triton.cdiv(outputs, block_n),)
         with custom_ops.on_device(x):
             _gemv_kernel[grid](
@@ -96,20 +97,36 @@ def _product(x: Any, weight: Any, bias: Any) -> Any:
     return y.reshape(*x.shape[:-1], weight.shape[0])
 
 
-_OPERATOR: Any = None
+def _wide_product(x: Any, weight: Any) -> Any:
+    """x (rows x K) times weight^T in float32, unrounded (a tensor-parallel rank's partial sum): the kernel for a row
+    count it won, else cuBLAS writing float32."""
+    tiling = CHOICES.get((weight.shape[0], weight.shape[1]), {}).get(x.shape[0])
+    if tiling is None:
+        return torch.mm(x, weight.t(), out_dtype=torch.float32)
+    return launch(x.contiguous(), weight, tiling, torch.float32)
+
+
+_OPERATORS: dict[str, Any] = {}
 
 
 def _fake(x: Any, weight: Any, bias: Any) -> Any:
     return x.new_empty((*x.shape[:-1], weight.shape[0]))
 
 
-def _operator() -> Any:
-    """``lmi_handlers::streamed_linear``: _product behind one opaque operator (registered once per process)."""
-    global _OPERATOR
-    if _OPERATOR is None and hasattr(torch.library, "custom_op"):
-        schema = "(Tensor x, Tensor weight, Tensor? bias) -> Tensor"
-        _OPERATOR = custom_ops.operator("streamed_linear", __name__, "_product", schema, _fake)
-    return _OPERATOR
+def _fake_wide(x: Any, weight: Any) -> Any:
+    return x.new_empty((x.shape[0], weight.shape[0]), dtype=torch.float32)
+
+
+def _operator(name: str = "streamed_linear") -> Any:
+    """``lmi_handlers::streamed_linear`` (_product) or ``streamed_linear_wide`` (_wide_product) behind one opaque
+    operator each (registered once per process)."""
+    specs: dict[str, tuple[str, str, Callable[..., Any]]] = {
+        "streamed_linear": ("_product", "(Tensor x, Tensor weight, Tensor? bias) -> Tensor", _fake),
+        "streamed_linear_wide": ("_wide_product", "(Tensor x, Tensor weight) -> Tensor", _fake_wide),
+    }
+    if name not in _OPERATORS and hasattr(torch.library, "custom_op"):
+        _OPERATORS[name] = custom_ops.operator(name, __name__, *specs[name])
+    return _OPERATORS.get(name)
 
 
 def linear(x: Any, weight: Any, bias: Any) -> Any:
@@ -117,6 +134,14 @@ def linear(x: Any, weight: Any, bias: Any) -> Any:
     if (weight.shape[0], weight.shape[1]) not in CHOICES:  # filled by choose(), on the GPU it measured
         return torch.nn.functional.linear(x, weight, bias)
     return _operator()(x, weight, bias)
+
+
+def wide_linear(x: Any, weight: Any) -> Any:
+    """x (rows x K) times weight^T with the products summed and kept in float32 (``mm``'s ``out_dtype``): a row-wise
+    tensor-parallel layer's partial sum, through the streaming kernel where ``choose`` found it faster."""
+    if (weight.shape[0], weight.shape[1]) not in CHOICES:
+        return torch.mm(x, weight.t(), out_dtype=torch.float32)
+    return _operator("streamed_linear_wide")(x, weight)
 
 
 def unavailable(device: Any) -> str | None:
@@ -199,6 +224,7 @@ def choose(matrices: dict[tuple[int, int], list[Any]], rows: list[int]) -> dict[
     device = weights[0].device if matrices else None
     name = torch.cuda.get_device_name(device) if device is not None and device.type == "cuda" else "this device"
     logging.info("gemv on %s: %s", name, report)
-    if CHOICES:
-        _operator()  # registered now, eagerly, not first while torch.compile traces a step
+    if CHOICES:  # registered now, eagerly, not first while torch.compile traces a step
+        _operator()
+        _operator("streamed_linear_wide")
     return report

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from . import gemv
 from .fast_load import _ParametersOnMeta, safetensors_files
 from .hf_generate import DTYPE_ARGUMENT
 from .tensor_parallel import Ranks, enable_one_shot
@@ -85,8 +86,9 @@ ONE_SHOT_ROWS = 16  # decode steps of up to this many rows sum through the one-s
 class RowParallelLinear(torch.nn.Linear):  # type: ignore[misc]
     """A row-wise projection: this rank's partial product, summed over the ranks, in fp32 on a GPU in 16 bits (the
     product written in fp32 by cuBLAS, the sum rounded once, as one GPU's single product rounds once: the tokens
-    stay those of one GPU), then cast back. A class of its own, so the fused projections and the streaming kernel,
-    which take plain ``nn.Linear`` layers, leave it to cuBLAS."""
+    stay those of one GPU), then cast back. A class of its own, so the fused projections, which take plain
+    ``nn.Linear`` layers, leave it alone; its product goes through the streaming kernel (writing float32) where that
+    won its timing on this matrix (``row_wise_matrices``)."""
 
     ranks: Ranks
     wide = False  # partial products in fp32
@@ -96,7 +98,7 @@ class RowParallelLinear(torch.nn.Linear):  # type: ignore[misc]
             partial = torch.nn.functional.linear(x, self.weight)
             self.ranks.all_reduce(partial)
             return partial
-        flat = torch.mm(x.reshape(-1, x.shape[-1]), self.weight.t(), out_dtype=torch.float32)
+        flat = gemv.wide_linear(x.reshape(-1, x.shape[-1]), self.weight)  # the streaming kernel where it won
         return self.ranks.summed(flat).to(x.dtype).view(*x.shape[:-1], flat.shape[-1])
 
 
@@ -120,6 +122,16 @@ def row_wise_layers(model: Any, plan: Plan) -> list[Any]:
         for name, module in model.named_modules()
         if name.split(".")[-1] in plan.row_wise and isinstance(module, torch.nn.Linear)
     ]
+
+
+def row_wise_matrices(model: Any, seq2seq: bool) -> dict[tuple[int, int], list[Any]]:
+    """The weights of the decoder's row-wise layers, by shape: what gemv.choose times for a decode step."""
+    root = model.get_decoder() if seq2seq else model
+    found: dict[tuple[int, int], list[Any]] = {}
+    for module in root.modules():
+        if isinstance(module, RowParallelLinear) and module.wide:
+            found.setdefault((module.out_features, module.in_features), []).append(module.weight)
+    return found
 
 
 def load_shard(location: str, model_class: Any, config: Any, dtype: Any, ranks: Ranks, one_shot: bool = False) -> Any:
