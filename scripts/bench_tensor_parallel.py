@@ -89,6 +89,7 @@ def probe(inputs):
     answer["nccl_graph_ms_per_token"] = in_graph(nccl)
     answer["graph_ms_per_token"] = in_graph(model)
     answer["graph_us_each"] = answer["graph_ms_per_token"] * 1e3 / count
+    answer["gemv_all_reduce"] = HANDLER.kernel_timings.get("gemv_all_reduce")  # the fused kernel's choices
     return Output().add(_json.dumps(answer))
 '''
 NEW_TOKENS = 64

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-from . import compile_cache, decode_attention, gemv, hf_generate
+from . import compile_cache, decode_attention, gemv, gemv_all_reduce, hf_generate
 from .fast_decode import COMPILE_DEVICES, FastDecoder, parse_warm_shapes
 from .fast_load import CheckpointError, fast_load_device, load_direct, stale_single_file
 from .fused_projections import fuse_projections
@@ -208,17 +208,20 @@ class AccelerateHandler(Handler):
 
     def _drop_kernels(self) -> None:
         gemv.CHOICES.clear()
+        gemv_all_reduce.CHOICES.clear()
         if self.attention_restore is not None:
             self.attention_restore()
             self.attention_restore = None
 
     def _kernels_named(self) -> str:
         named = ["gemv kernel"] if gemv.CHOICES else []
+        named += ["gemv all-reduce kernel"] if gemv_all_reduce.CHOICES else []
         named += ["decode attention kernel"] if self.attention_restore is not None else []
         return "".join(f", {name} on" for name in named)
 
     def _choose_gemv(self, model: Any, seq2seq: bool, properties: dict[str, str]) -> bool:
-        """Time the streaming kernel against cuBLAS on this GPU (gemv.choose); whether it won anywhere."""
+        """Time the streaming kernel against cuBLAS on this GPU (gemv.choose), and under tensor parallelism the
+        row-wise products summed in the same kernel against apart (gemv_all_reduce.choose); whether either won."""
         why = gemv.unavailable(model.device)
         if why is not None:
             logging.info("gemv: not tried (%s); cuBLAS serves every projection", why)
@@ -226,16 +229,20 @@ class AccelerateHandler(Handler):
         shapes = parse_warm_shapes(properties.get("warm_shapes", ",".join(self.warm_shapes)))
         largest = max([rows for rows, _, _ in shapes] or [1])
         rows = [r for r in (1, 2, 4, 8, 16) if r < 2 * largest]
+        row_wise = row_wise_matrices(model, seq2seq)  # tensor parallel: the partial products
         try:
             with torch.inference_mode():
                 matrices = fused_projections_matrices(model, seq2seq)
-                for shape, weights in row_wise_matrices(model, seq2seq).items():  # tensor parallel: row-wise
+                for shape, weights in row_wise.items():
                     matrices.setdefault(shape, []).extend(weights)
                 self.kernel_timings = gemv.choose(matrices, rows)
         except Exception as error:  # a Triton or driver problem: cuBLAS is always there
             gemv.CHOICES.clear()
             logging.warning("gemv: timing failed (%s); cuBLAS serves every projection", error)
-        return bool(gemv.CHOICES)
+        if self.ranks is not None and row_wise:  # a collective: every rank times the same shapes
+            with torch.inference_mode():
+                self.kernel_timings["gemv_all_reduce"] = gemv_all_reduce.choose(self.ranks, row_wise, rows)
+        return bool(gemv.CHOICES or gemv_all_reduce.CHOICES)
 
     def _warm_up(self, decoder: FastDecoder, properties: dict[str, str]) -> None:
         try:

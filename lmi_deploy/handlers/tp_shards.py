@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from . import gemv
+from . import gemv, gemv_all_reduce
 from .fast_load import _ParametersOnMeta, safetensors_files
 from .hf_generate import DTYPE_ARGUMENT
 from .tensor_parallel import Ranks, enable_one_shot
@@ -87,8 +87,9 @@ class RowParallelLinear(torch.nn.Linear):  # type: ignore[misc]
     """A row-wise projection: this rank's partial product, summed over the ranks, in fp32 on a GPU in 16 bits (the
     product written in fp32 by cuBLAS, the sum rounded once, as one GPU's single product rounds once: the tokens
     stay those of one GPU), then cast back. A class of its own, so the fused projections, which take plain
-    ``nn.Linear`` layers, leave it alone; its product goes through the streaming kernel (writing float32) where that
-    won its timing on this matrix (``row_wise_matrices``)."""
+    ``nn.Linear`` layers, leave it alone. A decode step's product and sum run in one kernel where gemv_all_reduce
+    chose that for this matrix; otherwise the product goes through the streaming kernel (writing float32) where that
+    won its timing (``row_wise_matrices``), then the ranks' sum."""
 
     ranks: Ranks
     wide = False  # partial products in fp32
@@ -98,8 +99,12 @@ class RowParallelLinear(torch.nn.Linear):  # type: ignore[misc]
             partial = torch.nn.functional.linear(x, self.weight)
             self.ranks.all_reduce(partial)
             return partial
-        flat = gemv.wide_linear(x.reshape(-1, x.shape[-1]), self.weight)  # the streaming kernel where it won
-        return self.ranks.summed(flat).to(x.dtype).view(*x.shape[:-1], flat.shape[-1])
+        flat = x.reshape(-1, x.shape[-1])
+        if gemv_all_reduce.serves(self.weight):  # the product and its sum in one kernel where that was chosen
+            summed = gemv_all_reduce.summed_product(flat, self.weight)
+        else:  # the streaming kernel where it won, then the sum
+            summed = self.ranks.summed(gemv.wide_linear(flat, self.weight))
+        return summed.to(x.dtype).view(*x.shape[:-1], summed.shape[-1])
 
 
 def _row_parallel(layer: Any, ranks: Ranks) -> None:

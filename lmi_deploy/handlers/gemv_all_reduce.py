@@ -1,0 +1,285 @@
+"""A row-wise tensor-parallel projection and the sum of its output over the ranks in one Triton kernel (decode steps).
+
+A row-wise layer (attention output, FFN output) leaves each rank a partial product that the ranks must add up. Apart,
+that is a product kernel and then an all-reduce kernel (PyTorch's one-shot sum: 7.4 µs each on 2 x H200 in a CUDA
+graph, 72 per flan-t5-xxl token). Here each block of the streaming product (gemv's tiling: a block owns a slice of
+the output columns over every row), once its slice is computed, writes it to symmetric memory (a buffer every peer
+can read over NVLink), raises its flag in every peer's flag array, waits for every peer's flag for the same block,
+and adds the peers' slices to its own in rank order, so that every rank ends with the same bits. One kernel instead
+of two, and a block's wait overlaps the other blocks' weight reads.
+
+Flags follow the zero-reset protocol of PyTorch's symmetric-memory barriers: the sender swaps 0 for 1 (waiting while
+the peer has not yet taken its last flag), the receiver swaps 1 for 0; release and acquire at system scope order the
+slices before and after them. Two data buffers are used in turn, so a rank never overwrites a slice a slower peer may
+still be reading (to reach its next use of a buffer, a rank must have passed a later call's flags, which its peers
+raise only after their kernel that read the buffer has ended). Blocks wait only for the same block on their peers;
+GPUs start blocks in order, so the lowest unfinished block is always running on every rank.
+
+``choose`` (a collective: every rank runs it) checks the kernel against the product in float32 summed by NCCL, with
+the same bits on every rank, and times it against the product and the one-shot sum apart, replayed from CUDA graphs;
+a row count and matrix shape is served by it only where every rank found it right and rank 0 found it faster.
+Without Triton, a GPU, symmetric memory with peer access, or a power-of-two world, nothing changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any, Callable
+
+import torch
+
+from . import custom_ops, gemv
+
+FLAG_BLOCKS = 2048  # flag slots per rank and peer: the most output blocks one product may have
+_MIN_GAIN = 0.95  # the kernel must take at most this share of the product-then-sum time to be chosen
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # CPU-only images
+    triton = None
+
+# (outputs, inputs) -> {rows: tiling}: where the kernel was right and faster, measured at load
+CHOICES: dict[tuple[int, int], dict[int, tuple[int, int, int, int]]] = {}
+ACTIVE: Any = None  # the GemvAllReduce of this process's rank, where choose() kept anything
+
+if triton is not None:
+
+    @triton.jit
+    def _thread_index():  # type: ignore[no-untyped-def]
+        return tl.inline_asm_elementwise("mov.u32 $0, %tid.x;", "=r", [], dtype=tl.int32, is_pure=True, pack=1)
+
+    @triton.jit
+    def _raise_flags(addresses):  # type: ignore[no-untyped-def]
+        """Swap 0 for 1 at each address (spinning while it is still 1), with release: this block's writes first."""
+        tl.inline_asm_elementwise(
+            """{
+            .reg .u32 %was;
+            .reg .pred %free;
+            again:
+            atom.global.release.sys.cas.b32 %was, [$1], 0, 1;
+            setp.eq.u32 %free, %was, 0;
+            @!%free bra again;
+            }""",
+            "=r, l", [addresses], dtype=tl.int32, is_pure=False, pack=1,
+        )  # fmt: skip
+
+    @triton.jit
+    def _take_flags(addresses):  # type: ignore[no-untyped-def]
+        """Swap 1 for 0 at each address, spinning until it is 1, with acquire: the peer's writes are seen after."""
+        tl.inline_asm_elementwise(
+            """{
+            .reg .u32 %was;
+            .reg .pred %raised;
+            again:
+            atom.global.acquire.sys.cas.b32 %was, [$1], 1, 0;
+            setp.eq.u32 %raised, %was, 1;
+            @!%raised bra again;
+            }""",
+            "=r, l", [addresses], dtype=tl.int32, is_pure=False, pack=1,
+        )  # fmt: skip
+
+    @triton.jit(do_not_specialize=["M"])  # type: ignore[untyped-decorator]
+    def _gemv_sum_kernel(  # type: ignore[no-untyped-def]
+        x_ptr, w_ptr, y_ptr, buffers, flags, M, N, stride_xm, stride_wn, K: tl.constexpr,
+        RANK: tl.constexpr, WORLD: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    ):  # fmt: skip
+        """y[:M, n-block] = sum over ranks of x_r[:M, :] @ w_r[n-block, :]^T, in float32."""
+        block = tl.program_id(0)
+        rows = tl.arange(0, BLOCK_M)
+        cols = block * BLOCK_N + tl.arange(0, BLOCK_N)
+        depth = tl.arange(0, BLOCK_K)
+        total = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for start in tl.range(0, K, BLOCK_K):
+            k = start + depth
+            x = tl.load(
+                x_ptr + rows[:, None] * stride_xm + k[None, :], mask=(rows[:, None] < M) & (k[None, :] < K), other=0.0
+            )
+            w = tl.load(
+                w_ptr + cols[:, None] * stride_wn + k[None, :], mask=(cols[:, None] < N) & (k[None, :] < K), other=0.0
+            )
+            total += tl.dot(x, tl.trans(w))
+        inside = (rows[:, None] < M) & (cols[None, :] < N)
+        at = rows[:, None] * N + cols[None, :]
+        buffers = buffers.to(tl.pointer_type(tl.uint64))
+        tl.store(tl.load(buffers + RANK).to(tl.pointer_type(tl.float32)) + at, total, mask=inside)
+        ranks = tl.arange(0, WORLD)
+        flags = flags.to(tl.pointer_type(tl.uint64))
+        theirs = tl.load(flags + ranks).to(tl.pointer_type(tl.uint32)) + block * WORLD + RANK
+        mine = tl.load(flags + RANK).to(tl.pointer_type(tl.uint32)) + block * WORLD + ranks
+        tl.debug_barrier()  # every thread's part of the slice is written before the flags go up
+        if _thread_index() < WORLD:  # thread r raises this block's flag at rank r, then takes rank r's
+            _raise_flags(theirs)
+            _take_flags(mine)
+        tl.debug_barrier()
+        summed = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for peer in tl.static_range(WORLD):  # rank order: the same bits on every rank
+            if peer == RANK:
+                summed += total
+            else:
+                source = tl.load(buffers + peer).to(tl.pointer_type(tl.float32))
+                summed += tl.load(source + at, mask=inside, other=0.0, volatile=True)
+        tl.store(y_ptr + at, summed, mask=inside)
+
+
+class GemvAllReduce:
+    """This rank's symmetric buffers and flags for the kernel, and its launch."""
+
+    def __init__(self, ranks: Any, capacity: int) -> None:
+        import torch.distributed._symmetric_memory as symm_mem
+
+        group = torch.distributed.group.WORLD.group_name
+        self.ranks, self.rank, self.world, self.capacity = ranks, ranks.rank, ranks.world, capacity
+        self.buffers, self.pointers = [], []
+        for _ in range(2):
+            buffer = symm_mem.empty(capacity, dtype=torch.float32, device=ranks.device)
+            handle = symm_mem.rendezvous(buffer, group)
+            self.buffers.append(buffer)
+            self.pointers.append(torch.tensor(list(handle.buffer_ptrs), dtype=torch.int64, device=ranks.device))
+        self.flags = symm_mem.empty(FLAG_BLOCKS * ranks.world, dtype=torch.int32, device=ranks.device)
+        self.flags.zero_()
+        handle = symm_mem.rendezvous(self.flags, group)
+        self.flag_pointers = torch.tensor(list(handle.buffer_ptrs), dtype=torch.int64, device=ranks.device)
+        torch.cuda.synchronize(ranks.device)
+        torch.distributed.barrier()  # every rank's flags are zero before any rank raises one
+        self.turn = 0
+
+    def launch(self, x: Any, weight: Any, tiling: tuple[int, int, int, int], compile_only: bool = False) -> Any:
+        """Σ over ranks of x @ weight^T in float32 ([rows, outputs]); ``compile_only``: build the kernel, launch
+        nothing (a rank whose build fails must not leave its peers waiting on its flags)."""
+        block_n, block_k, warps, stages = tiling
+        rows, depth = x.shape
+        outputs = weight.shape[0]
+        y = torch.empty((rows, outputs), dtype=torch.float32, device=x.device)
+        grid = (triton.cdiv(outputs, block_n),)
+        if rows * outputs > self.capacity or grid[0] > FLAG_BLOCKS:
+            raise ValueError(f"{rows}x{outputs} outputs in {grid[0]} blocks exceed the buffers")
+        arguments = [x, weight, y, self.pointers[self.turn], self.flag_pointers, rows, outputs]
+        arguments += [x.stride(0), weight.stride(0)]
+        options = dict(K=depth, RANK=self.rank, WORLD=self.world, BLOCK_M=gemv.MAX_ROWS, BLOCK_N=block_n)
+        options.update(BLOCK_K=block_k, num_warps=warps, num_stages=stages)
+        with custom_ops.on_device(x):
+            if compile_only:
+                _gemv_sum_kernel.warmup(*arguments, grid=grid, **options)
+                return y
+            self.turn ^= 1
+            _gemv_sum_kernel[grid](*arguments, **options)
+        return y
+
+
+def _product_sum(x: Any, weight: Any) -> Any:
+    """The kernel for a row count it was chosen for (``choose``); else the product, then the ranks' usual sum."""
+    tiling = CHOICES.get((weight.shape[0], weight.shape[1]), {}).get(x.shape[0])
+    if tiling is not None:
+        return ACTIVE.launch(x.contiguous(), weight, tiling)
+    return ACTIVE.ranks.summed(gemv.wide_linear(x, weight))
+
+
+def _fake(x: Any, weight: Any) -> Any:
+    return x.new_empty((x.shape[0], weight.shape[0]), dtype=torch.float32)
+
+
+def summed_product(x: Any, weight: Any) -> Any:
+    """Σ over ranks of x @ weight^T in float32 (rows x outputs), through ``lmi_handlers::gemv_all_reduce``: the
+    kernel for the row counts ``choose`` kept for this matrix, the product then the ranks' sum for the others."""
+    schema = "(Tensor x, Tensor weight) -> Tensor"
+    return custom_ops.operator("gemv_all_reduce", __name__, "_product_sum", schema, _fake)(x, weight)
+
+
+def serves(weight: Any) -> bool:
+    """Whether ``choose`` kept the kernel for this matrix's shape (for some row count)."""
+    return ACTIVE is not None and (weight.shape[0], weight.shape[1]) in CHOICES
+
+
+def unavailable(ranks: Any) -> str | None:
+    """Why the kernel cannot serve these ranks, or None."""
+    if ranks is None or ranks.backend != "nccl":
+        return "not tensor-parallel on GPUs"
+    if triton is None or not hasattr(torch.library, "custom_op"):
+        return "Triton or torch.library.custom_op is missing"
+    if ranks.one_shot is None:
+        return "no symmetric memory with peer access here (the one-shot sum is off)"
+    if ranks.world & (ranks.world - 1):
+        return f"{ranks.world} ranks is not a power of two"
+    return None
+
+
+def _right(fused: GemvAllReduce, ranks: Any, x: Any, weight: Any, tiling: tuple[int, int, int, int]) -> bool:
+    """Whether the kernel leaves NCCL's sum of the float32 products (to float32 rounding), the same bits on every
+    rank, from both buffers in turn."""
+    expected = torch.mm(x, weight.t(), out_dtype=torch.float32)
+    torch.distributed.all_reduce(expected)
+    bound = 1e-3 * float(expected.abs().max()) + 1e-6
+    for _ in range(2):
+        got = fused.launch(x, weight, tiling)
+        first = got.clone()
+        torch.distributed.broadcast(first, src=0)
+        if not torch.equal(got, first) or float((got - expected).abs().max()) > bound:
+            return False
+    return True
+
+
+def _try(step: Callable[[], Any]) -> Any:
+    """``step()``, or False where it raises (logged): every rank then still reaches the next agreement."""
+    try:
+        return step()
+    except Exception as error:  # a tiling this GPU or Triton refuses, a driver without peer atomics
+        logging.info("gemv_all_reduce: %s", error)
+        return False
+
+
+def _fused_product(fused: GemvAllReduce, x: Any, tiling: tuple[int, int, int, int], weight: Any) -> Any:
+    return fused.launch(x, weight, tiling)
+
+
+def _apart(ranks: Any, x: Any, weight: Any) -> Any:
+    return ranks.summed(gemv.wide_linear(x, weight))
+
+
+def _best_tiling(fused: GemvAllReduce, ranks: Any, x: Any, weights: list[Any]) -> tuple[float, Any]:
+    """The fastest tiling that builds and is right on every rank (inf, None where none is)."""
+    best: tuple[float, Any] = (float("inf"), None)
+    for tiling in gemv.TILINGS:
+        if not ranks.agree(_try(partial(fused.launch, x, weights[0], tiling, True)) is not False):
+            continue
+        if not ranks.agree(bool(_try(partial(_right, fused, ranks, x, weights[0], tiling)))):
+            continue
+        took = gemv._time_ms(partial(_fused_product, fused, x, tiling), weights)
+        best = min(best, (took, tiling))
+    return best
+
+
+def choose(ranks: Any, matrices: dict[tuple[int, int], list[Any]], rows: list[int]) -> dict[str, Any]:
+    """Keep the kernel per (shape, rows) where it is right on every rank and faster on rank 0 than the product then
+    the one-shot sum, both timed in CUDA graphs over every layer's matrix. A collective: every rank calls it with the
+    same shapes and rows. Returns what was measured, for the log and the benchmark."""
+    global ACTIVE
+    CHOICES.clear()
+    why = unavailable(ranks) or (None if matrices else "no row-wise layers")
+    fused = None
+    if why is None:
+        capacity = gemv.MAX_ROWS * max(outputs for outputs, _ in matrices)
+        fused = _try(lambda: GemvAllReduce(ranks, capacity)) or None
+        why = None if ranks.agree(fused is not None) else "its buffers could not be made on every rank"
+    if why is not None or fused is None:
+        logging.info("gemv_all_reduce: not used (%s)", why)
+        return {}
+    ACTIVE = fused
+    report: dict[str, Any] = {}
+    for (outputs, inputs), weights in sorted(matrices.items()):
+        for count in sorted({r for r in rows if 0 < r <= gemv.MAX_ROWS}):
+            x = torch.randn((count, inputs), dtype=weights[0].dtype, device=weights[0].device) * (ranks.rank + 1)
+            took, tiling = _best_tiling(fused, ranks, x, weights)
+            apart = gemv._time_ms(partial(_apart, ranks, x), weights)
+            kept = bool(ranks.rank_zero_value(int(tiling is not None and took <= _MIN_GAIN * apart)))
+            if kept:
+                CHOICES.setdefault((outputs, inputs), {})[count] = tiling
+            report.setdefault(f"{outputs}x{inputs}", {})[count] = {
+                "apart_ms": round(apart, 4),
+                "kernel_ms": round(took, 4) if tiling is not None else None,
+                "tiling": list(tiling) if tiling is not None else None,
+                "chosen": "kernel" if kept else "apart",
+            }
+    logging.info("gemv_all_reduce on rank %d: %s", ranks.rank, report)
+    return report
