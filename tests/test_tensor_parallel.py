@@ -214,3 +214,56 @@ def test_the_all_reduce_mode_is_rendered_and_read_back(gated_t5: Path, tmp_path:
         all_reduce_mode({"tp_all_reduce": "ring"})
     with pytest.raises(ConfigError, match="tp_all_reduce"):
         load_config(dict(context, tp_all_reduce="ring"))
+
+
+@pytest.mark.parametrize("rank_zero", [0, -1], ids=["rank-0-kept-its-tiling", "rank-0-found-it-slower"])
+def test_the_fused_row_wise_kernel_serves_with_rank_zeros_tiling_on_every_rank(
+    rank_zero: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gemv_all_reduce.choose on rank 1 of 2, whose own timing prefers another tiling than rank 0's: every rank must
+    launch the same blocks (they pair up across ranks by index), so rank 0's decision and tiling are what serve."""
+    import torch
+
+    from lmi_deploy.handlers import gemv, gemv_all_reduce
+
+    class Ranks:
+        rank, world, backend, one_shot = 1, 2, "nccl", object()
+
+        def agree(self, ok: bool) -> bool:
+            return ok
+
+        def rank_zero_value(self, value: int) -> int:
+            return rank_zero  # rank 0 kept TILINGS[0], or found the kernel slower than apart
+
+        def summed(self, tensor: Any) -> Any:
+            return tensor
+
+    class Fused:
+        def __init__(self, ranks: Any, capacity: int) -> None:
+            self.capacity = capacity
+
+        def launch(self, x: Any, weight: Any, tiling: Any, compile_only: bool = False) -> Any:
+            return torch.mm(x.float(), weight.float().t())
+
+    def timing(function: Any, weights: list[Any], repeats: int = 5) -> float:
+        if function.func is gemv_all_reduce._fused_product:  # this rank: TILINGS[1] fastest, all beat apart
+            return 1.0 if function.args[2] == gemv.TILINGS[1] else 2.0
+        return 3.0
+
+    monkeypatch.setattr(gemv_all_reduce, "GemvAllReduce", Fused)
+    monkeypatch.setattr(gemv_all_reduce, "_right", lambda *args: True)
+    monkeypatch.setattr(gemv, "_time_ms", timing)
+    monkeypatch.setattr(gemv_all_reduce, "ACTIVE", None)
+    monkeypatch.setattr(gemv_all_reduce, "CHOICES", {})
+    weight = torch.randn(8, 16)
+    report = gemv_all_reduce.choose(Ranks(), {(8, 16): [weight, weight]}, [1, 4, 32])
+    assert gemv_all_reduce.unavailable(None) == "not tensor-parallel on GPUs"
+    if rank_zero == 0:
+        kept = gemv_all_reduce.CHOICES
+        assert kept == {(8, 16): {1: gemv.TILINGS[0], 4: gemv.TILINGS[0]}}  # rank 0's, never 32 rows
+        measured = {"apart_ms": 3.0, "kernel_ms": 1.0, "tiling": list(gemv.TILINGS[0]), "chosen": "kernel"}
+        assert report["8x16"][4] == measured
+        assert gemv_all_reduce.serves(weight) and not gemv_all_reduce.serves(torch.randn(8, 8))
+    else:
+        assert gemv_all_reduce.CHOICES == {} and report["8x16"][1]["chosen"] == "apart"
+        assert not gemv_all_reduce.serves(weight)

@@ -17,7 +17,9 @@ GPUs start blocks in order, so the lowest unfinished block is always running on 
 
 ``choose`` (a collective: every rank runs it) checks the kernel against the product in float32 summed by NCCL, with
 the same bits on every rank, and times it against the product and the one-shot sum apart, replayed from CUDA graphs;
-a row count and matrix shape is served by it only where every rank found it right and rank 0 found it faster.
+a row count and matrix shape is served by it only where every rank found it right and rank 0 found it faster, with
+rank 0's tiling on every rank: blocks pair up across ranks by index, so ranks that each took their own fastest
+tiling (another block width) would wait forever for flags their peers' blocks never raise.
 Without Triton, a GPU, symmetric memory with peer access, or a power-of-two world, nothing changes.
 """
 
@@ -272,13 +274,17 @@ def choose(ranks: Any, matrices: dict[tuple[int, int], list[Any]], rows: list[in
             x = torch.randn((count, inputs), dtype=weights[0].dtype, device=weights[0].device) * (ranks.rank + 1)
             took, tiling = _best_tiling(fused, ranks, x, weights)
             apart = gemv._time_ms(partial(_apart, ranks, x), weights)
-            kept = bool(ranks.rank_zero_value(int(tiling is not None and took <= _MIN_GAIN * apart)))
+            faster = tiling is not None and took <= _MIN_GAIN * apart
+            # rank 0's tiling on every rank: the blocks of one call pair up across ranks by index, so ranks with
+            # different tilings (each rank's own fastest) would wait for flags that are never raised
+            index = ranks.rank_zero_value(gemv.TILINGS.index(tiling) if faster else -1)
+            kept = index >= 0
             if kept:
-                CHOICES.setdefault((outputs, inputs), {})[count] = tiling
+                CHOICES.setdefault((outputs, inputs), {})[count] = gemv.TILINGS[index]
             report.setdefault(f"{outputs}x{inputs}", {})[count] = {
                 "apart_ms": round(apart, 4),
                 "kernel_ms": round(took, 4) if tiling is not None else None,
-                "tiling": list(tiling) if tiling is not None else None,
+                "tiling": list(gemv.TILINGS[index]) if kept else None,  # rank 0's: the one every rank uses
                 "chosen": "kernel" if kept else "apart",
             }
     logging.info("gemv_all_reduce on rank %d: %s", ranks.rank, report)
