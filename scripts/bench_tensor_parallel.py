@@ -428,6 +428,12 @@ def projection(arch: dict[str, Any]) -> dict[str, Any]:
         return float(row["p50_ms"] - row["one_token_p50_ms"]) / float(steps - 1)
 
     measured = arch["setups"][f"tp{tp}"]["batches"]["4"]
+    fused = measured["all_reduce"].get("gemv_all_reduce") or {}
+    if any(row.get("chosen") == "kernel" for rows in fused.values() for row in rows.values()):
+        return {  # A below is not what such a step spends on its sums: the split would be wrong
+            "skipped": "the TP run summed its row-wise products inside their kernel (gemv_all_reduce, NVLink only); "
+            "project from a run whose sums are apart, as the A10Gs' (PCIe, NCCL) are"
+        }
     reduce_ms = measured["all_reduce"]["graph_ms_per_token"]  # the model's own sum (one-shot or NCCL), in a graph
     s1, sn = step("tp1"), step(f"tp{tp}")
     weights = (s1 - sn + reduce_ms) * tp / (tp - 1)

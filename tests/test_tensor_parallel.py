@@ -193,6 +193,10 @@ def test_bench_handler_tp_projects_the_two_gpu_run_to_four_a10gs(tmp_path: Path)
             arch["comparison"] = {}
         parts.append(tmp_path / f"{setup}.json")
         parts[-1].write_text(json.dumps(part))
+    fused = json.loads((Path(__file__).parent.parent / "docs" / "benchmarks" / "tp2-h200-fused.json").read_text())
+    (tmp_path / "fused.json").write_text(json.dumps(fused))
+    assert bench_handler.main(["--tp", "2", "--project", str(tmp_path / "fused.json")]) == 0  # sums in the products
+    assert "skipped" in json.loads((tmp_path / "fused.json").read_text())["projection"]["flan-t5-xxl"]
     assert bench_handler.main(["--tp", "2", "--out", str(tmp_path), "--merge", *map(str, parts)]) == 0
     merged = json.loads((tmp_path / "tp2-merged.json").read_text())["architectures"]["flan-t5-xxl"]
     assert merged["comparison"] == whole["architectures"]["flan-t5-xxl"]["comparison"]
@@ -267,3 +271,36 @@ def test_the_fused_row_wise_kernel_serves_with_rank_zeros_tiling_on_every_rank(
     else:
         assert gemv_all_reduce.CHOICES == {} and report["8x16"][1]["chosen"] == "apart"
         assert not gemv_all_reduce.serves(weight)
+
+
+def test_a_row_wise_layer_sums_through_the_fused_kernel_for_the_rows_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RowParallelLinear (16-bit weights on a GPU: partial sums in float32) routes a decode step's rows through
+    lmi_handlers::gemv_all_reduce where choose() kept them, and the other row counts through the product then the
+    ranks' sum: here a fake of two ranks holding the same partial, so the sum is twice the product."""
+    import torch
+
+    from lmi_deploy.handlers import gemv, gemv_all_reduce
+    from lmi_deploy.handlers.tp_shards import RowParallelLinear
+
+    class Ranks:
+        def summed(self, tensor: Any) -> Any:
+            return tensor * 2
+
+    class Fused:
+        ranks, calls = Ranks(), 0
+
+        def launch(self, x: Any, weight: Any, tiling: Any) -> Any:
+            Fused.calls += 1
+            return (x @ weight.t()).float() * 2
+
+    layer = torch.nn.Linear(16, 8, bias=False)
+    layer.__class__, layer.ranks, layer.wide = RowParallelLinear, Ranks(), True
+    monkeypatch.setattr(gemv_all_reduce, "ACTIVE", Fused())
+    monkeypatch.setattr(gemv_all_reduce, "CHOICES", {(8, 16): {4: gemv.TILINGS[0]}})
+    monkeypatch.setattr(gemv, "CHOICES", {(8, 16): {3: gemv.TILINGS[0]}})  # 3 rows: the streaming kernel, apart
+    monkeypatch.setattr(gemv, "launch", lambda x, weight, tiling, out_dtype=None: (x @ weight.t()).to(out_dtype))
+    for rows, fused_calls in ((4, 1), (3, 1)):
+        x = torch.randn(rows, 1, 16)
+        with torch.no_grad():
+            assert torch.allclose(layer(x), 2 * (x @ layer.weight.t()), atol=1e-5)
+        assert Fused.calls == fused_calls  # 4 rows in the fused kernel; 3 rows apart (the kernel, then the sum)

@@ -85,8 +85,9 @@ ALL_REDUCE_MODES = ("one_shot", "nccl")  # option.tp_all_reduce; the first is th
 
 def all_reduce_mode(properties: dict[str, str]) -> str:
     """option.tp_all_reduce: ``one_shot`` (the default: a decode step's partial sums through symmetric memory where
-    that checks out against NCCL at load, NCCL elsewhere) or ``nccl``. On 2 x H200 the one-shot sum took 7.9 us
-    against NCCL's 17.4 us in a CUDA graph, with the same tokens (docs/benchmarks/tp2-h200.json)."""
+    that checks out against NCCL at load, NCCL elsewhere; with it, gemv_all_reduce's kernel where that wins) or
+    ``nccl``. On 2 x H200 the one-shot sum took 7.9 us against NCCL's 17.4 us in a CUDA graph, with the same tokens
+    (docs/benchmarks/tp2-h200.json); 6.9-7.4 us with the copy inside its kernel (tp2-h200-fused.json)."""
     mode = str(properties.get("tp_all_reduce") or ALL_REDUCE_MODES[0]).strip().lower()
     if mode not in ALL_REDUCE_MODES:
         raise ValueError(f"option.tp_all_reduce={mode!r} is not one of {', '.join(ALL_REDUCE_MODES)}")
