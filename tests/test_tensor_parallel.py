@@ -273,14 +273,20 @@ def test_the_fused_row_wise_kernel_serves_with_rank_zeros_tiling_on_every_rank(
         assert not gemv_all_reduce.serves(weight)
 
 
-def test_a_row_wise_layer_sums_through_the_fused_kernel_for_the_rows_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_row_wise_layer_sums_through_the_fused_kernel_for_the_rows_chosen(
+    monkeypatch: pytest.MonkeyPatch, tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
     """RowParallelLinear (16-bit weights on a GPU: partial sums in float32) routes a decode step's rows through
     lmi_handlers::gemv_all_reduce where choose() kept them, and the other row counts through the product then the
-    ranks' sum: here a fake of two ranks holding the same partial, so the sum is twice the product."""
+    ranks' sum: here a fake of two ranks holding the same partial, so the sum is twice the product. The modules as
+    a rendered model.py ships them: the operators call those."""
     import torch
 
-    from lmi_deploy.handlers import gemv, gemv_all_reduce
-    from lmi_deploy.handlers.tp_shards import RowParallelLinear
+    from tests.test_handler_speedups import shipped, t5_handler
+
+    t5_handler(tiny_models, tmp_path)
+    gemv, gemv_all_reduce = shipped("gemv"), shipped("gemv_all_reduce")
+    RowParallelLinear = shipped("tp_shards").RowParallelLinear
 
     class Ranks:
         def summed(self, tensor: Any) -> Any:
