@@ -222,13 +222,17 @@ def test_the_all_reduce_mode_is_rendered_and_read_back(gated_t5: Path, tmp_path:
 
 @pytest.mark.parametrize("rank_zero", [0, -1], ids=["rank-0-kept-its-tiling", "rank-0-found-it-slower"])
 def test_the_fused_row_wise_kernel_serves_with_rank_zeros_tiling_on_every_rank(
-    rank_zero: int, monkeypatch: pytest.MonkeyPatch
+    rank_zero: int, monkeypatch: pytest.MonkeyPatch, tiny_models: dict[str, Path], tmp_path: Path
 ) -> None:
     """gemv_all_reduce.choose on rank 1 of 2, whose own timing prefers another tiling than rank 0's: every rank must
-    launch the same blocks (they pair up across ranks by index), so rank 0's decision and tiling are what serve."""
+    launch the same blocks (they pair up across ranks by index), so rank 0's decision and tiling are what serve.
+    The modules as a rendered model.py ships them (choose registers the operator, which calls its module)."""
     import torch
 
-    from lmi_deploy.handlers import gemv, gemv_all_reduce
+    from tests.test_handler_speedups import shipped, t5_handler
+
+    t5_handler(tiny_models, tmp_path)
+    gemv, gemv_all_reduce = shipped("gemv"), shipped("gemv_all_reduce")
 
     class Ranks:
         rank, world, backend, one_shot = 1, 2, "nccl", object()

@@ -182,11 +182,16 @@ def _fake(x: Any, weight: Any) -> Any:
     return x.new_empty((x.shape[0], weight.shape[0]), dtype=torch.float32)
 
 
+def _operator() -> Any:
+    """``lmi_handlers::gemv_all_reduce``: _product_sum behind one opaque operator (registered once per process)."""
+    schema = "(Tensor x, Tensor weight) -> Tensor"
+    return custom_ops.operator("gemv_all_reduce", __name__, "_product_sum", schema, _fake)
+
+
 def summed_product(x: Any, weight: Any) -> Any:
     """Σ over ranks of x @ weight^T in float32 (rows x outputs), through ``lmi_handlers::gemv_all_reduce``: the
     kernel for the row counts ``choose`` kept for this matrix, the product then the ranks' sum for the others."""
-    schema = "(Tensor x, Tensor weight) -> Tensor"
-    return custom_ops.operator("gemv_all_reduce", __name__, "_product_sum", schema, _fake)(x, weight)
+    return _operator()(x, weight)
 
 
 def serves(weight: Any) -> bool:
@@ -288,4 +293,6 @@ def choose(ranks: Any, matrices: dict[tuple[int, int], list[Any]], rows: list[in
                 "chosen": "kernel" if kept else "apart",
             }
     logging.info("gemv_all_reduce on rank %d: %s", ranks.rank, report)
+    if CHOICES:
+        _operator()  # registered now, eagerly, not first while torch.compile traces a step
     return report
