@@ -45,14 +45,13 @@ launch: Callable[..., Any] = _launch_unavailable
 
 if triton is not None:
 
-    @triton.jit(do_not_specialize=["M"])  # type: ignore[untyped-decorator]
-    def _gemv_kernel(  # type: ignore[no-untyped-def]
-        x_ptr, w_ptr, y_ptr, M, N, stride_xm, stride_wn, stride_ym, K: tl.constexpr,
-        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    @triton.jit  # type: ignore[untyped-decorator]
+    def tile_product(  # type: ignore[no-untyped-def]
+        x_ptr, w_ptr, M, N, stride_xm, stride_wn, rows, cols,
+        K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     ):  # fmt: skip
-        """y[:M, n-block] = x[:M, :] @ w[n-block, :]^T, streaming one block of weight rows along K."""
-        rows = tl.arange(0, BLOCK_M)
-        cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+        """x[rows, :] @ w[cols, :]^T in float32, streaming the block of weight rows along K (gemv_all_reduce's
+        kernel computes its partial products with it too)."""
         depth = tl.arange(0, BLOCK_K)
         total = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         for start in tl.range(0, K, BLOCK_K):  # K known at compile time: one kernel per matrix width
@@ -64,6 +63,17 @@ if triton is not None:
                 w_ptr + cols[:, None] * stride_wn + k[None, :], mask=(cols[:, None] < N) & (k[None, :] < K), other=0.0
             )
             total += tl.dot(x, tl.trans(w))
+        return total
+
+    @triton.jit(do_not_specialize=["M"])  # type: ignore[untyped-decorator]
+    def _gemv_kernel(  # type: ignore[no-untyped-def]
+        x_ptr, w_ptr, y_ptr, M, N, stride_xm, stride_wn, stride_ym, K: tl.constexpr,
+        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    ):  # fmt: skip
+        """y[:M, n-block] = x[:M, :] @ w[n-block, :]^T, streaming one block of weight rows along K."""
+        rows = tl.arange(0, BLOCK_M)
+        cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+        total = tile_product(x_ptr, w_ptr, M, N, stride_xm, stride_wn, rows, cols, K, BLOCK_M, BLOCK_N, BLOCK_K)
         out = y_ptr + rows[:, None] * stride_ym + cols[None, :]
         tl.store(out, total.to(y_ptr.dtype.element_ty), mask=(rows[:, None] < M) & (cols[None, :] < N))
 
@@ -117,15 +127,18 @@ def _fake_wide(x: Any, weight: Any) -> Any:
     return x.new_empty((x.shape[0], weight.shape[0]), dtype=torch.float32)
 
 
+# operator name -> (the function it calls, its schema, its fake)
+_OPERATOR_SPECS: dict[str, tuple[str, str, Callable[..., Any]]] = {
+    "streamed_linear": ("_product", "(Tensor x, Tensor weight, Tensor? bias) -> Tensor", _fake),
+    "streamed_linear_wide": ("_wide_product", "(Tensor x, Tensor weight) -> Tensor", _fake_wide),
+}
+
+
 def _operator(name: str = "streamed_linear") -> Any:
     """``lmi_handlers::streamed_linear`` (_product) or ``streamed_linear_wide`` (_wide_product) behind one opaque
     operator each (registered once per process)."""
-    specs: dict[str, tuple[str, str, Callable[..., Any]]] = {
-        "streamed_linear": ("_product", "(Tensor x, Tensor weight, Tensor? bias) -> Tensor", _fake),
-        "streamed_linear_wide": ("_wide_product", "(Tensor x, Tensor weight) -> Tensor", _fake_wide),
-    }
     if name not in _OPERATORS and hasattr(torch.library, "custom_op"):
-        _OPERATORS[name] = custom_ops.operator(name, __name__, *specs[name])
+        _OPERATORS[name] = custom_ops.operator(name, __name__, *_OPERATOR_SPECS[name])
     return _OPERATORS.get(name)
 
 

@@ -52,33 +52,20 @@ if triton is not None:
     def _thread_index():  # type: ignore[no-untyped-def]
         return tl.inline_asm_elementwise("mov.u32 $0, %tid.x;", "=r", [], dtype=tl.int32, is_pure=True, pack=1)
 
-    @triton.jit
-    def _raise_flags(addresses):  # type: ignore[no-untyped-def]
-        """Swap 0 for 1 at each address (spinning while it is still 1), with release: this block's writes first."""
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _swap_flags(addresses, SEM: tl.constexpr, OLD: tl.constexpr, NEW: tl.constexpr):  # type: ignore[no-untyped-def]
+        """Swap OLD for NEW at each address at system scope, spinning until it holds OLD. Raising a flag is
+        (release, 0, 1): this block's writes are seen first, and a flag the peer has not yet taken is waited for;
+        taking one is (acquire, 1, 0): the peer's writes are seen after."""
         tl.inline_asm_elementwise(
-            """{
+            f"""{{
             .reg .u32 %was;
-            .reg .pred %free;
+            .reg .pred %swapped;
             again:
-            atom.global.release.sys.cas.b32 %was, [$1], 0, 1;
-            setp.eq.u32 %free, %was, 0;
-            @!%free bra again;
-            }""",
-            "=r, l", [addresses], dtype=tl.int32, is_pure=False, pack=1,
-        )  # fmt: skip
-
-    @triton.jit
-    def _take_flags(addresses):  # type: ignore[no-untyped-def]
-        """Swap 1 for 0 at each address, spinning until it is 1, with acquire: the peer's writes are seen after."""
-        tl.inline_asm_elementwise(
-            """{
-            .reg .u32 %was;
-            .reg .pred %raised;
-            again:
-            atom.global.acquire.sys.cas.b32 %was, [$1], 1, 0;
-            setp.eq.u32 %raised, %was, 1;
-            @!%raised bra again;
-            }""",
+            atom.global.{SEM}.sys.cas.b32 %was, [$1], {OLD}, {NEW};
+            setp.eq.u32 %swapped, %was, {OLD};
+            @!%swapped bra again;
+            }}""",
             "=r, l", [addresses], dtype=tl.int32, is_pure=False, pack=1,
         )  # fmt: skip
 
@@ -91,17 +78,7 @@ if triton is not None:
         block = tl.program_id(0)
         rows = tl.arange(0, BLOCK_M)
         cols = block * BLOCK_N + tl.arange(0, BLOCK_N)
-        depth = tl.arange(0, BLOCK_K)
-        total = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        for start in tl.range(0, K, BLOCK_K):
-            k = start + depth
-            x = tl.load(
-                x_ptr + rows[:, None] * stride_xm + k[None, :], mask=(rows[:, None] < M) & (k[None, :] < K), other=0.0
-            )
-            w = tl.load(
-                w_ptr + cols[:, None] * stride_wn + k[None, :], mask=(cols[:, None] < N) & (k[None, :] < K), other=0.0
-            )
-            total += tl.dot(x, tl.trans(w))
+        total = gemv.tile_product(x_ptr, w_ptr, M, N, stride_xm, stride_wn, rows, cols, K, BLOCK_M, BLOCK_N, BLOCK_K)
         inside = (rows[:, None] < M) & (cols[None, :] < N)
         at = rows[:, None] * N + cols[None, :]
         buffers = buffers.to(tl.pointer_type(tl.uint64))
@@ -112,8 +89,8 @@ if triton is not None:
         mine = tl.load(flags + RANK).to(tl.pointer_type(tl.uint32)) + block * WORLD + ranks
         tl.debug_barrier()  # every thread's part of the slice is written before the flags go up
         if _thread_index() < WORLD:  # thread r raises this block's flag at rank r, then takes rank r's
-            _raise_flags(theirs)
-            _take_flags(mine)
+            _swap_flags(theirs, "release", 0, 1)
+            _swap_flags(mine, "acquire", 1, 0)
         tl.debug_barrier()
         summed = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         for peer in tl.static_range(WORLD):  # rank order: the same bits on every rank
@@ -132,7 +109,7 @@ class GemvAllReduce:
         import torch.distributed._symmetric_memory as symm_mem
 
         group = torch.distributed.group.WORLD.group_name
-        self.ranks, self.rank, self.world, self.capacity = ranks, ranks.rank, ranks.world, capacity
+        self.ranks, self.capacity = ranks, capacity
         self.buffers, self.pointers = [], []
         for _ in range(2):
             buffer = symm_mem.empty(capacity, dtype=torch.float32, device=ranks.device)
@@ -159,7 +136,7 @@ class GemvAllReduce:
             raise ValueError(f"{rows}x{outputs} outputs in {grid[0]} blocks exceed the buffers")
         arguments = [x, weight, y, self.pointers[self.turn], self.flag_pointers, rows, outputs]
         arguments += [x.stride(0), weight.stride(0)]
-        options = dict(K=depth, RANK=self.rank, WORLD=self.world, BLOCK_M=gemv.MAX_ROWS, BLOCK_N=block_n)
+        options = dict(K=depth, RANK=self.ranks.rank, WORLD=self.ranks.world, BLOCK_M=gemv.MAX_ROWS, BLOCK_N=block_n)
         options.update(BLOCK_K=block_k, num_warps=warps, num_stages=stages)
         with custom_ops.on_device(x):
             if compile_only:
@@ -170,12 +147,18 @@ class GemvAllReduce:
         return y
 
 
+def summed_apart(ranks: Any, x: Any, weight: Any) -> Any:
+    """Σ over ranks of x @ weight^T in float32 without the kernel: the product (the streaming kernel where gemv chose
+    it), then the ranks' sum (one-shot or NCCL)."""
+    return ranks.summed(gemv.wide_linear(x, weight))
+
+
 def _product_sum(x: Any, weight: Any) -> Any:
     """The kernel for a row count it was chosen for (``choose``); else the product, then the ranks' usual sum."""
     tiling = CHOICES.get((weight.shape[0], weight.shape[1]), {}).get(x.shape[0])
     if tiling is not None:
         return ACTIVE.launch(x.contiguous(), weight, tiling)
-    return ACTIVE.ranks.summed(gemv.wide_linear(x, weight))
+    return summed_apart(ACTIVE.ranks, x, weight)
 
 
 def _fake(x: Any, weight: Any) -> Any:
@@ -240,10 +223,6 @@ def _fused_product(fused: GemvAllReduce, x: Any, tiling: tuple[int, int, int, in
     return fused.launch(x, weight, tiling)
 
 
-def _apart(ranks: Any, x: Any, weight: Any) -> Any:
-    return ranks.summed(gemv.wide_linear(x, weight))
-
-
 def _best_tiling(fused: GemvAllReduce, ranks: Any, x: Any, weights: list[Any]) -> tuple[float, Any]:
     """The fastest tiling that builds and is right on every rank (inf, None where none is)."""
     best: tuple[float, Any] = (float("inf"), None)
@@ -278,7 +257,7 @@ def choose(ranks: Any, matrices: dict[tuple[int, int], list[Any]], rows: list[in
         for count in sorted({r for r in rows if 0 < r <= gemv.MAX_ROWS}):
             x = torch.randn((count, inputs), dtype=weights[0].dtype, device=weights[0].device) * (ranks.rank + 1)
             took, tiling = _best_tiling(fused, ranks, x, weights)
-            apart = gemv._time_ms(partial(_apart, ranks, x), weights)
+            apart = gemv._time_ms(partial(summed_apart, ranks, x), weights)
             faster = tiling is not None and took <= _MIN_GAIN * apart
             # rank 0's tiling on every rank: the blocks of one call pair up across ranks by index, so ranks with
             # different tilings (each rank's own fastest) would wait for flags that are never raised

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from . import gemv, gemv_all_reduce
+from . import gemv_all_reduce
 from .fast_load import _ParametersOnMeta, safetensors_files
 from .hf_generate import DTYPE_ARGUMENT
 from .tensor_parallel import Ranks, enable_one_shot
@@ -103,7 +103,7 @@ class RowParallelLinear(torch.nn.Linear):  # type: ignore[misc]
         if gemv_all_reduce.serves(self.weight):  # the product and its sum in one kernel where that was chosen
             summed = gemv_all_reduce.summed_product(flat, self.weight)
         else:  # the streaming kernel where it won, then the sum
-            summed = self.ranks.summed(gemv.wide_linear(flat, self.weight))
+            summed = gemv_all_reduce.summed_apart(self.ranks, flat, self.weight)
         return summed.to(x.dtype).view(*x.shape[:-1], summed.shape[-1])
 
 
