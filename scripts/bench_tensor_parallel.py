@@ -182,7 +182,8 @@ def time_batch(group: Any, input_class: Any, body: bytes, repeats: int) -> dict[
 
 def setups(args: argparse.Namespace, checkpoint: Path) -> list[Setup]:
     """TP 1; TP N once per all-reduce mode (``tp<N>`` for the first, ``tp<N>-<mode>`` for the others); device_map."""
-    base = {"model_id": str(checkpoint), "model_dir": str(checkpoint), "dtype": "bf16", "warm_shapes": args.shapes}
+    shapes = getattr(args, "shapes", "")  # set per architecture; the names do not depend on it
+    base = {"model_id": str(checkpoint), "model_dir": str(checkpoint), "dtype": "bf16", "warm_shapes": shapes}
     base.update(compile=args.compile)
     tp = args.tp
     gpus = ",".join(str(i) for i in range(tp))
@@ -276,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.merge:
         return merge(args.merge, args)
+    names = [setup.name for setup in setups(args, Path("checkpoint"))]
+    unknown = sorted({name for name in args.setups.split(",") if name} - set(names))
+    if unknown:
+        print(f"bench_handler --tp: --setups {','.join(unknown)} is not among {', '.join(names)}", file=sys.stderr)
+        return 2
     import torch
 
     if torch.cuda.device_count() < args.tp:
@@ -306,6 +312,10 @@ def main(argv: list[str] | None = None) -> int:
 def merge(paths: list[Path], args: argparse.Namespace) -> int:
     """Join reports whose runs each took some of the setups (``--setups``, one device call each) into one, compared
     as if from one run; the commands of each are kept."""
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        print(f"bench_handler --tp --merge: no report at {', '.join(missing)}", file=sys.stderr)
+        return 2
     reports = [json.loads(path.read_text()) for path in paths]
     joined: dict[str, Any] = dict(reports[0], architectures={}, command=[r["command"] for r in reports])
     for report in reports:

@@ -167,7 +167,9 @@ def test_shards_follow_from_shapes_and_refuse_what_does_not_split() -> None:
     assert "not among the tensor-parallel plans" in str(plan_problem(config, 2))
 
 
-def test_bench_handler_tp_projects_the_two_gpu_run_to_four_a10gs(tmp_path: Path) -> None:
+def test_bench_handler_tp_projects_the_two_gpu_run_to_four_a10gs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from scripts import bench_handler
 
     report = tmp_path / "tp2.json"
@@ -198,6 +200,10 @@ def test_bench_handler_tp_projects_the_two_gpu_run_to_four_a10gs(tmp_path: Path)
     assert bench_handler.main(["--tp", "2", "--project", str(tmp_path / "fused.json")]) == 0  # sums in the products
     assert "skipped" in json.loads((tmp_path / "fused.json").read_text())["projection"]["flan-t5-xxl"]
     assert bench_handler.main(["--tp", "2", "--out", str(tmp_path), "--merge", *map(str, parts)]) == 0
+    assert bench_handler.main(["--tp", "2", "--out", str(tmp_path), "--merge", str(tmp_path / "nothing.json")]) == 2
+    capsys.readouterr()
+    assert bench_handler.main(["--tp", "2", "--setups", "tp1,tp3"]) == 2  # refused before any GPU work
+    assert "--setups tp3 is not among tp1, tp2, device_map2" in capsys.readouterr().err
     merged = json.loads((tmp_path / "tp2-merged.json").read_text())["architectures"]["flan-t5-xxl"]
     assert merged["comparison"] == whole["architectures"]["flan-t5-xxl"]["comparison"]
 
