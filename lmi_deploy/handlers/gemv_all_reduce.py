@@ -58,14 +58,16 @@ if triton is not None:
         (release, 0, 1): this block's writes are seen first, and a flag the peer has not yet taken is waited for;
         taking one is (acquire, 1, 0): the peer's writes are seen after."""
         tl.inline_asm_elementwise(
-            f"""{{
+            "{"  # a scope of its own: the registers and the label, once per use
+            f"""
             .reg .u32 %was;
             .reg .pred %swapped;
             again:
             atom.global.{SEM}.sys.cas.b32 %was, [$1], {OLD}, {NEW};
             setp.eq.u32 %swapped, %was, {OLD};
             @!%swapped bra again;
-            }}""",
+            """
+            "}",
             "=r, l", [addresses], dtype=tl.int32, is_pure=False, pack=1,
         )  # fmt: skip
 
