@@ -26,8 +26,11 @@ from lmi_deploy.model_facts import DTYPE_BYTES, ModelFacts
 ALLREDUCE_LATENCY_US = {"PCIe": 30.0, "NVLink": 18.0, "NeuronLink": 15.0}
 # NVLink: measured, NCCL in a CUDA graph on 2 x H200, 17.4-18.7 us for [4, 4096] (docs/benchmarks/tp2-h200.json).
 # lmi-deploy's own handler sums a decode step's partial products through symmetric memory there (its default on
-# NVLink, option.tp_all_reduce=one_shot): 7.9-8.2 us each in its CUDA graphs (docs/benchmarks/tp2-h200-*.json)
-ONE_SHOT_LATENCY_US = 8.1
+# NVLink, option.tp_all_reduce=one_shot): 6.8-6.9 us each in its CUDA graphs with the copy inside the kernel
+# (graph_us_each in docs/benchmarks/tp2-h200-split-attention.json and tp2-h200-ul2-split-attention.json). Where the
+# product and the sum run in one kernel (gemv_all_reduce, chosen per shape at load) the sum adds 3-4 us instead;
+# the estimate keeps the sum apart, the figure that holds whichever way the load chose.
+ONE_SHOT_LATENCY_US = 6.9
 ASSUMED = "assumed"
 
 

@@ -127,3 +127,30 @@ def test_decode_step_profile_needs_a_gpu(tmp_path: Path, capsys: pytest.CaptureF
     assert bench_decode_step.main(["--model-py", str(tmp_path / "model.py"), "--work", str(tmp_path)]) == 2
     assert "needs an NVIDIA GPU" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # nothing built or written before the GPU check
+
+
+def test_the_kernel_splits_a_long_cache_and_leaves_its_counters_at_zero(
+    handler: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Few (row, head) pairs over a long cache run as chunks whose partial results the last one combines: the same
+    attention as unsplit, chunks with nothing to attend (masked, or a row that may attend to nothing) included, and
+    the per-(row, head) counters back at zero for the next call (a CUDA graph replays the same launch)."""
+    import torch
+
+    attention = shipped("decode_attention")
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(attention, "DEVICES", ("cuda", "cpu"))
+    torch.manual_seed(0)
+    batch, heads, length, dim = 3, 2, 150, 256  # 6 programs over 150 keys in blocks of 16: split in 10
+    assert attention._splits(cpu, batch * heads, length, 16) == (10, 16)
+    q = torch.randn(batch, heads, 1, dim)
+    k, v = torch.randn(batch, heads, length, dim), torch.randn(batch, heads, length, dim)
+    bias = torch.randn(1, heads, 1, length)
+    allowed = torch.ones(batch, 1, 1, length, dtype=torch.bool)
+    allowed[0, ..., :40] = False  # the first chunks of row 0 attend to nothing
+    allowed[1] = False  # row 1 attends to nothing at all: zeros
+    for _ in range(2):  # twice: the second call finds the counters the first one left
+        got = attention._launch(q, k, v, bias, allowed, 0.1)
+        assert torch.allclose(got, attention.reference(q, k, v, bias, allowed, 0.1), atol=1e-4)
+        assert not attention._COUNTERS[cpu].any()
+    assert torch.equal(got[1], torch.zeros_like(got[1]))

@@ -130,7 +130,7 @@ def test_the_handlers_one_shot_sums_price_a_decode_step_over_nvlink() -> None:
     def traffic(batch: int) -> float:  # a ring all-reduce over 2 ranks moves the message once
         return 2 * (2 - 1) / 2 * batch * 4096 * 2 / (instance.interconnect.gb_s * 1e9)
 
-    assert handler.allreduce_ms == pytest.approx(72 * (8.1e-6 + traffic(2)) * 1e3, rel=1e-9)
+    assert handler.allreduce_ms == pytest.approx(72 * (6.9e-6 + traffic(2)) * 1e3, rel=1e-9)
     assert vllm.allreduce_ms == pytest.approx(72 * (18e-6 + traffic(1)) * 1e3, rel=1e-9)
 
 
