@@ -13,7 +13,8 @@ architecture: three per decoder layer of an encoder-decoder, two otherwise) of a
 captured back to back in one CUDA graph and replayed, beside the same issued eagerly.
 
 The projection to the seed's 4 x A10G (PCIe) is made where lmi_deploy's catalogs are importable (``--project`` on a
-report written elsewhere): see :func:`projection`.
+report written elsewhere): see :func:`projection`. ``--profile DIR`` also traces one request per setup and batch on
+every rank (``scripts/kernel_trace.py``): the kernels, the time busy and the gaps where the GPU waited.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from scripts import bench_handler  # noqa: E402
+from scripts import bench_handler, kernel_trace  # noqa: E402
 
 # appended to the rendered model.py in the benchmark's copy: the ranks' all-reduce probe (function "probe")
 PROBE = '''
@@ -134,6 +135,12 @@ def run_setup(setup: Setup, model_py: Path, cases: dict[int, list[str]], args: a
             body = json.dumps({"inputs": prompts, "parameters": {"max_new_tokens": args.new_tokens}}).encode()
             result["batches"][str(batch)] = time_batch(group, input_class, body, args.repeats)
             log(f"  batch {batch}: { {k: v for k, v in result['batches'][str(batch)].items() if k != 'answer'} }")
+            if getattr(args, "profile", None):
+                tag = f"{setup.name}-b{batch}"
+                traces = kernel_trace.record(group, input_class, body, args.profile, tag, setup.world)
+                result["batches"][str(batch)]["profile"] = traces
+                for line in kernel_trace.describe(tag, traces):
+                    log(line)
         if setup.world > 1:
             probe = {"handler": "probe", "count": str(args.allreduces), "hidden": str(args.hidden)}
             for batch in cases:
@@ -256,6 +263,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--setups", default="", help="run only these setups (tp1, tp<N>, ...; default: all): a report of the rest"
     )
+    parser.add_argument(
+        "--profile", type=Path, help="also trace one request per setup and batch on every rank into this folder"
+    )
     parser.add_argument("--work", type=Path, help="checkpoints (default: a temporary folder); reused where there")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
     parser.add_argument("--project", type=Path, help="only add the 4 x A10G projection to this report")
@@ -342,7 +352,7 @@ def prepare_model_py(args: argparse.Namespace, work: Path) -> Path:
     source = args.model_py or bench_handler.render_model_py(context, work / "rendered")
     model_py.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(source.parent / "lmi_handlers", model_py.parent / "lmi_handlers", dirs_exist_ok=True)
-    model_py.write_text(source.read_text() + PROBE)
+    model_py.write_text(source.read_text() + PROBE + kernel_trace.PROBE)
     return model_py
 
 

@@ -320,3 +320,43 @@ def test_a_row_wise_layer_sums_through_the_fused_kernel_for_the_rows_chosen(
         with torch.no_grad():
             assert torch.allclose(layer(x), 2 * (x @ layer.weight.t()), atol=1e-5)
         assert Fused.calls == fused_calls  # 4 rows in the fused kernel; 3 rows apart (the kernel, then the sum)
+
+
+def test_bench_profile_traces_a_request_on_each_rank_and_says_where_the_time_went(
+    gated_t5: Path, tmp_path: Path
+) -> None:
+    """``bench_handler --tp N --profile DIR``: the benchmark's copy of the rendered handler answers a request under
+    torch.profiler (here in this process on the CPU, where it records the top-level operators; on GPUs each rank's
+    kernels) and the report keeps each rank's summary."""
+    import argparse
+
+    from lmi_deploy.runtime import load_handler
+    from scripts import bench_tensor_parallel, kernel_trace
+
+    code = rendered(gated_t5, 1, tmp_path / "one")
+    model_py = bench_tensor_parallel.prepare_model_py(argparse.Namespace(model_py=code / "model.py"), tmp_path / "b")
+    handler = load_handler(model_py)
+    lines = (code / "serving.properties").read_text().splitlines()
+    properties = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    properties["model_dir"] = str(gated_t5)  # where the server put its copy of the s3:// weights
+    assert handler.handle(handler.Input.of(properties)) is None  # the empty warm-up call loads the model
+
+    class InProcess:  # the worker group's call, answered here by the function the "handler" property names
+        def call(self, inputs: Any) -> Any:
+            return getattr(handler, inputs.get_properties()["handler"])(inputs)
+
+    body = json.dumps({"inputs": ["summarize: the quick brown fox"], "parameters": {"max_new_tokens": 4}}).encode()
+    traces = kernel_trace.record(InProcess(), handler.Input, body, tmp_path / "trace", "tp1-b1", 1)
+    events = json.loads((tmp_path / "trace" / "tp1-b1-rank0.json").read_text())
+    assert events and [event[1] for event in events] == sorted(event[1] for event in events)
+    trace = traces["rank0"]
+    assert trace["kernels"] == len(events) and 0 < trace["busy_ms"] <= trace["span_ms"] + 1e-3
+    assert any(top["name"].startswith("aten::") for top in trace["top"])
+    assert [top["total_ms"] for top in trace["top"]] == sorted((top["total_ms"] for top in trace["top"]), reverse=True)
+    assert "kernels, busy" in kernel_trace.describe("tp1-b1", traces)[0]
+    # the figures: a 5 µs launch gap, an 80 µs wait for the host, and an overlap that is no gap
+    figures = kernel_trace.summary([["a", 0, 10], ["b", 15, 5], ["a", 100, 10], ["c", 105, 1]])
+    assert figures["gaps_over_50us"] == 1 and figures["gaps_over_50us_ms"] == 0.08
+    assert figures["other_gaps_ms"] == 0.005 and figures["span_ms"] == 0.11 and figures["busy_ms"] == 0.026
+    assert figures["top"][0] == {"name": "a", "count": 2, "total_ms": 0.02, "mean_us": 10.0}
+    assert kernel_trace.summary([]) == {"kernels": 0}
