@@ -19,6 +19,7 @@ never reach it and keep their own attention.
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any, Callable
 
@@ -196,10 +197,20 @@ def _splits(device: Any, programs: int, length: int, block: int) -> tuple[int, i
     """(chunks, keys per chunk) of the cache: enough programs for four per multiprocessor (one (row, head) each was
     too few for a wide head: flan-ul2's 4 x 8 per rank left most of an H200 idle, 12-19 µs an attention), each
     chunk whole blocks."""
-    wanted = 4 * torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 64
+    wanted = 4 * _multiprocessors(device.index) if device.type == "cuda" else 64
     splits = max(1, min(_ceil(length, block), _ceil(wanted, programs)))
     chunk = _ceil(_ceil(length, splits), block) * block
     return _ceil(length, chunk), chunk
+
+
+@functools.cache
+def _multiprocessors(index: int | None) -> int:
+    """The GPU's multiprocessor count, asked once (each launch outside a CUDA graph would ask again)."""
+    return int(
+        torch.cuda.get_device_properties(
+            index if index is not None else torch.cuda.current_device()
+        ).multi_processor_count
+    )
 
 
 def _ceil(numerator: int, denominator: int) -> int:
