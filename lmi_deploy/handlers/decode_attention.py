@@ -160,7 +160,9 @@ if triton is not None:
         counts = _counters(query.device, batch * heads) if splits > 1 else None
         if counts is None:
             splits, chunk = 1, length
-        parts = torch.empty((batch * heads, splits, block_d + 2), dtype=torch.float32, device=query.device)
+        parts = out  # unsplit: the kernel never reads or writes the partial results
+        if splits > 1:
+            parts = torch.empty((batch * heads, splits, block_d + 2), dtype=torch.float32, device=query.device)
         bias_strides = _broadcast_strides(bias, batch, heads, length)
         mask_strides = _broadcast_strides(mask, batch, heads, length)
         with custom_ops.on_device(query):
