@@ -216,8 +216,11 @@ def setups(args: argparse.Namespace, checkpoint: Path) -> list[Setup]:
 
 
 def compare(results: dict[str, Any], tp: int) -> dict[str, Any]:
-    """Per batch: TP N against TP 1 and device_map, and whether every setup gave the same answers."""
+    """Per batch: TP N against TP 1 and device_map, and whether every setup gave the same answers; nothing where TP 1
+    or TP N did not run (``--setups``)."""
     table: dict[str, Any] = {}
+    if not {"tp1", f"tp{tp}"} <= set(results):
+        return table
     for batch in results["tp1"]["batches"]:
         row = {name: result["batches"][batch]["p50_ms"] for name, result in results.items()}
         answers = [result["batches"][batch]["answer"] for result in results.values()]
@@ -288,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.merge:
         return merge(args.merge, args)
     names = [setup.name for setup in setups(args, Path("checkpoint"))]
-    unknown = sorted({name for name in args.setups.split(",") if name} - set(names))
+    unknown = sorted(set(_wanted_setups(args)) - set(names))
     if unknown:
         print(f"bench_handler --tp: --setups {','.join(unknown)} is not among {', '.join(names)}", file=sys.stderr)
         return 2
@@ -333,8 +336,7 @@ def merge(paths: list[Path], args: argparse.Namespace) -> int:
             into = joined["architectures"].setdefault(name, dict(arch, setups={}))
             into["setups"].update(arch["setups"])
     for arch in joined["architectures"].values():
-        if {"tp1", f"tp{args.tp}"} <= set(arch["setups"]):
-            arch["comparison"] = compare(arch["setups"], args.tp)
+        arch["comparison"] = compare(arch["setups"], args.tp)
     path = args.out / f"tp{args.tp}-merged.json"
     path.write_text(json.dumps(joined, indent=2) + "\n")
     print_table(joined, args.tp, path)
@@ -378,7 +380,7 @@ def run_architecture(
     batches = [int(b) for b in args.batches.split(",")]
     cases = {b: bench_handler.prompts_of(tokenizer, b, args.input_tokens) for b in batches}
     args.shapes = ",".join(f"{b}x{args.input_tokens}x{args.new_tokens}" for b in batches)
-    wanted = [name for name in args.setups.split(",") if name]
+    wanted = _wanted_setups(args)
     chosen = [
         s
         for s in setups(args, checkpoint)
@@ -401,11 +403,16 @@ def run_architecture(
         "bound_ms_per_token_tp1": round(bound, 3),
         "decode_all_reduces_per_token": args.allreduces,
         "setups": results,
-        "comparison": compare(results, args.tp) if {"tp1", f"tp{args.tp}"} <= set(results) else {},
+        "comparison": compare(results, args.tp),
         "new_tokens": args.new_tokens,
         "input_tokens": args.input_tokens,
         "hidden": args.hidden,
     }
+
+
+def _wanted_setups(args: argparse.Namespace) -> list[str]:
+    """--setups as names (none: every setup)."""
+    return [name for name in args.setups.split(",") if name]
 
 
 def _model_config(name: str) -> dict[str, Any]:

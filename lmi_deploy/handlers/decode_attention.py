@@ -98,6 +98,12 @@ if triton is not None:
             best = new_best
         return best, total, acc
 
+    @triton.jit
+    def _normalized(acc, total):  # type: ignore[no-untyped-def]
+        """The weighted V over the softmax's sum; zeros for a query that may attend to nothing (torch's safe
+        softmax)."""
+        return tl.where(total > 0, acc / tl.where(total > 0, total, 1.0), 0.0)
+
     @triton.jit  # type: ignore[untyped-decorator]
     def _combine(parts, SPLITS: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr):  # type: ignore[no-untyped-def]
         """The output from SPLITS partial results (weighted V, then max score and sum, per row of ``parts``)."""
@@ -111,8 +117,7 @@ if triton is not None:
         top = tl.max(bests, axis=0)
         scale = tl.exp(bests - tl.where(top == float("-inf"), 0.0, top))
         total = tl.sum(totals * scale, axis=0)
-        acc = tl.sum(accs * scale[:, None], axis=0)
-        return tl.where(total > 0, acc / tl.where(total > 0, total, 1.0), 0.0)
+        return _normalized(tl.sum(accs * scale[:, None], axis=0), total)
 
     @triton.jit  # type: ignore[untyped-decorator]
     def _decode_kernel(  # type: ignore[no-untyped-def]
@@ -136,8 +141,7 @@ if triton is not None:
         )  # fmt: skip
         out_row = o_ptr + pid * D + dims
         if SPLITS == 1:
-            out = tl.where(total > 0, acc / tl.where(total > 0, total, 1.0), 0.0)
-            tl.store(out_row, out.to(o_ptr.dtype.element_ty), mask=dims < D)
+            tl.store(out_row, _normalized(acc, total).to(o_ptr.dtype.element_ty), mask=dims < D)
         else:
             parts = part_ptr + pid * SPLITS * (BLOCK_D + 2)
             mine = parts + tl.program_id(1) * (BLOCK_D + 2)
@@ -196,13 +200,13 @@ _COUNTERS: dict[Any, Any] = {}  # device -> int32 counters the split kernel leav
 
 
 def _splits(device: Any, programs: int, length: int, block: int) -> tuple[int, int]:
-    """(chunks, keys per chunk) of the cache: enough programs for four per multiprocessor (one (row, head) each was
-    too few for a wide head: flan-ul2's 4 x 8 per rank left most of an H200 idle, 12-19 µs an attention), each
-    chunk whole blocks."""
+    """(chunks, keys per chunk) of the cache (where Triton is): enough programs for four per multiprocessor (one
+    (row, head) each was too few for a wide head: flan-ul2's 4 x 8 per rank left most of an H200 idle, 12-19 µs an
+    attention), each chunk whole blocks."""
     wanted = 4 * _multiprocessors(device.index) if device.type == "cuda" else 64
-    splits = max(1, min(_ceil(length, block), _ceil(wanted, programs)))
-    chunk = _ceil(_ceil(length, splits), block) * block
-    return _ceil(length, chunk), chunk
+    splits = max(1, min(triton.cdiv(length, block), triton.cdiv(wanted, programs)))
+    chunk = triton.cdiv(triton.cdiv(length, splits), block) * block
+    return triton.cdiv(length, chunk), chunk
 
 
 @functools.cache
@@ -213,10 +217,6 @@ def _multiprocessors(index: int | None) -> int:
             index if index is not None else torch.cuda.current_device()
         ).multi_processor_count
     )
-
-
-def _ceil(numerator: int, denominator: int) -> int:
-    return -(-numerator // denominator)
 
 
 def _counters(device: Any, needed: int) -> Any:

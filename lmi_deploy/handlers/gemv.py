@@ -95,10 +95,16 @@ if triton is not None:
     launch = _launch_triton
 
 
+def chosen_tiling(choices: dict[tuple[int, int], dict[int, Any]], weight: Any, rows: int) -> Any:
+    """The tiling ``choices`` (this module's CHOICES, or gemv_all_reduce's) keep for this matrix at this row count,
+    or None."""
+    return choices.get((weight.shape[0], weight.shape[1]), {}).get(rows)
+
+
 def _product(x: Any, weight: Any, bias: Any) -> Any:
     """The projection as the chosen path computes it: the kernel for a row count it won, else cuBLAS."""
     flat = x.reshape(-1, x.shape[-1])
-    tiling = CHOICES.get((weight.shape[0], weight.shape[1]), {}).get(flat.shape[0])
+    tiling = chosen_tiling(CHOICES, weight, flat.shape[0])
     if tiling is None:
         return torch.nn.functional.linear(x, weight, bias)
     y = launch(flat.contiguous(), weight, tiling)
@@ -110,7 +116,7 @@ def _product(x: Any, weight: Any, bias: Any) -> Any:
 def _wide_product(x: Any, weight: Any) -> Any:
     """x (rows x K) times weight^T in float32, unrounded (a tensor-parallel rank's partial sum): the kernel for a row
     count it won, else cuBLAS writing float32."""
-    tiling = CHOICES.get((weight.shape[0], weight.shape[1]), {}).get(x.shape[0])
+    tiling = chosen_tiling(CHOICES, weight, x.shape[0])
     if tiling is None:
         return torch.mm(x, weight.t(), out_dtype=torch.float32)
     return launch(x.contiguous(), weight, tiling, torch.float32)

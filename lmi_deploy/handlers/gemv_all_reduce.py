@@ -157,7 +157,7 @@ def summed_apart(ranks: Any, x: Any, weight: Any) -> Any:
 
 def _product_sum(x: Any, weight: Any) -> Any:
     """The kernel for a row count it was chosen for (``choose``); else the product, then the ranks' usual sum."""
-    tiling = CHOICES.get((weight.shape[0], weight.shape[1]), {}).get(x.shape[0])
+    tiling = gemv.chosen_tiling(CHOICES, weight, x.shape[0])
     if tiling is not None:
         return ACTIVE.launch(x.contiguous(), weight, tiling)
     return summed_apart(ACTIVE.ranks, x, weight)
