@@ -25,6 +25,7 @@ import os
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -442,7 +443,9 @@ def projection(arch: dict[str, Any]) -> dict[str, Any]:
     A10G 600 GB/s), F scaled by the FP32 peaks (the small kernels are elementwise and reductions: 67 vs 31.2
     TFLOPS), plus each all-reduce at the catalog's PCIe latency and ring traffic (lmi_deploy.performance,
     lmi_deploy.instances). The prompt pass (the one-token request, TP N) is compute-bound: scaled by the 16-bit
-    peaks of N H200s and 4 A10Gs.
+    peaks of N H200s and 4 A10Gs. Where the TP run summed row-wise products inside their kernel (gemv_all_reduce),
+    A is what the sums added there, per matrix as timed at load: the kernel's time less the product's alone (the
+    product then the one-shot sum, less that sum), times the matrices of that shape per token.
     """
     from lmi_deploy import instances
     from lmi_deploy.performance import ALLREDUCE_LATENCY_US
@@ -455,13 +458,15 @@ def projection(arch: dict[str, Any]) -> dict[str, Any]:
         return float(row["p50_ms"] - row["one_token_p50_ms"]) / float(steps - 1)
 
     measured = arch["setups"][f"tp{tp}"]["batches"]["4"]
+    reduce_ms = measured["all_reduce"]["graph_ms_per_token"]  # the model's own sum (one-shot or NCCL), in a graph
     fused = measured["all_reduce"].get("gemv_all_reduce") or {}
     if any(row.get("chosen") == "kernel" for rows in fused.values() for row in rows.values()):
-        return {  # A below is not what such a step spends on its sums: the split would be wrong
-            "skipped": "the TP run summed its row-wise products inside their kernel (gemv_all_reduce, NVLink only); "
-            "project from a run whose sums are apart, as the A10Gs' (PCIe, NCCL) are"
-        }
-    reduce_ms = measured["all_reduce"]["graph_ms_per_token"]  # the model's own sum (one-shot or NCCL), in a graph
+        summed_inside = sums_in_products_ms(arch, tp, measured["all_reduce"])
+        if summed_inside is None:
+            return {"skipped": "the TP run summed its row-wise products inside their kernel, and how many matrices "
+                    "of each shape a token multiplies is known here for T5 only: project from a run whose sums "
+                    "are apart (--all-reduce nccl)"}  # fmt: skip
+        reduce_ms = summed_inside
     s1, sn = step("tp1"), step(f"tp{tp}")
     weights = (s1 - sn + reduce_ms) * tp / (tp - 1)
     fixed = s1 - weights
@@ -493,10 +498,41 @@ def projection(arch: dict[str, Any]) -> dict[str, Any]:
             "step_ms": round(a10g_step, 2),
             "prompt_pass_ms": round(prompt, 1),
             "p50_ms": round(prompt + (steps - 1) * a10g_step),
-            "seed_p99_ms": 612,
+            **({"seed_p99_ms": 612} if arch["model_config"] == "google--flan-t5-xxl.json" else {}),  # its TP 4 figure
         },
         "method": " ".join((projection.__doc__ or "").split()),
     }
+
+
+def row_wise_shapes(arch: dict[str, Any], tp: int) -> Counter[str] | None:
+    """How many row-wise matrices of each shape (outputs x inputs, one rank's) a decode step multiplies: from the
+    model config, for T5 (per decoder layer: the self- and cross-attention outputs, the FFN output); else None."""
+    config = _model_config(arch["model_config"])
+    if config.get("model_type") != "t5":
+        return None
+    layers = int(config.get("num_decoder_layers") or config["num_layers"])
+    attention = f"{config['d_model']}x{config['num_heads'] * config['d_kv'] // tp}"
+    shapes = Counter({attention: 2 * layers})
+    shapes[f"{config['d_model']}x{config['d_ff'] // tp}"] += layers
+    return shapes if sum(shapes.values()) == arch["decode_all_reduces_per_token"] else None
+
+
+def sums_in_products_ms(arch: dict[str, Any], tp: int, all_reduce: dict[str, Any]) -> float | None:
+    """What a batch-4 decode step spent on its sums where gemv_all_reduce ran some inside the row-wise products
+    (ms): per matrix, the kernel's time less the product's alone (``apart_ms`` less one one-shot sum) where the
+    kernel was kept, one one-shot sum where it was not; None where the shapes' counts are unknown."""
+    shapes = row_wise_shapes(arch, tp)
+    if shapes is None:
+        return None
+    each_ms = float(all_reduce["graph_us_each"]) / 1e3
+    total = 0.0
+    for shape, count in shapes.items():
+        row = all_reduce["gemv_all_reduce"].get(shape, {}).get("4")
+        if row is not None and row["chosen"] == "kernel":
+            total += count * (float(row["kernel_ms"]) - float(row["apart_ms"]) + each_ms)
+        else:
+            total += count * each_ms
+    return total
 
 
 def print_table(report: dict[str, Any], tp: int, path: Path) -> None:

@@ -177,6 +177,8 @@ def test_bench_handler_tp_projects_the_two_gpu_run_to_four_a10gs(
     assert bench_handler.main(["--tp", "2", "--project", str(report)]) == 0  # dispatched to bench_tensor_parallel
     projected = json.loads(report.read_text())["projection"]["flan-t5-xxl"]
     h200, a10g = projected["h200"], projected["a10g_tp4"]
+    assert a10g["seed_p99_ms"] == 612  # the seed's TP 4 figure is flan-t5-xxl's: no other architecture is set beside it
+    assert "seed_p99_ms" not in json.loads(report.read_text())["projection"]["flan-ul2"]["a10g_tp4"]
     # the measured steps split into weight reads (halved by TP 2) and a fixed part: s1 = W + F, s2 = W/2 + F + A
     assert h200["tp1_step_ms"] == pytest.approx(h200["weights_ms"] + h200["fixed_ms"], abs=2e-3)
     assert h200["tp2_step_ms"] == pytest.approx(
@@ -197,8 +199,22 @@ def test_bench_handler_tp_projects_the_two_gpu_run_to_four_a10gs(
         parts[-1].write_text(json.dumps(part))
     fused = json.loads((Path(__file__).parent.parent / "docs" / "benchmarks" / "tp2-h200-fused.json").read_text())
     (tmp_path / "fused.json").write_text(json.dumps(fused))
-    assert bench_handler.main(["--tp", "2", "--project", str(tmp_path / "fused.json")]) == 0  # sums in the products
-    assert "skipped" in json.loads((tmp_path / "fused.json").read_text())["projection"]["flan-t5-xxl"]
+    # a run that summed inside the row-wise products: A is what the kernel added to each product, per matrix
+    assert bench_handler.main(["--tp", "2", "--project", str(tmp_path / "fused.json")]) == 0
+    inside = json.loads((tmp_path / "fused.json").read_text())["projection"]["flan-t5-xxl"]["h200"]
+    sums = fused["architectures"]["flan-t5-xxl"]["setups"]["tp2"]["batches"]["4"]["all_reduce"]
+    added = {shape: rows["4"]["kernel_ms"] - rows["4"]["apart_ms"] + sums["graph_us_each"] / 1e3
+             for shape, rows in sums["gemv_all_reduce"].items()}  # fmt: skip
+    # flan-t5-xxl at TP 2, 24 decoder layers: self- and cross-attention outputs 4096x2048, the FFN output 4096x5120
+    assert inside["all_reduce_ms_per_token"] == pytest.approx(
+        48 * added["4096x2048"] + 24 * added["4096x5120"], abs=1e-3
+    )
+    assert 0 < added["4096x2048"] < sums["graph_us_each"] / 1e3  # cheaper than the sum apart, as chosen
+    llama = json.loads(json.dumps(fused))
+    llama["architectures"]["flan-t5-xxl"]["model_config"] = "TheBloke--Llama-2-7B-Chat-fp16.json"
+    (tmp_path / "llama.json").write_text(json.dumps(llama))
+    assert bench_handler.main(["--tp", "2", "--project", str(tmp_path / "llama.json")]) == 0
+    assert "for T5 only" in json.loads((tmp_path / "llama.json").read_text())["projection"]["flan-t5-xxl"]["skipped"]
     assert bench_handler.main(["--tp", "2", "--out", str(tmp_path), "--merge", *map(str, parts)]) == 0
     assert bench_handler.main(["--tp", "2", "--out", str(tmp_path), "--merge", str(tmp_path / "nothing.json")]) == 2
     capsys.readouterr()

@@ -24,8 +24,9 @@ MAX_ROWS = 16
 # CUDA graphs) the kernel took 0.84-0.86 of cuBLAS on 4096x4096, 0.90-0.92 on 4096x10240, 0.94-0.98 on the fused
 # 12288x4096 and 20480x4096: the threshold sits in the gap
 _MIN_GAIN = 0.93
-# (BLOCK_N, BLOCK_K, num_warps, num_stages): the tilings tried per shape
-TILINGS = ((16, 512, 4, 3), (32, 256, 4, 4), (64, 128, 4, 4), (32, 512, 8, 3))
+# (BLOCK_N, BLOCK_K, num_warps, num_stages): the tilings tried per shape. The last one (short steps, eight deep) took
+# 4096x4096 from 12.5 to 11.4 µs and 4096x8192 from 21.9 to 19.6 on an H200 (cuBLAS: 13.2 and 21.9)
+TILINGS = ((16, 512, 4, 3), (32, 256, 4, 4), (64, 128, 4, 4), (32, 512, 8, 3), (32, 128, 4, 8))
 
 try:
     import triton

@@ -3,16 +3,18 @@
 A row-wise layer (attention output, FFN output) leaves each rank a partial product that the ranks must add up. Apart,
 that is a product kernel and then an all-reduce kernel (PyTorch's one-shot sum: 7.4 µs each on 2 x H200 in a CUDA
 graph, 72 per flan-t5-xxl token). Here each block of the streaming product (gemv's tiling: a block owns a slice of
-the output columns over every row), once its slice is computed, writes it to symmetric memory (a buffer every peer
-can read over NVLink), raises its flag in every peer's flag array, waits for every peer's flag for the same block,
-and adds the peers' slices to its own in rank order, so that every rank ends with the same bits. One kernel instead
-of two, and a block's wait overlaps the other blocks' weight reads.
+the output columns over every row), once its slice is computed, writes it over NVLink into every peer's symmetric
+memory (its own slot there), raises its flag in every peer's flag array, waits for every peer's flag for the same
+block, and adds the slices its peers wrote into its own memory to its own, in rank order, so that every rank ends
+with the same bits. One kernel instead of two, and a block's wait overlaps the other blocks' weight reads. Writing
+to the peers rather than reading from them saves a round trip over NVLink after the flags (on 2 x H200 in CUDA
+graphs: 13.3 → 12.1 µs on 4096x2048, 20.5 → 18.4 µs on 4096x5120).
 
 Flags follow the zero-reset protocol of PyTorch's symmetric-memory barriers: the sender swaps 0 for 1 (waiting while
 the peer has not yet taken its last flag), the receiver swaps 1 for 0; release and acquire at system scope order the
 slices before and after them. Two data buffers are used in turn, so a rank never overwrites a slice a slower peer may
-still be reading (to reach its next use of a buffer, a rank must have passed a later call's flags, which its peers
-raise only after their kernel that read the buffer has ended). Blocks wait only for the same block on their peers;
+still be reading (to write into a peer's buffer again, a rank must have passed a later call's flags, which that peer
+raises only after its kernel that read the buffer has ended). Blocks wait only for the same block on their peers;
 GPUs start blocks in order, so the lowest unfinished block is always running on every rank.
 
 ``choose`` (a collective: every rank runs it) checks the kernel against the product in float32 summed by NCCL, with
@@ -73,7 +75,7 @@ if triton is not None:
 
     @triton.jit(do_not_specialize=["M"])  # type: ignore[untyped-decorator]
     def _gemv_sum_kernel(  # type: ignore[no-untyped-def]
-        x_ptr, w_ptr, y_ptr, buffers, flags, M, N, stride_xm, stride_wn, K: tl.constexpr,
+        x_ptr, w_ptr, y_ptr, buffers, flags, M, N, stride_xm, stride_wn, slot, K: tl.constexpr,
         RANK: tl.constexpr, WORLD: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     ):  # fmt: skip
         """y[:M, n-block] = sum over ranks of x_r[:M, :] @ w_r[n-block, :]^T, in float32."""
@@ -84,7 +86,9 @@ if triton is not None:
         inside = (rows[:, None] < M) & (cols[None, :] < N)
         at = rows[:, None] * N + cols[None, :]
         buffers = buffers.to(tl.pointer_type(tl.uint64))
-        tl.store(tl.load(buffers + RANK).to(tl.pointer_type(tl.float32)) + at, total, mask=inside)
+        for peer in tl.static_range(WORLD):  # this rank's slot in every peer's buffer
+            if peer != RANK:
+                tl.store(tl.load(buffers + peer).to(tl.pointer_type(tl.float32)) + RANK * slot + at, total, mask=inside)
         ranks = tl.arange(0, WORLD)
         flags = flags.to(tl.pointer_type(tl.uint64))
         theirs = tl.load(flags + ranks).to(tl.pointer_type(tl.uint32)) + block * WORLD + RANK
@@ -95,17 +99,18 @@ if triton is not None:
             _swap_flags(mine, "acquire", 1, 0)
         tl.debug_barrier()
         summed = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        own = tl.load(buffers + RANK).to(tl.pointer_type(tl.float32))
         for peer in tl.static_range(WORLD):  # rank order: the same bits on every rank
             if peer == RANK:
                 summed += total
-            else:
-                source = tl.load(buffers + peer).to(tl.pointer_type(tl.float32))
-                summed += tl.load(source + at, mask=inside, other=0.0, volatile=True)
+            else:  # written by the peer before its flag: read past the caches
+                summed += tl.load(own + peer * slot + at, mask=inside, other=0.0, volatile=True)
         tl.store(y_ptr + at, summed, mask=inside)
 
 
 class GemvAllReduce:
-    """This rank's symmetric buffers and flags for the kernel, and its launch."""
+    """This rank's symmetric buffers (a slot of ``capacity`` floats per rank, two buffers used in turn) and flags for
+    the kernel, and its launch."""
 
     def __init__(self, ranks: Any, capacity: int) -> None:
         import torch.distributed._symmetric_memory as symm_mem
@@ -114,7 +119,7 @@ class GemvAllReduce:
         self.ranks, self.capacity = ranks, capacity
         self.buffers, self.pointers = [], []
         for _ in range(2):
-            buffer = symm_mem.empty(capacity, dtype=torch.float32, device=ranks.device)
+            buffer = symm_mem.empty(capacity * ranks.world, dtype=torch.float32, device=ranks.device)
             handle = symm_mem.rendezvous(buffer, group)
             self.buffers.append(buffer)
             self.pointers.append(torch.tensor(list(handle.buffer_ptrs), dtype=torch.int64, device=ranks.device))
@@ -137,7 +142,7 @@ class GemvAllReduce:
         if rows * outputs > self.capacity or grid[0] > FLAG_BLOCKS:
             raise ValueError(f"{rows}x{outputs} outputs in {grid[0]} blocks exceed the buffers")
         arguments = [x, weight, y, self.pointers[self.turn], self.flag_pointers, rows, outputs]
-        arguments += [x.stride(0), weight.stride(0)]
+        arguments += [x.stride(0), weight.stride(0), self.capacity]
         options = dict(K=depth, RANK=self.ranks.rank, WORLD=self.ranks.world, BLOCK_M=gemv.MAX_ROWS, BLOCK_N=block_n)
         options.update(BLOCK_K=block_k, num_warps=warps, num_stages=stages)
         with custom_ops.on_device(x):
