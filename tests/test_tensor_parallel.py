@@ -286,14 +286,20 @@ def test_the_fused_row_wise_kernel_serves_with_rank_zeros_tiling_on_every_rank(
     monkeypatch.setattr(gemv_all_reduce, "ACTIVE", None)
     monkeypatch.setattr(gemv_all_reduce, "CHOICES", {})
     weight = torch.randn(8, 16)
-    report = gemv_all_reduce.choose(Ranks(), {(8, 16): [weight, weight]}, [1, 4, 32])
+    # two layers: two matrices of one shape, one of another (a decode step calls each once)
+    matrices = {(8, 16): [weight, weight], (8, 24): [torch.randn(8, 24)]}
+    report = gemv_all_reduce.choose(Ranks(), matrices, [1, 4, 32])
     assert gemv_all_reduce.unavailable(None) == "not tensor-parallel on GPUs"
     if rank_zero == 0:
         kept = gemv_all_reduce.CHOICES
-        assert kept == {(8, 16): {1: gemv.TILINGS[0], 4: gemv.TILINGS[0]}}  # rank 0's, never 32 rows
+        # rank 0's tiling, never 32 rows; 8x24 left apart: three fused calls a step would put the last of one step's
+        # CUDA graph and the first of the next replay on the same buffer
+        assert kept == {(8, 16): {1: gemv.TILINGS[0], 4: gemv.TILINGS[0]}}
         measured = {"apart_ms": 3.0, "kernel_ms": 1.0, "tiling": list(gemv.TILINGS[0]), "chosen": "kernel"}
         assert report["8x16"][4] == measured
-        assert gemv_all_reduce.serves(weight) and not gemv_all_reduce.serves(torch.randn(8, 8))
+        odd = {"apart_ms": 3.0, "kernel_ms": 1.0, "tiling": None, "chosen": "apart"}
+        assert report["8x24"][4] == {**odd, "why": "an odd number of fused calls a step"}
+        assert gemv_all_reduce.serves(weight) and not gemv_all_reduce.serves(matrices[(8, 24)][0])
     else:
         assert gemv_all_reduce.CHOICES == {} and report["8x16"][1]["chosen"] == "apart"
         assert not gemv_all_reduce.serves(weight)

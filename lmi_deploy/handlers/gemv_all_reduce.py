@@ -14,7 +14,10 @@ Flags follow the zero-reset protocol of PyTorch's symmetric-memory barriers: the
 the peer has not yet taken its last flag), the receiver swaps 1 for 0; release and acquire at system scope order the
 slices before and after them. Two data buffers are used in turn, so a rank never overwrites a slice a slower peer may
 still be reading (to write into a peer's buffer again, a rank must have passed a later call's flags, which that peer
-raises only after its kernel that read the buffer has ended). Blocks wait only for the same block on their peers;
+raises only after its kernel that read the buffer has ended). A CUDA graph replays the buffers it captured, so a
+decode step's graph with an odd number of fused calls would put its last call and the next replay's first on one
+buffer: ``choose`` keeps the calls of a step even (where they would be odd, the odd shape with the fewest matrices
+stays apart), and every graph then starts on the same buffer. Blocks wait only for the same block on their peers;
 GPUs start blocks in order, so the lowest unfinished block is always running on every rank.
 
 ``choose`` (a collective: every rank runs it) checks the kernel against the product in float32 summed by NCCL, with
@@ -243,6 +246,22 @@ def _best_tiling(fused: GemvAllReduce, ranks: Any, x: Any, weights: list[Any]) -
     return best
 
 
+def _keep_calls_even(matrices: dict[tuple[int, int], list[Any]], report: dict[str, Any]) -> None:
+    """Per row count, where the kept shapes' matrices (each called once a decode step) are odd in number, leave the
+    odd shape with the fewest matrices apart: two calls in a row must not use one buffer (see the module). Every rank
+    keeps rank 0's choices, so every rank drops the same."""
+    for count in sorted({count for kept in CHOICES.values() for count in kept}):
+        shapes = [shape for shape, kept in CHOICES.items() if count in kept]
+        if sum(len(matrices[shape]) for shape in shapes) % 2 == 0:
+            continue
+        dropped = min((shape for shape in shapes if len(matrices[shape]) % 2), key=lambda shape: len(matrices[shape]))
+        del CHOICES[dropped][count]
+        if not CHOICES[dropped]:
+            del CHOICES[dropped]
+        row = report[f"{dropped[0]}x{dropped[1]}"][count]
+        row.update(chosen="apart", tiling=None, why="an odd number of fused calls a step")
+
+
 def choose(ranks: Any, matrices: dict[tuple[int, int], list[Any]], rows: list[int]) -> dict[str, Any]:
     """Keep the kernel per (shape, rows) where it is right on every rank and faster on rank 0 than the product then
     the one-shot sum, both timed in CUDA graphs over every layer's matrix. A collective: every rank calls it with the
@@ -278,6 +297,7 @@ def choose(ranks: Any, matrices: dict[tuple[int, int], list[Any]], rows: list[in
                 "tiling": list(gemv.TILINGS[index]) if kept else None,  # rank 0's: the one every rank uses
                 "chosen": "kernel" if kept else "apart",
             }
+    _keep_calls_even(matrices, report)
     logging.info("gemv_all_reduce on rank %d: %s", ranks.rank, report)
     if CHOICES:
         _operator()  # registered now, eagerly, not first while torch.compile traces a step
