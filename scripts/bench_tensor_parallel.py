@@ -505,16 +505,16 @@ def projection(arch: dict[str, Any]) -> dict[str, Any]:
 
 
 def row_wise_shapes(arch: dict[str, Any], tp: int) -> Counter[str] | None:
-    """How many row-wise matrices of each shape (outputs x inputs, one rank's) a decode step multiplies: from the
-    model config, for T5 (per decoder layer: the self- and cross-attention outputs, the FFN output); else None."""
+    """How many row-wise matrices of each shape (outputs x inputs, one rank's) a decode step multiplies, for T5 (per
+    decoder layer: the self- and cross-attention outputs, the FFN output); else None. The decoder layers are the
+    report's own (its three sums per layer, as ``--layers`` cut them), the widths the model config's."""
     config = _model_config(arch["model_config"])
-    if config.get("model_type") != "t5":
+    layers, rest = divmod(int(arch["decode_all_reduces_per_token"]), 3)
+    if config.get("model_type") != "t5" or rest:
         return None
-    layers = int(config.get("num_decoder_layers") or config["num_layers"])
-    attention = f"{config['d_model']}x{config['num_heads'] * config['d_kv'] // tp}"
-    shapes = Counter({attention: 2 * layers})
+    shapes = Counter({f"{config['d_model']}x{config['num_heads'] * config['d_kv'] // tp}": 2 * layers})
     shapes[f"{config['d_model']}x{config['d_ff'] // tp}"] += layers
-    return shapes if sum(shapes.values()) == arch["decode_all_reduces_per_token"] else None
+    return shapes
 
 
 def sums_in_products_ms(arch: dict[str, Any], tp: int, all_reduce: dict[str, Any]) -> float | None:

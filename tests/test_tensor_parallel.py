@@ -210,6 +210,12 @@ def test_bench_handler_tp_projects_the_two_gpu_run_to_four_a10gs(
         48 * added["4096x2048"] + 24 * added["4096x5120"], abs=1e-3
     )
     assert 0 < added["4096x2048"] < sums["graph_us_each"] / 1e3  # cheaper than the sum apart, as chosen
+    cut = json.loads(json.dumps(fused))  # a run of the first 8 layers (--layers 8): the report's own layer count
+    cut["architectures"]["flan-t5-xxl"].update(layers=8, decode_all_reduces_per_token=24)
+    (tmp_path / "cut.json").write_text(json.dumps(cut))
+    assert bench_handler.main(["--tp", "2", "--project", str(tmp_path / "cut.json")]) == 0
+    eight = json.loads((tmp_path / "cut.json").read_text())["projection"]["flan-t5-xxl"]["h200"]
+    assert eight["all_reduce_ms_per_token"] == pytest.approx(16 * added["4096x2048"] + 8 * added["4096x5120"], abs=1e-3)
     llama = json.loads(json.dumps(fused))
     llama["architectures"]["flan-t5-xxl"]["model_config"] = "TheBloke--Llama-2-7B-Chat-fp16.json"
     (tmp_path / "llama.json").write_text(json.dumps(llama))
