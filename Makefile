@@ -32,7 +32,7 @@ lint: setup
 	$(PY) -m mypy
 
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --maxprocesses=4  # one process per core, at most 4 (pytest-xdist)
 
 synth: setup
 	node_modules/.bin/cdk synth -q $(ARGS)

@@ -28,10 +28,8 @@ import gc
 import json
 import logging
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -389,14 +387,19 @@ def main(argv: list[str] | None = None) -> int:
     if device == "cuda" and not torch.cuda.is_available():
         print("bench_handler: needs an NVIDIA GPU (torch.cuda.is_available() is False)", file=sys.stderr)
         return 2
-    work = args.work or Path(tempfile.mkdtemp(prefix="bench-handler-"))
-    work.mkdir(parents=True, exist_ok=True)
-    model_py = args.model_py or render_model_py(deployment_context(args), work / "code")
+    with bench_load.scratch_folder(args.work, "bench-handler-") as work:
+        model_py = args.model_py or render_model_py(deployment_context(args), work / "code")
+        if args.startup_only:
+            return startup_only(args, model_py, work / "checkpoint")
+        with bench_load.cold_compiler_caches():
+            return run(args, argv, device, work, model_py)
+
+
+def run(args: argparse.Namespace, argv: list[str] | None, device: str, work: Path, model_py: Path) -> int:
+    """Every measurement of one handler on one GPU (main's body once its folders are set up)."""
+    import torch
+
     checkpoint = work / "checkpoint"
-    if args.startup_only:
-        return startup_only(args, model_py, checkpoint)
-    for name in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):  # cold: nothing this run compiled before
-        os.environ.setdefault(name, tempfile.mkdtemp(prefix=f"bench-{name.lower()}-"))
     config_path = args.model_config or ROOT / "lmi_deploy" / "model_configs" / "google--flan-t5-xxl.json"
     model_config = json.loads(config_path.read_text())
     gpu = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
@@ -444,8 +447,6 @@ def main(argv: list[str] | None = None) -> int:
     # last, as the longest and least central step: the table is written even if a time limit cuts this one
     loading["compile_cache"] = compile_cache_startup(handler, model_py, checkpoint, work, args, variants)
     write_report(args, argv, gpu, config_path, model_config, measured)
-    if not args.work:
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

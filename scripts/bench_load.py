@@ -8,17 +8,50 @@ faster than any disk (the eviction did nothing) is flagged rather than reported 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 _CHUNK = 64 << 20
 _NO_DISK_IS_THIS_FAST = 30e9  # bytes/s: beyond any local NVMe array of these instances; the page cache answered
+_COMPILER_CACHES = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
+
+
+@contextlib.contextmanager
+def scratch_folder(given: Path | None, prefix: str) -> Iterator[Path]:
+    """``given`` (created if missing, kept), else a new temporary folder removed on the way out, however the run
+    ends: a benchmark's checkpoints are tens of GB, and a run cut short must not leave them behind."""
+    if given is not None:
+        given.mkdir(parents=True, exist_ok=True)
+        yield given
+        return
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def cold_compiler_caches() -> Iterator[None]:
+    """Empty TorchInductor and Triton caches for what runs inside (nothing compiled before counts), unless the caller
+    chose their folders; the folders and the variables are gone afterwards."""
+    chosen = [name for name in _COMPILER_CACHES if name not in os.environ]
+    with scratch_folder(None, "bench-caches-") as scratch:
+        os.environ.update({name: str(scratch / name.lower()) for name in chosen})
+        try:
+            yield
+        finally:
+            for name in chosen:
+                os.environ.pop(name, None)
 
 
 def drop_page_cache(files: list[Path], system: bool = True) -> str:
@@ -82,13 +115,11 @@ def disk_cold(files: list[Path], load: Any, release: Any, system: bool = True) -
 
 def startup_in_fresh_process(script: Path, argv: list[str], out: Path) -> dict[str, Any]:
     """Run ``script --startup-only`` in a new process with empty compiler caches; what it reports."""
-    environment = dict(os.environ)
-    scratch = Path(tempfile.mkdtemp(prefix="bench-startup-"))
-    environment["TORCHINDUCTOR_CACHE_DIR"] = str(scratch / "inductor")
-    environment["TRITON_CACHE_DIR"] = str(scratch / "triton")
     command = [sys.executable, str(script), *argv, "--startup-only", str(out)]
     started = time.perf_counter()
-    result = subprocess.run(command, env=environment, check=False, capture_output=True, text=True)
+    with scratch_folder(None, "bench-startup-") as scratch:
+        environment = {**os.environ, **{name: str(scratch / name.lower()) for name in _COMPILER_CACHES}}
+        result = subprocess.run(command, env=environment, check=False, capture_output=True, text=True)
     if result.returncode != 0 or not out.exists():
         tail = (result.stderr or result.stdout)[-2000:]
         return {"error": f"exit {result.returncode}", "log_tail": tail}

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from scripts import bench_handler, kernel_trace  # noqa: E402
+from scripts import bench_handler, bench_load, kernel_trace  # noqa: E402
 
 # appended to the rendered model.py in the benchmark's copy: the ranks' all-reduce probe (function "probe")
 PROBE = '''
@@ -302,9 +303,14 @@ def main(argv: list[str] | None = None) -> int:
         count = torch.cuda.device_count()
         print(f"bench_handler --tp {args.tp}: needs {args.tp} GPUs, {count} visible", file=sys.stderr)
         return 2
-    import tempfile
+    with bench_load.scratch_folder(args.work, "bench-tp-") as work:
+        return run(args, argv, work)
 
-    work = args.work or Path(tempfile.mkdtemp(prefix="bench-tp-"))
+
+def run(args: argparse.Namespace, argv: list[str] | None, work: Path) -> int:
+    """Every architecture's setups, one after another, and the report (main's body once ``work`` exists)."""
+    import torch
+
     model_py = prepare_model_py(args, work)
     gpu = torch.cuda.get_device_name(0)
     bandwidth = bench_handler.copy_bandwidth(torch, "cuda")
@@ -314,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     for config_path in args.model_config or [ROOT / "lmi_deploy" / "model_configs" / "google--flan-t5-xxl.json"]:
         name = config_path.stem.replace("google--", "")
         report["architectures"][name] = run_architecture(config_path, work / name, model_py, args, bandwidth)
+        if not args.work:  # its checkpoint (tens of GB) before the next architecture writes its own
+            shutil.rmtree(work / name, ignore_errors=True)
         (args.out / f"tp{args.tp}-partial.json").write_text(json.dumps(report, indent=1) + "\n")
     report["command"] = "python scripts/bench_handler.py " + " ".join(sys.argv[1:] if argv is None else argv)
     report["versions"] = {"torch": torch.__version__, "python": sys.version.split()[0]}

@@ -17,11 +17,14 @@ or ``X-Amzn-SageMaker-Inference-Component`` header (or ``POST /models/NAME/invok
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +39,7 @@ from lmi_deploy.runtime.server import ModelServer, serve
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Serve until Ctrl-C; exit 2 with one line on a bad config or a model that fails to load."""
+    """Serve until Ctrl-C or SIGTERM; exit 2 with one line on a bad config or a model that fails to load."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_config_arguments(parser)
     parser.add_argument("--model-code", help="a rendered model_code/<deployment> folder")
@@ -50,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
     try:
-        with tempfile.TemporaryDirectory(prefix="lmi-serve-") as scratch:
+        with sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="lmi-serve-") as scratch:
             given = args.model_dir[-1] if args.model_dir else None
             if args.model_code:
                 model_code = Path(args.model_code)
@@ -80,7 +83,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"lmi-deploy: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before the model was ready: stopped while loading
+        print("lmi-deploy: stopped before the model was ready", file=sys.stderr)
+        return 130
     return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``docker stop``, systemd, a CI job's timeout) stops the server as Ctrl-C does: the HTTP server shut
+    down, the scratch folder with the rendered code removed, the ranks' processes ended at exit. Without it the
+    default action kills the process on the spot and leaves all of that behind."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def serve_several(multi: MultiModelDeployment, args: argparse.Namespace, scratch: Path) -> int:

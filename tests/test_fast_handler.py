@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -255,8 +257,16 @@ def test_handler_options_are_validated() -> None:
         load_config({**g6e, "container_startup_health_check_timeout": "400"})
 
 
-def test_bench_handler_runs_end_to_end_on_the_cpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The GPU benchmark's every step on a two-layer T5 (its figures mean nothing on a CPU; its plumbing does)."""
+def test_bench_handler_runs_end_to_end_on_the_cpu(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The GPU benchmark's every step on a two-layer T5 (its figures mean nothing on a CPU; its plumbing does), and
+    nothing left behind: its checkpoint folder and cold compiler caches are temporary."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    for name in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
     tiny = {
         "model_type": "t5",
         "vocab_size": 320,
@@ -289,3 +299,5 @@ def test_bench_handler_runs_end_to_end_on_the_cpu(tmp_path: Path, capsys: pytest
         assert row[key] > 0
     assert startup["handler"]["startup_s"] >= startup["handler"]["load_s"] > 0 and report["versions"]["torch"]
     assert "vs static" in capsys.readouterr().out
+    assert not list(scratch.iterdir())  # the checkpoint and the caches are gone
+    assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ and "TRITON_CACHE_DIR" not in os.environ

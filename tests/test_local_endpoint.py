@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
 import sys
@@ -140,6 +141,7 @@ def test_accelerate_llama_streams_what_it_generates(tiny_models: dict[str, Path]
 
 BATCHING_HANDLER = """
 import json
+import os
 import time
 
 from djl_python import Input, Output
@@ -381,11 +383,14 @@ def test_fastertransformer_handler_over_http_with_a_fake_engine(
         http.shutdown()
 
 
-def test_serve_local_script_renders_and_serves(tiny_models: dict[str, Path]) -> None:
+def test_serve_local_script_renders_and_serves(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    """Render on the fly, serve, answer; SIGTERM (docker stop) stops it cleanly: exit 0, its scratch folder gone."""
     import subprocess
 
     port = free_port()
     root = Path(__file__).resolve().parent.parent
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -405,6 +410,7 @@ def test_serve_local_script_renders_and_serves(tiny_models: dict[str, Path]) -> 
         stderr=subprocess.PIPE,
         text=True,
         cwd=root,
+        env={**os.environ, "TMPDIR": str(scratch)},
     )
     try:
         assert process.stdout is not None
@@ -414,9 +420,12 @@ def test_serve_local_script_renders_and_serves(tiny_models: dict[str, Path]) -> 
             {"inputs": "summarize: a", "parameters": {"max_new_tokens": 2}}
         )
         assert len(answer["outputs"]) == 1
+        assert [path.name[:10] for path in scratch.iterdir()] == ["lmi-serve-"]  # the rendered code, while up
     finally:
         process.terminate()
         process.wait(timeout=10)
+    assert process.returncode == 0, process.stderr.read() if process.stderr else ""
+    assert not list(scratch.iterdir())
     bad = subprocess.run(
         [
             sys.executable,
