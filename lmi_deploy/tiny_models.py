@@ -87,4 +87,23 @@ def make(folder: Path, kind: str = "t5", seed: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)  # type: ignore[attr-defined]
+    if kind == "flan-t5":
+        _own_lm_head(folder, model.config.d_model, vocab)
     return folder
+
+
+def _own_lm_head(folder: Path, width: int, vocab: int) -> None:
+    """Give the checkpoint an LM head of its own, as published flan-t5 (T5 v1.1) checkpoints have: ``lm_head.weight``
+    beside ``shared.weight`` and ``tie_word_embeddings: false``. transformers 5 saves every T5 tied (its T5Config
+    forces ``tie_word_embeddings=True``), so the head is written into the safetensors file here."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    weights = folder / "model.safetensors"
+    tensors = load_file(weights)
+    tensors["lm_head.weight"] = torch.randn(vocab, width) * 0.05
+    save_file(tensors, weights, metadata={"format": "pt"})
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": False}, indent=2) + "\n")

@@ -191,22 +191,29 @@ def test_compile_happens_at_load_and_never_on_a_request(
     torch._dynamo.reset()
 
 
-def test_direct_load_converts_dtypes_and_rejects_truncated_shards(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+def test_direct_load_is_from_pretrained_and_rejects_truncated_shards(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """The weights from_pretrained gives, converted to the model's dtype; flan-t5's own LM head stays its own (a bare
+    tie_weights() under transformers 5 would swap it for the input embeddings)."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    from lmi_deploy import tiny_models as make_tiny
 
     rendered(tiny_models, "llama", tmp_path / "code")  # imports the shipped lmi_handlers
+    flan = make_tiny.make(tmp_path / "flan-t5", "flan-t5")  # lm_head.weight beside shared.weight, as published
+    for folder, kind in ((tiny_models["llama"], AutoModelForCausalLM), (flan, AutoModelForSeq2SeqLM)):
+        config = AutoConfig.from_pretrained(folder)
+        model = shipped("fast_load").load_direct(str(folder), kind, config, torch.bfloat16, torch.device("cpu"))
+        reference = kind.from_pretrained(folder, dtype=torch.bfloat16)
+        assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+        mine, theirs = model.state_dict(), reference.state_dict()
+        assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine), folder
+    assert not torch.equal(model.lm_head.weight, model.shared.weight)
+
     folder = tiny_models["llama"]
     config = AutoConfig.from_pretrained(folder)
-    model = shipped("fast_load").load_direct(
-        str(folder), AutoModelForCausalLM, config, torch.bfloat16, torch.device("cpu")
-    )
-    reference = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
-    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
-    assert all(
-        torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values(), strict=True)
-    )
-
     broken = tmp_path / "broken"
     shutil.copytree(folder, broken)
     shard = next(broken.glob("*.safetensors"))

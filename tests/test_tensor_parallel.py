@@ -99,6 +99,60 @@ CRASHING_HANDLER = textwrap.dedent(
 )
 
 
+HEAD_HANDLER = textwrap.dedent(
+    """
+    import json
+
+    import torch
+    from djl_python import Output
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    from lmi_deploy.handlers.tensor_parallel import init_ranks
+    from lmi_deploy.handlers.tp_shards import load_shard
+
+
+    def handle(inputs):
+        if inputs.is_empty():
+            return None
+        ranks, found = init_ranks(2, {}), {}
+        for folder in json.loads(inputs.get_as_string()):
+            config = AutoConfig.from_pretrained(folder)
+            kind = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
+            head = load_shard(folder, kind, config, torch.float32, ranks).get_output_embeddings()
+            whole = kind.from_pretrained(folder, dtype=torch.float32).get_output_embeddings()
+            hidden = torch.randn(3, 2, head.in_features, generator=torch.Generator().manual_seed(0))
+            found[folder] = [type(head).__name__, head.weight.shape[0], torch.equal(head(hidden), whole(hidden))]
+        return Output().add(json.dumps(found))
+    """
+)
+
+
+def test_an_untied_lm_head_splits_by_vocabulary_and_returns_the_whole_logits(
+    gated_t5: Path, tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """Each rank reads half the LM head (its vocabulary rows) where the head is its own weights; the logits every rank
+    gets are exactly the unsplit head's. A head tied to the input embeddings stays whole."""
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "model.py").write_text(HEAD_HANDLER)
+    (code / "serving.properties").write_text("engine=MPI\noption.tensor_parallel_degree=2\nuse_passive_workers=false\n")
+    server = ModelServer(code, tmp_path).start()
+    folders = [str(gated_t5), str(tiny_models["llama"]), str(tiny_models["t5"])]
+    try:
+        assert server.wait_ready(60), server.failure
+        reply = server.invoke(json.dumps(folders).encode(), {})
+    finally:
+        if server.group is not None:
+            server.group.stop()
+    assert reply.status == 200, reply.body
+    found = json.loads(reply.body)
+    vocab = {folder: json.loads((Path(folder) / "config.json").read_text())["vocab_size"] for folder in folders}
+    flan, llama, tied = folders
+    assert found[flan] == ["VocabParallelHead", vocab[flan] // 2, True]
+    assert found[llama] == ["VocabParallelHead", vocab[llama] // 2, True]
+    assert found[tied] == ["Linear", vocab[tied], True]
+
+
 def test_a_rank_that_dies_is_reported_as_the_container_does_and_the_ranks_restart(tmp_path: Path) -> None:
     code = tmp_path / "code"
     code.mkdir()

@@ -224,7 +224,8 @@ class FastDecoder:
 
             self.decoder_config = copy.copy(self.decoder_config)
             self.decoder_config.num_layers = config.num_decoder_layers  # the cache holds decoder layers
-        self.vocab = model.get_output_embeddings().weight.shape[0]
+        head = model.get_output_embeddings()
+        self.vocab = getattr(head, "vocab", head.weight.shape[0])  # a vocab-parallel head's whole width
         self.start_token = getattr(model.generation_config, "decoder_start_token_id", None)
         if self.start_token is None:
             self.start_token = getattr(config, "decoder_start_token_id", None)

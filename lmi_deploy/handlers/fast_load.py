@@ -157,6 +157,21 @@ class _ParametersOnMeta:
         torch.nn.Module.register_parameter = self.original
 
 
+def tie_weights_not_loaded(model: Any, loaded: set[str]) -> None:
+    """``model.tie_weights()``, as from_pretrained ties, but a parameter the checkpoint gave (``loaded``) keeps its
+    own values where tying would replace them with different ones. transformers 5's T5Config declares every T5 head
+    tied to the input embeddings (``tie_word_embeddings`` forced to True), so a bare ``tie_weights()`` would swap
+    flan-t5's own ``lm_head`` for ``shared``: other answers than from_pretrained, which keeps a pair whose checkpoint
+    values differ."""
+    given = {name: param for name, param in model.named_parameters(remove_duplicate=False) if name in loaded}
+    model.tie_weights()
+    for name, param in given.items():
+        now = model.get_parameter(name)
+        if now is not param and not (now.shape == param.shape and torch.equal(now, param)):
+            owner, _, leaf = name.rpartition(".")
+            setattr(model.get_submodule(owner), leaf, param)
+
+
 def load_direct(location: str, model_class: Any, config: Any, dtype: Any, device: Any) -> Any:
     """The model with its weights read straight to ``device``, or None where this path does not apply."""
     from concurrent.futures import ThreadPoolExecutor
@@ -176,7 +191,7 @@ def load_direct(location: str, model_class: Any, config: Any, dtype: Any, device
         if target is not None and tensor.dtype != target.dtype:
             state[name] = tensor.to(target.dtype)
     model.load_state_dict(state, strict=False, assign=True)
-    model.tie_weights()
+    tie_weights_not_loaded(model, set(state))
     missing = [name for name, param in model.named_parameters() if param.device.type == "meta"]
     if missing:
         logging.warning("fast_load: %s... are not in the checkpoint; using from_pretrained", missing[:3])

@@ -169,12 +169,13 @@ class OneShotAllReduce:
     buffer the others can read over NVLink, and one kernel (a barrier, then each rank reads and adds every peer's
     buffer) leaves the sum on every rank: a few microseconds where NCCL's ring takes tens for [batch, d_model].
     Two buffers are used in turn, so a rank never overwrites the buffer a slower peer may still be reading (every
-    call starts with the barrier). Where torch has ``one_shot_all_reduce_copy`` the copy happens inside that kernel
-    (72 kernels fewer per flan-t5-xxl token). Used only where it matches NCCL's sum, eagerly and in a CUDA graph
-    (``enable_one_shot``).
+    call starts with the barrier); one buffer does where another collective always runs between two calls (the LM
+    head's sum, once a step, after the layers' sums). Where torch has ``one_shot_all_reduce_copy`` the copy happens
+    inside that kernel (72 kernels fewer per flan-t5-xxl token). Used only where it matches NCCL's sum, eagerly and in
+    a CUDA graph (``enable_one_shot``).
     """
 
-    def __init__(self, ranks: Ranks, capacity: int) -> None:
+    def __init__(self, ranks: Ranks, capacity: int, buffers: int = 2) -> None:
         import torch.distributed._symmetric_memory as symm_mem
 
         self.group_name = torch.distributed.group.WORLD.group_name
@@ -184,7 +185,7 @@ class OneShotAllReduce:
                 warnings.simplefilter("ignore", FutureWarning)
                 enable(self.group_name)
         self.capacity = capacity
-        self.buffers = [symm_mem.empty(capacity, dtype=torch.float32, device=ranks.device) for _ in range(2)]
+        self.buffers = [symm_mem.empty(capacity, dtype=torch.float32, device=ranks.device) for _ in range(buffers)]
         for buffer in self.buffers:
             symm_mem.rendezvous(buffer, self.group_name)
         self.turn = 0
@@ -192,7 +193,7 @@ class OneShotAllReduce:
 
     def __call__(self, tensor: Any) -> Any:
         buffer = self.buffers[self.turn][: tensor.numel()].view(tensor.shape)
-        self.turn ^= 1
+        self.turn = (self.turn + 1) % len(self.buffers)
         if self.copying:  # the copy into the buffer inside the all-reduce's kernel: one kernel, not two
             return torch.ops.symm_mem.one_shot_all_reduce_copy(buffer, tensor, "sum", self.group_name)
         buffer.copy_(tensor)
