@@ -7,6 +7,7 @@ For the tests and the ``make local`` demo: a T5 (encoder-decoder) and a Llama (d
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 CORPUS = [
     "translate English to German: the house is wonderful",
@@ -88,22 +89,34 @@ def make(folder: Path, kind: str = "t5", seed: int = 0) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)  # type: ignore[attr-defined]
     if kind == "flan-t5":
-        _own_lm_head(folder, model.config.d_model, vocab)
+        own_lm_head(folder, model.config.d_model, vocab)
     return folder
 
 
-def _own_lm_head(folder: Path, width: int, vocab: int) -> None:
-    """Give the checkpoint an LM head of its own, as published flan-t5 (T5 v1.1) checkpoints have: ``lm_head.weight``
-    beside ``shared.weight`` and ``tie_word_embeddings: false``. transformers 5 saves every T5 tied (its T5Config
-    forces ``tie_word_embeddings=True``), so the head is written into the safetensors file here."""
+def own_lm_head(folder: Path, width: int, vocab: int, device: str = "cpu", dtype: Any = None) -> None:
+    """Give a saved checkpoint an LM head of its own where it has none, as published flan-t5 / flan-ul2 (T5 v1.1)
+    checkpoints have: ``lm_head.weight`` beside ``shared.weight`` and ``tie_word_embeddings: false``. transformers 5
+    saves every T5 tied (its T5Config forces ``tie_word_embeddings=True``), so the head is added here: into
+    ``model.safetensors``, or as one more shard named in the index of a sharded checkpoint."""
     import json
 
     import torch
     from safetensors.torch import load_file, save_file
 
-    weights = folder / "model.safetensors"
-    tensors = load_file(weights)
-    tensors["lm_head.weight"] = torch.randn(vocab, width) * 0.05
-    save_file(tensors, weights, metadata={"format": "pt"})
+    head = (torch.randn(vocab, width, device=device, dtype=dtype or torch.float32) * 0.05).cpu()
+    index_path = folder / "model.safetensors.index.json"
+    if index_path.exists():
+        index = json.loads(index_path.read_text())
+        if "lm_head.weight" in index["weight_map"]:
+            return
+        save_file({"lm_head.weight": head}, folder / "lm_head.safetensors", metadata={"format": "pt"})
+        index["weight_map"]["lm_head.weight"] = "lm_head.safetensors"
+        index.setdefault("metadata", {})["total_size"] = index.get("metadata", {}).get("total_size", 0) + head.nbytes
+        index_path.write_text(json.dumps(index, indent=2) + "\n")
+    else:
+        tensors = load_file(folder / "model.safetensors")
+        if "lm_head.weight" in tensors:
+            return
+        save_file({**tensors, "lm_head.weight": head}, folder / "model.safetensors", metadata={"format": "pt"})
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": False}, indent=2) + "\n")

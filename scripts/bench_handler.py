@@ -102,7 +102,7 @@ def build_checkpoint(folder: Path, model_config: dict[str, Any], layers: int | N
     import torch
     from transformers import AutoConfig, AutoModelForSeq2SeqLM
 
-    from lmi_deploy.tiny_models import _tokenizer
+    from lmi_deploy.tiny_models import _tokenizer, own_lm_head
 
     config = AutoConfig.for_model(**model_config)
     if layers:
@@ -118,6 +118,8 @@ def build_checkpoint(folder: Path, model_config: dict[str, Any], layers: int | N
     model = model.to(torch.bfloat16).eval()
     started = time.perf_counter()
     model.save_pretrained(folder, max_shard_size="5GB")
+    if model_config.get("tie_word_embeddings") is False:  # flan-t5, flan-ul2: an LM head of its own, as published
+        own_lm_head(folder, config.d_model, config.vocab_size, device, torch.bfloat16)
     _tokenizer().save_pretrained(folder)  # type: ignore[attr-defined]
     size = sum(f.stat().st_size for f in folder.glob("*.safetensors"))
     log(f"saved {size / 1e9:.1f} GB in {time.perf_counter() - started:.1f} s")
