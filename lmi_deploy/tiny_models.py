@@ -119,4 +119,5 @@ def own_lm_head(folder: Path, width: int, vocab: int, device: str = "cpu", dtype
             return
         save_file({**tensors, "lm_head.weight": head}, folder / "model.safetensors", metadata={"format": "pt"})
     config = json.loads((folder / "config.json").read_text())
+    config.pop("scale_decoder_outputs", None)  # transformers 5's record of a tied T5: derived from the line below
     (folder / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": False}, indent=2) + "\n")
