@@ -221,6 +221,39 @@ def test_shards_follow_from_shapes_and_refuse_what_does_not_split() -> None:
     assert "not among the tensor-parallel plans" in str(plan_problem(config, 2))
 
 
+def test_each_sum_takes_the_path_its_size_was_chosen_for() -> None:
+    """Decode-step sums through the one-shot buffers, a prompt pass's up to the size timed at load through the
+    two-shot ones, anything larger through NCCL; the two-shot sum is tried only beside a working one-shot sum on
+    NCCL, and sized by the largest prompt pass of the warm shapes as the decoder pads it."""
+    from lmi_deploy.handlers import prompt_sums
+    from lmi_deploy.handlers.tensor_parallel import Ranks
+
+    class Buffers:
+        def __init__(self, name: str, capacity: int) -> None:
+            self.name, self.capacity = name, capacity
+
+        def __call__(self, tensor: Any) -> str:
+            return self.name
+
+    class Recorded(Ranks):
+        def all_reduce(self, tensor: Any) -> None:
+            tensor.fill_(-1)
+
+    import torch
+
+    ranks = Recorded(0, 2, "cpu", "gloo", None, one_shot=Buffers("one-shot", 8), two_shot=Buffers("two-shot", 64))
+    taken = [ranks.summed(torch.zeros(n)) for n in (1, 8, 9, 64)]
+    assert taken == ["one-shot", "one-shot", "two-shot", "two-shot"]
+    assert torch.equal(ranks.summed(torch.zeros(65)), torch.full((65,), -1.0))  # NCCL, in place
+    assert prompt_sums.largest_values([(4, 128, 64), (1, 100, 8)], 4096) == 4 * 128 * 4096
+    assert prompt_sums.largest_values([(3, 100, 8)], 10) == 4 * 128 * 10 and prompt_sums.largest_values([], 10) == 0
+    assert prompt_sums.choose(ranks, 1 << 20) is None  # gloo: NCCL's (gloo's) sums
+    nccl = Recorded(0, 2, "cpu", "nccl", None)
+    assert prompt_sums.choose(nccl, 1 << 20) is None  # no one-shot sum: no peer access was proven
+    nccl.one_shot = Buffers("one-shot", 1 << 20)
+    assert prompt_sums.choose(nccl, 1 << 20) is None  # nothing above the one-shot's size to sum
+
+
 def test_bench_handler_tp_projects_the_two_gpu_run_to_four_a10gs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-from . import compile_cache, decode_attention, gemv, gemv_all_reduce, hf_generate
+from . import compile_cache, decode_attention, gemv, gemv_all_reduce, hf_generate, prompt_sums
 from .fast_decode import COMPILE_DEVICES, FastDecoder, parse_warm_shapes
 from .fast_load import CheckpointError, fast_load_device, load_direct, stale_single_file
 from .fused_projections import fuse_projections
@@ -64,6 +64,7 @@ class AccelerateHandler(Handler):
         self.chars_per_token = 0  # of the loaded tokenizer
         self.compile_cache_loaded = False  # whether a staged compile cache was loaded at startup
         self.kernel_timings: dict[str, Any] = {}  # gemv.choose's measurements on this GPU, where it ran
+        self.prompt_sums: dict[str, Any] | None = None  # prompt_sums.choose's, under tensor parallelism
         self.attention_restore: Any = None  # undoes decode_attention.install where the kernel serves
         self.ranks: Ranks | None = None  # this rank's process group under engine=MPI (None: one process)
 
@@ -81,6 +82,10 @@ class AccelerateHandler(Handler):
         model, tokenizer, seq2seq = self.load_model(properties)
         if model is IDLE:
             return IDLE
+        if self.ranks is not None:  # before any prompt pass is captured in a CUDA graph: how its sums run
+            shapes = parse_warm_shapes(properties.get("warm_shapes", ",".join(self.warm_shapes)))
+            width = model.get_input_embeddings().weight.shape[1]
+            self.prompt_sums = prompt_sums.choose(self.ranks, prompt_sums.largest_values(shapes, width))
         fast = self.fast_decoder(model, tokenizer, seq2seq, properties)
         self.timeout = request_timeout(properties, self.request_timeout_s)
         self.chars_per_token = chars_per_token(tokenizer)

@@ -37,6 +37,7 @@ class Ranks:
     backend: str
     control: Any  # a gloo group for host-side decisions (the NCCL group reduces device tensors)
     one_shot: Any = None  # OneShotAllReduce where it passed its check (GPUs with peer access), else NCCL
+    two_shot: Any = None  # TwoShotAllReduce for a prompt pass's larger sums where it checked out and beat NCCL
 
     @property
     def answering(self) -> bool:
@@ -48,9 +49,13 @@ class Ranks:
         torch.distributed.all_reduce(tensor)
 
     def summed(self, tensor: Any) -> Any:
-        """``tensor`` summed over the ranks: the one-shot path for a decode step's small tensors, else NCCL."""
+        """``tensor`` summed over the ranks: the one-shot path for a decode step's small tensors, the two-shot path for
+        a prompt pass's where it was chosen (``prompt_sums.choose``), else NCCL. The result may sit in a buffer the
+        next sums reuse: read it (or copy it) before summing more."""
         if self.one_shot is not None and tensor.numel() <= self.one_shot.capacity:
             return self.one_shot(tensor)
+        if self.two_shot is not None and tensor.numel() <= self.two_shot.capacity:
+            return self.two_shot(tensor)
         self.all_reduce(tensor)
         return tensor
 
@@ -200,12 +205,27 @@ class OneShotAllReduce:
         return torch.ops.symm_mem.one_shot_all_reduce(buffer, "sum", self.group_name)
 
 
+class TwoShotAllReduce(OneShotAllReduce):
+    """A prompt pass's all-reduce of megabytes (its rows x the model's width, fp32) through symmetric memory's
+    two-shot algorithm: the tensor is copied into this rank's buffer, each rank sums its 1/N of it from every peer's
+    buffer over NVLink and writes that part of the sum into every peer's buffer. Each value crosses the link twice,
+    as in NCCL's ring, with one kernel and no ring steps. The same two buffers in turn as the one-shot sum."""
+
+    def __call__(self, tensor: Any) -> Any:
+        buffer = self.buffers[self.turn][: tensor.numel()].view(tensor.shape)
+        self.turn = (self.turn + 1) % len(self.buffers)
+        buffer.copy_(tensor)
+        torch.ops.symm_mem.two_shot_all_reduce_(buffer, "sum", self.group_name)
+        return buffer
+
+
 def _sums_as_nccl(one_shot: OneShotAllReduce, ranks: Ranks, capacity: int) -> bool:
-    """Whether ``one_shot`` leaves NCCL's sum on this rank, eagerly and replayed from a CUDA graph."""
+    """Whether ``one_shot`` (or a two-shot sum) leaves NCCL's sum on this rank, eagerly and replayed from a CUDA
+    graph."""
     probe = torch.arange(capacity // 2, dtype=torch.float32, device=ranks.device) * (ranks.rank + 1)
     expected = probe.clone()
     torch.distributed.all_reduce(expected)
-    eager = one_shot(probe)
+    eager = one_shot(probe).clone()  # a two-shot sum leaves it in a buffer the next calls reuse
     graph, stream = torch.cuda.CUDAGraph(), torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):

@@ -171,7 +171,10 @@ class ModelSettings(BaseModel):
         "row-wise products and their sums run in one Triton kernel (`gemv_all_reduce`) per matrix shape and row count "
         "where that matches NCCL's sum at load and beats the product then the sum (each rank writes its part into "
         "its peers' memory; 11.0 against 14.3 us on a 4096x2048 matrix on 2 x H200; TP 2 against TP 1: flan-t5-xxl "
-        "0.76x, flan-ul2 0.71x). `nccl`: always NCCL, no fused kernel.",
+        "0.76x, flan-ul2 0.71x). A prompt pass's larger sums (rows x width, megabytes) go through symmetric "
+        "memory's two-shot sum where it matches NCCL's and beat NCCL in this machine's timing at load on the largest "
+        "`warm_shapes` prompt (NCCL took ~49 us for 8 MB on 2 x H200). An LM head split by vocabulary sums its "
+        "logits through a one-shot buffer of its own. `nccl`: always NCCL, no fused kernel.",
         json_schema_extra=shown("`one_shot` on instances with NVLink (p4d, p5, ...), `nccl` on PCIe-only ones"),
     )
     fast_load: bool | None = Field(
