@@ -111,25 +111,24 @@ class RowParallelLinear(torch.nn.Linear):  # type: ignore[misc]
 class VocabParallelHead(torch.nn.Linear):  # type: ignore[misc]
     """The LM head split by vocabulary (Megatron's vocab-parallel output layer): this rank holds rows
     ``[rank * out_features, (rank + 1) * out_features)`` of the checkpoint's head and computes those logits; each rank
-    places its part among zeros (fp32: exact for 16-bit logits) and one all-reduce leaves every rank the whole row of
-    logits, as the unsplit head would return them (same values, same dtype). Each rank reads 1/degree of the head per
-    token instead of all of it: flan-t5-xxl's 32128 x 4096 head is 263 MB a token, 4 ms of a 64-token request on an
-    H200 and more on an A10G's 600 GB/s."""
+    places its part among zeros and one all-reduce leaves every rank the whole row of logits, as the unsplit head would
+    return them (same values, same dtype: with one rank's value and zeros, even a 16-bit sum is exact). Each rank
+    reads 1/degree of the head per token instead of all of it: flan-t5-xxl's 32128 x 4096 head is 263 MB a token,
+    4 ms of a 64-token request on an H200 and more on an A10G's 600 GB/s."""
 
     ranks: Ranks
     vocab: int  # the whole vocabulary: what callers see as the head's output width
     one_shot: OneShotAllReduce | None = None  # its own buffer: the row-wise sums' turns per step stay as they were
 
     def forward(self, x: Any) -> Any:
-        part = torch.nn.functional.linear(x, self.weight).float()
         rows = self.weight.shape[0]
         start = self.ranks.rank * rows
-        whole = torch.nn.functional.pad(part, (start, self.vocab - start - rows))
-        if self.one_shot is not None and whole.numel() <= self.one_shot.capacity:
-            whole = self.one_shot(whole)  # the sum in the symmetric buffer, which the next step's sum overwrites
-        else:
-            self.ranks.all_reduce(whole)
-        return whole.to(dtype=x.dtype, copy=True)
+        whole = torch.nn.functional.pad(torch.nn.functional.linear(x, self.weight), (start, self.vocab - start - rows))
+        if self.one_shot is not None and whole.numel() <= self.one_shot.capacity:  # its buffers hold fp32
+            return self.one_shot(whole.float()).to(dtype=x.dtype, copy=True)  # a copy: the next step reuses the buffer
+        # NCCL in the model's dtype, exact: each logit is one rank's value plus zeros (half the bytes of fp32 on PCIe)
+        self.ranks.all_reduce(whole)
+        return whole
 
 
 def _head_one_shot(head: VocabParallelHead, ranks: Ranks) -> None:
