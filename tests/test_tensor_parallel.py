@@ -254,6 +254,56 @@ def test_each_sum_takes_the_path_its_size_was_chosen_for() -> None:
     assert prompt_sums.choose(nccl, 1 << 20) is None  # nothing above the one-shot's size to sum
 
 
+def test_the_two_shot_sum_serves_a_prompt_pass_only_where_it_checked_out_and_was_faster(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """prompt_sums.choose's decision on every rank (the check, then rank 0's timing), with the GPU parts stood in:
+    the two-shot kernel, its check against NCCL and the CUDA-graph timings."""
+    from lmi_deploy.handlers import prompt_sums
+    from lmi_deploy.handlers.tensor_parallel import Ranks
+
+    class Agreeing(Ranks):  # one rank of two whose peer says the same
+        def agree(self, ok: bool) -> bool:
+            return ok
+
+        def rank_zero_value(self, value: int) -> int:
+            return value
+
+    class TwoShot:
+        def __init__(self, ranks: Ranks, capacity: int) -> None:
+            self.capacity = capacity
+
+        def __call__(self, tensor: Any) -> Any:
+            return tensor
+
+    timings: dict[str, float] = {}
+    checks: list[bool] = []
+    monkeypatch.setattr(prompt_sums, "TwoShotAllReduce", TwoShot)
+    monkeypatch.setattr(prompt_sums, "_sums_as_nccl", lambda reducer, ranks, values: checks.pop(0))
+    monkeypatch.setattr(
+        prompt_sums,
+        "graph_us",
+        lambda function, calls: timings["two_shot" if "two_shot" in function.__code__.co_freevars else "nccl"],
+    )
+
+    def run(check: bool, nccl_us: float, two_shot_us: float, values: int = 1 << 12) -> tuple[Any, Any]:
+        ranks = Agreeing(0, 2, "cpu", "nccl", None, one_shot=type("OneShot", (), {"capacity": 64})())
+        checks.append(check)
+        timings.update(nccl=nccl_us, two_shot=two_shot_us)
+        return prompt_sums.choose(ranks, values), ranks.two_shot
+
+    report, kept = run(True, 49.0, 21.0)
+    assert report == {"values": 1 << 12, "nccl_us": 49.0, "two_shot_us": 21.0, "chosen": "two_shot"}
+    assert isinstance(kept, TwoShot) and kept.capacity == 1 << 12
+    report, kept = run(True, 20.0, 21.0)  # slower here: NCCL stays
+    assert report["chosen"] == "nccl" and kept is None
+    report, kept = run(False, 49.0, 21.0)  # not NCCL's sum: never timed, never used
+    assert report == {"values": 1 << 12, "chosen": "nccl", "why": "the two-shot sum failed its check on a rank"}
+    assert kept is None
+    report, kept = run(True, 49.0, 21.0, values=prompt_sums.MAX_VALUES * 4)  # a bounded buffer; larger ones NCCL
+    assert report["values"] == prompt_sums.MAX_VALUES and kept.capacity == prompt_sums.MAX_VALUES
+
+
 def test_bench_handler_tp_projects_the_two_gpu_run_to_four_a10gs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
