@@ -163,14 +163,23 @@ def decode_allreduces(facts: ModelFacts) -> int:
 def _allreduce_ms(facts: ModelFacts, setup: Setup, tokens: int, prompt: bool) -> float:
     """All-reduces of one pass over ``tokens`` token positions, a latency plus the ring's traffic each: two per layer
     (attention and MLP outputs), three per decoder layer of an encoder-decoder (cross-attention too). The prompt pass
-    of an encoder-decoder runs the encoder's layers."""
+    of an encoder-decoder runs the encoder's layers. A decode step also brings together the logits of the LM head,
+    which tensor-parallel engines split by vocabulary (lmi-deploy's handler where the head has weights of its own):
+    one more, of ``tokens`` x the vocabulary."""
     tp = setup.tensor_parallel
     if tp == 1 or facts.layers is None or facts.hidden_size is None:
         return 0.0
     count = 2 * facts.encoder_layers if prompt and facts.is_encoder_decoder else decode_allreduces(facts)
-    message = tokens * facts.hidden_size * DTYPE_BYTES[setup.dtype]
-    traffic_s = 2 * (tp - 1) / tp * message / (setup.instance.interconnect.gb_s * 1e9)
-    return count * (_link_latency_us(setup, prompt) * 1e-6 + traffic_s) * 1e3
+    latency_s = _link_latency_us(setup, prompt) * 1e-6
+    width = DTYPE_BYTES[setup.dtype] * tokens
+
+    def ring_s(message: float) -> float:
+        return 2 * (tp - 1) / tp * message / (setup.instance.interconnect.gb_s * 1e9)
+
+    seconds = count * (latency_s + ring_s(width * facts.hidden_size))
+    if not prompt and facts.vocab_size:
+        seconds += latency_s + ring_s(width * facts.vocab_size)
+    return seconds * 1e3
 
 
 def _peak_tflops(setup: Setup, used: int) -> float:

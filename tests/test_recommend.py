@@ -102,6 +102,7 @@ def test_all_reduces_and_one_request_at_a_time_by_hand() -> None:
     tp2 = by_name["ml.g5.12xlarge", Engine.VLLM, 2].estimate  # 2 copies of TP2: 2 sequences each
     kv = 2 * 32 * 128 * 2 * 32 * (512 + 64) * 2
     allreduce_ms = 2 * 32 * (30e-6 + 2 * 1 / 2 * 2 * 4096 * 2 / 32e9) * 1e3  # message: 2 sequences x 4096 x 2 bytes
+    allreduce_ms += (30e-6 + 2 * 1 / 2 * 2 * 32000 * 2 / 32e9) * 1e3  # and the logits: 2 sequences x 32000 x 2 bytes
     step_ms = (6_738_411_520 * 2 + kv) / (2 * 600e9 * 0.70) * 1e3 + allreduce_ms + 2 * 32 * 2.0 / 2 / 1e3
     assert (tp2.batch, tp2.turns) == (2, 1)
     assert tp2.allreduce_ms == pytest.approx(allreduce_ms, rel=1e-9)
@@ -127,11 +128,13 @@ def test_the_handlers_one_shot_sums_price_a_decode_step_over_nvlink() -> None:
     vllm = performance.estimate(facts, performance.Setup(instance, Engine.VLLM, 2, "bf16"), work)
     assert (handler.batch, vllm.batch) == (2, 1)  # the handler's static cache runs batches of 2 and up
 
-    def traffic(batch: int) -> float:  # a ring all-reduce over 2 ranks moves the message once
-        return 2 * (2 - 1) / 2 * batch * 4096 * 2 / (instance.interconnect.gb_s * 1e9)
+    def traffic(batch: int, width: int = 4096) -> float:  # a ring all-reduce over 2 ranks moves the message once
+        return 2 * (2 - 1) / 2 * batch * width * 2 / (instance.interconnect.gb_s * 1e9)
 
-    assert handler.allreduce_ms == pytest.approx(72 * (6.9e-6 + traffic(2)) * 1e3, rel=1e-9)
-    assert vllm.allreduce_ms == pytest.approx(72 * (18e-6 + traffic(1)) * 1e3, rel=1e-9)
+    logits = 32128  # one more a step: the LM head's logits, split by vocabulary
+    expected = (72 * (6.9e-6 + traffic(2)) + 6.9e-6 + traffic(2, logits)) * 1e3
+    assert handler.allreduce_ms == pytest.approx(expected, rel=1e-9)
+    assert vllm.allreduce_ms == pytest.approx((72 * (18e-6 + traffic(1)) + 18e-6 + traffic(1, logits)) * 1e3, rel=1e-9)
 
 
 def test_a_model_that_fits_nowhere_names_the_closest_miss(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -185,10 +185,12 @@ def pcie_all_reduce_cost(view: View, derived: Derived) -> Iterator[str]:
     setup, latency = found
     assert view.facts is not None
     count = decode_allreduces(view.facts)
+    logits = " and one of the logits" if view.facts.vocab_size else ""
     yield (
         f"tensor_parallel_degree={setup.tensor_parallel} on {setup.instance.name} (no NVLink): {count} all-reduces "
-        f"per token at ~{latency.allreduce_ms / count * 1e3:.0f} us each add {latency.allreduce_ms:.1f} ms to each "
-        f"token's {latency.step_ms - latency.allreduce_ms:.1f} ms ({STATED.describe()})"
+        f"per token{logits} (~{latency.allreduce_ms / (count + bool(logits)) * 1e3:.0f} us each) add "
+        f"{latency.allreduce_ms:.1f} ms to each token's {latency.step_ms - latency.allreduce_ms:.1f} ms "
+        f"({STATED.describe()})"
     )
 
 
