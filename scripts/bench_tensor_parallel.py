@@ -233,6 +233,8 @@ def compare(results: dict[str, Any], tp: int) -> dict[str, Any]:
         )
         row["one_shot"] = tp_row.get("all_reduce", {}).get("one_shot")
         row["all_reduce_graph_us_each"] = round(tp_row.get("all_reduce", {}).get("graph_us_each", 0.0), 1)
+        if tp_row.get("all_reduce", {}).get("prompt_sums"):  # NCCL or two-shot, timed at load
+            row["prompt_sums"] = tp_row["all_reduce"]["prompt_sums"]
         table[batch] = row
     return table
 
@@ -545,6 +547,8 @@ def print_table(report: dict[str, Any], tp: int, path: Path) -> None:
             others = {key: value for key, value in row.items() if key.startswith(f"tp{tp}-")}
             if others:
                 print(f"{'':>11} {others}")
+            if row.get("prompt_sums"):
+                print(f"{'':>11} prompt pass sums: {row['prompt_sums']}")
     print(f"wrote {path}")
 
 
