@@ -225,8 +225,8 @@ def test_shards_follow_from_shapes_and_refuse_what_does_not_split() -> None:
 
 def test_each_sum_takes_the_path_its_size_was_chosen_for() -> None:
     """Decode-step sums through the one-shot buffers, a prompt pass's up to the size timed at load through the
-    two-shot ones, anything larger through NCCL; the two-shot sum is tried only beside a working one-shot sum on
-    NCCL, and sized by the largest prompt pass of the warm shapes as the decoder pads it."""
+    two-shot ones (never inside a compiled step), anything larger through NCCL; the two-shot sum is tried only beside
+    a working one-shot sum on NCCL, and sized by the largest prompt pass of the warm shapes as the decoder pads it."""
     from lmi_deploy.handlers import prompt_sums
     from lmi_deploy.handlers.tensor_parallel import Ranks
 
@@ -247,6 +247,16 @@ def test_each_sum_takes_the_path_its_size_was_chosen_for() -> None:
     taken = [ranks.summed(torch.zeros(n)) for n in (1, 8, 9, 64)]
     assert taken == ["one-shot", "one-shot", "two-shot", "two-shot"]
     assert torch.equal(ranks.summed(torch.zeros(65)), torch.full((65,), -1.0))  # NCCL, in place
+
+    class Sevens(Buffers):
+        def __call__(self, tensor: Any) -> Any:
+            return tensor * 0 + 7
+
+    ranks.two_shot = Sevens("two-shot", 64)
+    assert torch.equal(ranks.summed(torch.zeros(9)), torch.full((9,), 7.0))
+    compiled = torch.compile(ranks.summed, backend="eager")  # a compiled decode step: never the in-place two-shot
+    assert torch.equal(compiled(torch.zeros(9)), torch.full((9,), -1.0))
+    torch._dynamo.reset()
     assert prompt_sums.largest_values([(4, 128, 64), (1, 100, 8)], 4096) == 4 * 128 * 4096
     assert prompt_sums.largest_values([(3, 100, 8)], 10) == 4 * 128 * 10 and prompt_sums.largest_values([], 10) == 0
     assert prompt_sums.choose(ranks, 1 << 20) is None  # gloo: NCCL's (gloo's) sums

@@ -54,7 +54,9 @@ class Ranks:
         next sums reuse: read it (or copy it) before summing more."""
         if self.one_shot is not None and tensor.numel() <= self.one_shot.capacity:
             return self.one_shot(tensor)
-        if self.two_shot is not None and tensor.numel() <= self.two_shot.capacity:
+        # not inside a compiled decode step: the two-shot kernel sums in place, and was checked and timed as the
+        # prompt pass runs it (eagerly and in CUDA graphs), not in the compiler's graph
+        if self.two_shot is not None and tensor.numel() <= self.two_shot.capacity and not torch.compiler.is_compiling():
             return self.two_shot(tensor)
         self.all_reduce(tensor)
         return tensor
