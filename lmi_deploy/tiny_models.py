@@ -103,21 +103,25 @@ def own_lm_head(folder: Path, width: int, vocab: int, device: str = "cpu", dtype
     import torch
     from safetensors.torch import load_file, save_file
 
-    head = (torch.randn(vocab, width, device=device, dtype=dtype or torch.float32) * 0.05).cpu()
+    def made() -> Any:
+        return (torch.randn(vocab, width, device=device, dtype=dtype or torch.float32) * 0.05).cpu()
+
     index_path = folder / "model.safetensors.index.json"
     if index_path.exists():
         index = json.loads(index_path.read_text())
         if "lm_head.weight" in index["weight_map"]:
             return
+        head = made()
         save_file({"lm_head.weight": head}, folder / "lm_head.safetensors", metadata={"format": "pt"})
         index["weight_map"]["lm_head.weight"] = "lm_head.safetensors"
-        index.setdefault("metadata", {})["total_size"] = index.get("metadata", {}).get("total_size", 0) + head.nbytes
+        metadata = index.setdefault("metadata", {})
+        metadata["total_size"] = metadata.get("total_size", 0) + head.nbytes
         index_path.write_text(json.dumps(index, indent=2) + "\n")
     else:
         tensors = load_file(folder / "model.safetensors")
         if "lm_head.weight" in tensors:
             return
-        save_file({**tensors, "lm_head.weight": head}, folder / "model.safetensors", metadata={"format": "pt"})
+        save_file({**tensors, "lm_head.weight": made()}, folder / "model.safetensors", metadata={"format": "pt"})
     config = json.loads((folder / "config.json").read_text())
     config.pop("scale_decoder_outputs", None)  # transformers 5's record of a tied T5: derived from the line below
     (folder / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": False}, indent=2) + "\n")

@@ -385,8 +385,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    device = args.device
-    if device == "cuda" and not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         print("bench_handler: needs an NVIDIA GPU (torch.cuda.is_available() is False)", file=sys.stderr)
         return 2
     with bench_load.scratch_folder(args.work, "bench-handler-") as work:
@@ -394,13 +393,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.startup_only:
             return startup_only(args, model_py, work / "checkpoint")
         with bench_load.cold_compiler_caches():
-            return run(args, argv, device, work, model_py)
+            return run(args, argv, work, model_py)
 
 
-def run(args: argparse.Namespace, argv: list[str] | None, device: str, work: Path, model_py: Path) -> int:
+def run(args: argparse.Namespace, argv: list[str] | None, work: Path, model_py: Path) -> int:
     """Every measurement of one handler on one GPU (main's body once its folders are set up)."""
     import torch
 
+    device = args.device
     checkpoint = work / "checkpoint"
     config_path = args.model_config or ROOT / "lmi_deploy" / "model_configs" / "google--flan-t5-xxl.json"
     model_config = json.loads(config_path.read_text())

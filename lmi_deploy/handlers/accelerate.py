@@ -71,6 +71,10 @@ class AccelerateHandler(Handler):
     def option(self, properties: dict[str, str], name: str) -> str:
         return str(properties.get(name, self.options[name])).strip().lower()
 
+    def _warm_shapes(self, properties: dict[str, str]) -> list[tuple[int, int, int]]:
+        """option.warm_shapes as served: the properties' value, else the rendered one."""
+        return parse_warm_shapes(properties.get("warm_shapes", ",".join(self.warm_shapes)))
+
     def generate(self, *args: Any) -> dict[str, Any]:
         """hf_generate.generate within this deployment's max_sequence_length."""
         return hf_generate.generate(*args, max_sequence_length=self.rules.max_sequence_length)
@@ -83,7 +87,7 @@ class AccelerateHandler(Handler):
         if model is IDLE:
             return IDLE
         if self.ranks is not None:  # before any prompt pass is captured in a CUDA graph: how its sums run
-            shapes = parse_warm_shapes(properties.get("warm_shapes", ",".join(self.warm_shapes)))
+            shapes = self._warm_shapes(properties)
             width = model.get_input_embeddings().weight.shape[1]
             self.prompt_sums = prompt_sums.choose(self.ranks, prompt_sums.largest_values(shapes, width))
         fast = self.fast_decoder(model, tokenizer, seq2seq, properties)
@@ -231,7 +235,7 @@ class AccelerateHandler(Handler):
         if why is not None:
             logging.info("gemv: not tried (%s); cuBLAS serves every projection", why)
             return False
-        shapes = parse_warm_shapes(properties.get("warm_shapes", ",".join(self.warm_shapes)))
+        shapes = self._warm_shapes(properties)
         largest = max([rows for rows, _, _ in shapes] or [1])
         rows = [r for r in (1, 2, 4, 8, 16) if r < 2 * largest]
         row_wise = row_wise_matrices(model, seq2seq)  # tensor parallel: the partial products
@@ -251,7 +255,7 @@ class AccelerateHandler(Handler):
 
     def _warm_up(self, decoder: FastDecoder, properties: dict[str, str]) -> None:
         try:
-            decoder.warm_up(parse_warm_shapes(properties.get("warm_shapes", ",".join(self.warm_shapes))))
+            decoder.warm_up(self._warm_shapes(properties))
         except Exception as error:  # memory, or a shape the compiler refuses: those buckets are prepared on use
             decoder.loaded = True
             logging.warning("warm_shapes: stopped (%s); the rest are prepared on first use", error)

@@ -198,9 +198,14 @@ class OneShotAllReduce:
         self.turn = 0
         self.copying = hasattr(torch.ops.symm_mem, "one_shot_all_reduce_copy")  # torch 2.8 on
 
-    def __call__(self, tensor: Any) -> Any:
+    def _next_buffer(self, tensor: Any) -> Any:
+        """The next buffer in turn, as a view shaped like ``tensor``."""
         buffer = self.buffers[self.turn][: tensor.numel()].view(tensor.shape)
         self.turn = (self.turn + 1) % len(self.buffers)
+        return buffer
+
+    def __call__(self, tensor: Any) -> Any:
+        buffer = self._next_buffer(tensor)
         if self.copying:  # the copy into the buffer inside the all-reduce's kernel: one kernel, not two
             return torch.ops.symm_mem.one_shot_all_reduce_copy(buffer, tensor, "sum", self.group_name)
         buffer.copy_(tensor)
@@ -214,8 +219,7 @@ class TwoShotAllReduce(OneShotAllReduce):
     as in NCCL's ring, with one kernel and no ring steps. The same two buffers in turn as the one-shot sum."""
 
     def __call__(self, tensor: Any) -> Any:
-        buffer = self.buffers[self.turn][: tensor.numel()].view(tensor.shape)
-        self.turn = (self.turn + 1) % len(self.buffers)
+        buffer = self._next_buffer(tensor)
         buffer.copy_(tensor)
         torch.ops.symm_mem.two_shot_all_reduce_(buffer, "sum", self.group_name)
         return buffer

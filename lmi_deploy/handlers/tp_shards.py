@@ -61,11 +61,11 @@ def _shard_slice(name: str, full: list[int], local: tuple[int, ...], ranks: Rank
     return tuple(parts)
 
 
-def read_shard(location: str, parameters: dict[str, Any], ranks: Ranks, dtype: Any) -> dict[str, Any]:
-    """This rank's part of every checkpoint tensor the model has, on its device, in ``dtype`` (floats)."""
+def read_shard(where: dict[str, str], parameters: dict[str, Any], ranks: Ranks, dtype: Any) -> dict[str, Any]:
+    """This rank's part of every checkpoint tensor the model has (``where``: the checkpoint's index), on its device,
+    in ``dtype`` (floats)."""
     from safetensors import safe_open
 
-    where = _checkpoint_index(location)
     by_file: dict[str, list[str]] = {}
     for name in parameters:
         if name in where:
@@ -135,12 +135,10 @@ def _head_one_shot(head: VocabParallelHead, ranks: Ranks) -> None:
     """A one-buffer one-shot sum for the head's logits (up to ONE_SHOT_ROWS rows) where the row-wise sums got one
     (it passed its check against NCCL): a decode step's rows of logits in a few microseconds, where NCCL's ring takes
     tens. A collective: every rank takes the same path."""
-    shared = ranks.one_shot
     made: OneShotAllReduce | None = None
     try:
-        if shared is not None:
-            made = OneShotAllReduce(ranks, ONE_SHOT_ROWS * head.vocab, buffers=1)
-            made.copying = shared.copying
+        made = OneShotAllReduce(ranks, ONE_SHOT_ROWS * head.vocab, buffers=1)
+        made.copying = ranks.one_shot.copying
     except Exception as error:  # memory: NCCL sums the logits
         logging.info("tensor parallel: the LM head's logits are summed by NCCL (%s)", error)
         made = None
@@ -212,9 +210,10 @@ def load_shard(location: str, model_class: Any, config: Any, dtype: Any, ranks: 
     local = shard_config(config, ranks.world)
     with _ParametersOnMeta():
         model = model_class.from_config(local, **{DTYPE_ARGUMENT: dtype})
-        head_split = split_head_by_vocabulary(model, set(_checkpoint_index(location)), ranks)
+        where = _checkpoint_index(location)
+        head_split = split_head_by_vocabulary(model, set(where), ranks)
     parameters = dict(model.named_parameters(remove_duplicate=False))
-    state = read_shard(location, parameters, ranks, dtype)
+    state = read_shard(where, parameters, ranks, dtype)
     model.load_state_dict(state, strict=False, assign=True)
     tie_weights_not_loaded(model, set(state))
     missing = [name for name, param in model.named_parameters() if param.device.type == "meta"]
