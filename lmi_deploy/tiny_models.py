@@ -93,18 +93,24 @@ def make(folder: Path, kind: str = "t5", seed: int = 0) -> Path:
     return folder
 
 
-def own_lm_head(folder: Path, width: int, vocab: int, device: str = "cpu", dtype: Any = None) -> None:
+def own_lm_head(
+    folder: Path, width: int, vocab: int, device: str = "cpu", dtype: Any = None, live: range | None = None
+) -> None:
     """Give a saved checkpoint an LM head of its own where it has none, as published flan-t5 / flan-ul2 (T5 v1.1)
     checkpoints have: ``lm_head.weight`` beside ``shared.weight`` and ``tie_word_embeddings: false``. transformers 5
     saves every T5 tied (its T5Config forces ``tie_word_embeddings=True``), so the head is added here: into
-    ``model.safetensors``, or as one more shard named in the index of a sharded checkpoint."""
+    ``model.safetensors``, or as one more shard named in the index of a sharded checkpoint. ``live``: the only rows
+    that are not zero (see ``text_only_head``)."""
     import json
 
     import torch
     from safetensors.torch import load_file, save_file
 
     def made() -> Any:
-        return (torch.randn(vocab, width, device=device, dtype=dtype or torch.float32) * 0.05).cpu()
+        head = torch.randn(vocab, width, device=device, dtype=dtype or torch.float32) * 0.05
+        if live is not None:
+            text_only_head(head, live)
+        return head.cpu()
 
     index_path = folder / "model.safetensors.index.json"
     if index_path.exists():
@@ -125,3 +131,16 @@ def own_lm_head(folder: Path, width: int, vocab: int, device: str = "cpu", dtype
     config = json.loads((folder / "config.json").read_text())
     config.pop("scale_decoder_outputs", None)  # transformers 5's record of a tied T5: derived from the line below
     (folder / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": False}, indent=2) + "\n")
+
+
+def text_only_head(head: Any, live: range) -> None:
+    """Zero the rows of a random LM head outside ``live`` (the ids a small tokenizer spells, past its special
+    tokens), in place. A model of a published architecture keeps its vocabulary (flan-t5's 32128) while the tokenizer
+    made here has a few hundred ids: its random head would answer ids that decode to nothing, so a benchmark could not
+    tell two setups' tokens apart, and an end-of-sequence id could end a row early. A zero row's logit is 0, below the
+    largest of the live rows' random logits."""
+    import torch
+
+    with torch.no_grad():
+        head[: live.start] = 0
+        head[live.stop :] = 0

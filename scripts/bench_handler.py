@@ -102,7 +102,7 @@ def build_checkpoint(folder: Path, model_config: dict[str, Any], layers: int | N
     import torch
     from transformers import AutoConfig, AutoModelForSeq2SeqLM
 
-    from lmi_deploy.tiny_models import _tokenizer, own_lm_head
+    from lmi_deploy.tiny_models import _tokenizer, own_lm_head, text_only_head
 
     config = AutoConfig.for_model(**model_config)
     if layers:
@@ -116,11 +116,17 @@ def build_checkpoint(folder: Path, model_config: dict[str, Any], layers: int | N
     finally:
         torch.set_default_dtype(previous)
     model = model.to(torch.bfloat16).eval()
+    tokenizer = _tokenizer()
+    special = max(tokenizer.all_special_ids) + 1  # type: ignore[attr-defined]
+    live = range(special, len(tokenizer))  # type: ignore[arg-type]
+    head = model.get_output_embeddings().weight
+    if head is not model.get_input_embeddings().weight:  # a head of its own: greedy ids the tokenizer spells
+        text_only_head(head, live)
     started = time.perf_counter()
     model.save_pretrained(folder, max_shard_size="5GB")
     if model_config.get("tie_word_embeddings") is False:  # flan-t5, flan-ul2: an LM head of its own, as published
-        own_lm_head(folder, config.d_model, config.vocab_size, device, torch.bfloat16)
-    _tokenizer().save_pretrained(folder)  # type: ignore[attr-defined]
+        own_lm_head(folder, config.d_model, config.vocab_size, device, torch.bfloat16, live)
+    tokenizer.save_pretrained(folder)  # type: ignore[attr-defined]
     size = sum(f.stat().st_size for f in folder.glob("*.safetensors"))
     log(f"saved {size / 1e9:.1f} GB in {time.perf_counter() - started:.1f} s")
     del model

@@ -226,6 +226,12 @@ def compare(results: dict[str, Any], tp: int) -> dict[str, Any]:
                 row[f"{name}_all_reduce_graph_us_each"] = round(reduce.get("graph_us_each", 0.0), 1)
                 row[f"{name}_one_shot"] = reduce.get("one_shot")
         row["answers_identical"] = all(answer == answers[0] for answer in answers)
+        reference = results["tp1"]["batches"][batch]["answer"]
+        row["agreement"] = {
+            name: agreement(result["batches"][batch]["answer"], reference)
+            for name, result in results.items()
+            if name != "tp1"
+        }
         row["all_reduce_graph_ms_per_token"] = round(tp_row.get("all_reduce", {}).get("graph_ms_per_token", 0.0), 3)
         row["all_reduce_nccl_eager_us_each"] = round(tp_row.get("all_reduce", {}).get("nccl_eager_us_each", 0.0), 1)
         row["all_reduce_nccl_graph_ms_per_token"] = round(
@@ -534,6 +540,25 @@ def sums_in_products_ms(arch: dict[str, Any], tp: int, all_reduce: dict[str, Any
     return total
 
 
+def agreement(answer: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
+    """How far a setup's greedy answer follows TP 1's, row by row: identical rows, and where each row first differs
+    (characters of TP 1's text; None where it does not). Summation order differs between setups (a rank sums half of
+    each product), so a near tie between two logits may break the other way, and a random model's text then goes its
+    own way from there: this says where, rather than only whether."""
+    rows = list(zip(answer.get("outputs", []), reference.get("outputs", []), strict=False))
+    first = []
+    for mine, theirs in rows:
+        same = next(
+            (i for i, (a, b) in enumerate(zip(mine, theirs, strict=False)) if a != b), min(len(mine), len(theirs))
+        )
+        first.append(None if mine == theirs else same)
+    return {
+        "rows_identical": f"{sum(place is None for place in first)}/{len(rows)}",
+        "first_difference_at_char": first,
+        "reference_chars": [len(theirs) for _, theirs in rows],
+    }
+
+
 def print_table(report: dict[str, Any], tp: int, path: Path) -> None:
     for name, arch in report["architectures"].items():
         print(f"{name} ({arch['layers']} layers), {report['gpu']} x {tp}:")
@@ -542,13 +567,19 @@ def print_table(report: dict[str, Any], tp: int, path: Path) -> None:
         for batch, row in arch["comparison"].items():
             cells = [batch, row["tp1"], row[f"tp{tp}"], row.get(f"device_map{tp}", "-"), row["tp_vs_tp1"]]
             cells += [row.get("tp_vs_device_map", "-")]
-            cells += [row["all_reduce_graph_ms_per_token"], row["answers_identical"]]
+            same = row.get("agreement", {}).get(f"tp{tp}", {}).get("rows_identical", row["answers_identical"])
+            cells += [row["all_reduce_graph_ms_per_token"], same]
             print(" ".join(f"{c!s:>11}" for c in cells))
             others = {key: value for key, value in row.items() if key.startswith(f"tp{tp}-")}
             if others:
                 print(f"{'':>11} {others}")
             if row.get("prompt_sums"):
                 print(f"{'':>11} prompt pass sums: {row['prompt_sums']}")
+            for name, agreed in row.get("agreement", {}).items():
+                print(
+                    f"{'':>11} {name} vs tp1: {agreed['rows_identical']} rows identical, first difference at "
+                    f"{agreed['first_difference_at_char']} of {agreed['reference_chars']} characters"
+                )
     print(f"wrote {path}")
 
 

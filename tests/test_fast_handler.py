@@ -308,3 +308,20 @@ def test_bench_handler_runs_end_to_end_on_the_cpu(
     assert "vs static" in capsys.readouterr().out
     assert not list(scratch.iterdir())  # the checkpoint and the caches are gone
     assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ and "TRITON_CACHE_DIR" not in os.environ
+    # its checkpoint's random head answers only ids the tokenizer spells (no special ones): greedy answers are text,
+    # so setups can be told apart by what they answer
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    tiny.update(vocab_size=400)  # the published vocabulary is larger than the tokenizer made here
+    bench_handler.build_checkpoint(tmp_path / "ckpt", tiny, None, "cpu")
+    model = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "ckpt").float()
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "ckpt")
+    head = model.get_output_embeddings().weight
+    live = head.abs().sum(-1) > 0
+    assert live.tolist() == [max(tokenizer.all_special_ids) < i < len(tokenizer) for i in range(400)]
+    assert head.data_ptr() != model.get_input_embeddings().weight.data_ptr()  # flan's own head, as published
+    encoded = tokenizer(["summarize: the quick brown fox", "x y z"], return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        ids = model.generate(**encoded, max_new_tokens=8, do_sample=False)
+    assert all(tokenizer.batch_decode(ids, skip_special_tokens=True)) and ids.shape[1] == 9  # text, no early end

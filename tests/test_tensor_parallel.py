@@ -376,7 +376,22 @@ def test_bench_handler_tp_projects_the_two_gpu_run_to_four_a10gs(
     assert bench_handler.main(["--tp", "2", "--setups", "tp1,tp3"]) == 2  # refused before any GPU work
     assert "--setups tp3 is not among tp1, tp2, device_map2" in capsys.readouterr().err
     merged = json.loads((tmp_path / "tp2-merged.json").read_text())["architectures"]["flan-t5-xxl"]
+    agreement = {batch: row.pop("agreement") for batch, row in merged["comparison"].items()}
     assert merged["comparison"] == whole["architectures"]["flan-t5-xxl"]["comparison"]
+    assert agreement["4"]["tp2"] == {  # that run's answers were empty texts (see build_checkpoint): all "identical"
+        "rows_identical": "4/4",
+        "first_difference_at_char": [None] * 4,
+        "reference_chars": [0] * 4,
+    }
+    from scripts.bench_tensor_parallel import agreement as agree
+
+    tp1 = {"outputs": ["the cat sat", "a dog", "same"], "generated_tokens": [8, 8, 8]}
+    tp2 = {"outputs": ["the cat ran", "a dog barked", "same"], "generated_tokens": [8, 8, 8]}
+    assert agree(tp2, tp1) == {
+        "rows_identical": "1/3",
+        "first_difference_at_char": [8, 5, None],  # a longer text that starts with TP 1's differs at TP 1's end
+        "reference_chars": [11, 5, 4],
+    }
 
 
 def test_the_all_reduce_mode_is_rendered_and_read_back(gated_t5: Path, tmp_path: Path) -> None:
