@@ -101,6 +101,28 @@ def test_streamed_projections_serve_only_when_they_agree(
     gemv.CHOICES.clear()
 
 
+def test_a_model_split_by_device_map_decodes_uncompiled_without_the_streaming_kernel(
+    tiny_models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """device_map over several GPUs: no CUDA graph spans them, accelerate's per-layer device hooks make torch.compile
+    recompile past its limit (slower than eager on 2 x H200), and the kernel's timing cannot run one device's input
+    over every layer's matrix. As if on GPUs: compile and the kernel were on offer; each is declined and logged."""
+    handler = t5_handler(tiny_models, tmp_path)
+    accelerate, gemv = shipped("accelerate"), shipped("gemv")
+    monkeypatch.setattr(accelerate, "COMPILE_DEVICES", ("cuda", "cpu"))
+    monkeypatch.setattr(gemv, "unavailable", lambda device: None)
+    options = {"model_id": str(tiny_models["t5"]), "dtype": "fp32", "compile": "true"}
+    model, tokenizer, seq2seq = handler.HANDLER.load_model(options)
+    assert accelerate._devices_spanned(model) == 1
+    model.hf_device_map = {"shared": 0, "encoder": 0, "decoder": 1, "lm_head": 1}
+    with caplog.at_level(logging.INFO):
+        fast = handler.HANDLER.fast_decoder(model, tokenizer, seq2seq, options)
+    assert fast is not None and fast.compiled_forward is None and not fast.graphs
+    assert "cuda_graphs and compile: off for a model split over 2 devices (device_map)" in caplog.text
+    assert "gemv: not tried (the model is split over several devices (device_map))" in caplog.text
+    assert not gemv.CHOICES
+
+
 def test_compile_cache_is_found_by_its_name_and_never_fails_a_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tiny_models: dict[str, Path]
 ) -> None:

@@ -134,10 +134,7 @@ class AccelerateHandler(Handler):
         """
         if self.option(properties, "kv_cache") != "static":
             return None
-        graphs = self.option(properties, "cuda_graphs") == "true" and torch.cuda.is_available()
-        if len(set(getattr(model, "hf_device_map", {}).values())) > 1:
-            graphs = False  # one graph cannot span the devices of a split model
-        compiled = self.option(properties, "compile") == "true" and model.device.type in COMPILE_DEVICES
+        graphs, compiled = self._graphs_and_compile(model, properties)
         if compiled:
             self.compile_cache_loaded = compile_cache.load(weights_location(properties))
         check = {"max_new_tokens": 8}
@@ -186,6 +183,19 @@ class AccelerateHandler(Handler):
         logging.warning("kv_cache=static is off: decoding with generate()")
         return None
 
+    def _graphs_and_compile(self, model: Any, properties: dict[str, str]) -> tuple[bool, bool]:
+        """option.cuda_graphs and option.compile where they can serve this model."""
+        graphs = self.option(properties, "cuda_graphs") == "true" and torch.cuda.is_available()
+        compiled = self.option(properties, "compile") == "true" and model.device.type in COMPILE_DEVICES
+        split = _devices_spanned(model)
+        if split > 1:  # device_map: one graph cannot span the devices; compiled, accelerate's per-layer device hooks
+            # recompile past dynamo's limit (8) and decode slower than eagerly (flan-t5-xxl over 2 x H200, batch 4:
+            # 4694 ms a request compiled, 2698 eager in an earlier run)
+            if graphs or compiled:
+                logging.info("cuda_graphs and compile: off for a model split over %d devices (device_map)", split)
+            graphs = compiled = False
+        return graphs, compiled
+
     def _agreed(self, flag: bool) -> bool:
         """``flag`` where every rank says so (tensor parallel: the ranks take each decision together, since they
         take part in each other's collectives and must try the same decode variants in turn); else ``flag``."""
@@ -232,6 +242,8 @@ class AccelerateHandler(Handler):
         """Time the streaming kernel against cuBLAS on this GPU (gemv.choose), and under tensor parallelism the
         row-wise products summed in the same kernel against apart (gemv_all_reduce.choose); whether either won."""
         why = gemv.unavailable(model.device)
+        if why is None and _devices_spanned(model) > 1:  # its timing runs one device's product over every layer's
+            why = "the model is split over several devices (device_map)"
         if why is not None:
             logging.info("gemv: not tried (%s); cuBLAS serves every projection", why)
             return False
@@ -305,3 +317,8 @@ def _from_pretrained(location: str, model_class: Any, dtype: Any, properties: di
         # the server gives each worker its slice of GPUs (CUDA_VISIBLE_DEVICES); spread the layers over them
         kwargs.update(device_map=properties.get("device_map", "auto"), low_cpu_mem_usage=True)
     return model_class.from_pretrained(location, **kwargs).eval()
+
+
+def _devices_spanned(model: Any) -> int:
+    """How many devices ``device_map`` spread the model over (1 where it is on one)."""
+    return max(1, len(set(getattr(model, "hf_device_map", {}).values())))
