@@ -27,6 +27,7 @@ import statistics
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -313,15 +314,21 @@ def run(args: argparse.Namespace, argv: list[str] | None, work: Path) -> int:
     bandwidth = bench_handler.copy_bandwidth(torch, "cuda")
     report: dict[str, Any] = {"gpu": gpu, "gpus": args.tp, "copy_bandwidth_tb_s": round(bandwidth / 1e12, 2)}
     report["architectures"] = {}
+    report["command"] = "python scripts/bench_handler.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    report["versions"] = {"torch": torch.__version__, "python": sys.version.split()[0]}
     args.out.mkdir(parents=True, exist_ok=True)
     for config_path in args.model_config or [ROOT / "lmi_deploy" / "model_configs" / "google--flan-t5-xxl.json"]:
         name = config_path.stem.replace("google--", "")
-        report["architectures"][name] = run_architecture(config_path, work / name, model_py, args, bandwidth)
+
+        def save(entry: dict[str, Any], name: str = name) -> None:
+            """After each setup: a run cut short (a device call's time limit) keeps what it measured, answers
+            included, for ``--merge`` with a run of the setups it did not reach."""
+            report["architectures"][name] = entry
+            (args.out / f"tp{args.tp}-partial.json").write_text(json.dumps(report, indent=1) + "\n")
+
+        run_architecture(config_path, work / name, model_py, args, bandwidth, save)
         if not args.work:  # its checkpoint (tens of GB) before the next architecture writes its own
             shutil.rmtree(work / name, ignore_errors=True)
-        (args.out / f"tp{args.tp}-partial.json").write_text(json.dumps(report, indent=1) + "\n")
-    report["command"] = "python scripts/bench_handler.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    report["versions"] = {"torch": torch.__version__, "python": sys.version.split()[0]}
     path = args.out / f"tp{args.tp}-{gpu.lower().replace('nvidia ', '').split()[0]}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report, args.tp, path)
@@ -365,8 +372,14 @@ def prepare_model_py(args: argparse.Namespace, work: Path) -> Path:
 
 
 def run_architecture(
-    config_path: Path, folder: Path, model_py: Path, args: argparse.Namespace, bandwidth: float
-) -> dict[str, Any]:
+    config_path: Path,
+    folder: Path,
+    model_py: Path,
+    args: argparse.Namespace,
+    bandwidth: float,
+    save: Callable[[dict[str, Any]], None],
+) -> None:
+    """Its checkpoint, then its setups one after another; ``save`` gets the architecture's entry after each."""
     import gc
 
     import torch
@@ -393,27 +406,37 @@ def run_architecture(
         if (not s.name.startswith("device_map") or _with_device_map(args, config_path))
         and (not wanted or s.name in wanted)
     ]
-    results = {setup.name: run_setup(setup, model_py, cases, args) for setup in chosen}
+    decoder_params = _decoder_parameters(checkpoint)
+    bound = decoder_params * 2 / bandwidth * 1e3  # ms per token, TP 1: the decoder's bf16 weights read once
+    results: dict[str, Any] = {}
+    for setup in chosen:
+        results[setup.name] = run_setup(setup, model_py, cases, args)
+        save(
+            {
+                "model_config": config_path.name,
+                "layers": args.layers or model_config.get("num_layers"),
+                "decoder_parameters": decoder_params,
+                "bound_ms_per_token_tp1": round(bound, 3),
+                "decode_all_reduces_per_token": args.allreduces,
+                "setups": results,
+                "comparison": compare(results, args.tp),
+                "new_tokens": args.new_tokens,
+                "input_tokens": args.input_tokens,
+                "hidden": args.hidden,
+            }
+        )
+
+
+def _decoder_parameters(checkpoint: Path) -> int:
+    """The decoder's weights in the checkpoint (its embedding aside), from the shards' headers."""
     from safetensors import safe_open
 
-    decoder_params = 0
+    total = 0
     for shard in checkpoint.glob("*.safetensors"):
         with safe_open(shard, framework="pt") as handle:
             names = [key for key in handle.keys() if key.startswith("decoder.") and "embed_tokens" not in key]  # noqa: SIM118
-            decoder_params += sum(_numel(handle.get_slice(key).get_shape()) for key in names)
-    bound = decoder_params * 2 / bandwidth * 1e3  # ms per token, TP 1: the decoder's bf16 weights read once
-    return {
-        "model_config": config_path.name,
-        "layers": args.layers or model_config.get("num_layers"),
-        "decoder_parameters": decoder_params,
-        "bound_ms_per_token_tp1": round(bound, 3),
-        "decode_all_reduces_per_token": args.allreduces,
-        "setups": results,
-        "comparison": compare(results, args.tp),
-        "new_tokens": args.new_tokens,
-        "input_tokens": args.input_tokens,
-        "hidden": args.hidden,
-    }
+            total += sum(_numel(handle.get_slice(key).get_shape()) for key in names)
+    return total
 
 
 def _wanted_setups(args: argparse.Namespace) -> list[str]:

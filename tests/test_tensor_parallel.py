@@ -552,3 +552,42 @@ def test_bench_profile_traces_a_request_on_each_rank_and_says_where_the_time_wen
     assert figures["other_gaps_ms"] == 0.005 and figures["span_ms"] == 0.11 and figures["busy_ms"] == 0.026
     assert figures["top"][0] == {"name": "a", "count": 2, "total_ms": 0.02, "mean_us": 10.0}
     assert kernel_trace.summary([]) == {"kernels": 0}
+
+
+def test_bench_tp_keeps_each_finished_setup_when_a_run_is_cut_short(
+    gated_t5: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A device call has a time limit: the report so far is written after every setup (answers included), so a
+    run stopped during its last setup keeps the others for ``--merge``. Before, it was written per architecture,
+    and a flan-t5-xxl run stopped 13 s after its device_map setup's last request kept nothing."""
+    import shutil
+
+    from scripts import bench_handler, bench_tensor_parallel
+
+    work = tmp_path / "work"
+    shutil.copytree(gated_t5, work / "flan-t5" / "checkpoint")  # found there: no checkpoint is built
+    (tmp_path / "flan-t5.json").write_text((gated_t5 / "config.json").read_text())
+    args = bench_tensor_parallel.parse_arguments(
+        ["--model-config", str(tmp_path / "flan-t5.json"), "--batches", "2", "--out", str(tmp_path / "out")]
+    )
+    args.work = work  # kept: the copied checkpoint is not removed
+    monkeypatch.setattr(bench_tensor_parallel, "prepare_model_py", lambda args, work: work / "model.py")
+    monkeypatch.setattr(bench_handler, "copy_bandwidth", lambda torch, device: 4e12)
+    monkeypatch.setattr("torch.cuda.get_device_name", lambda index=0: "NVIDIA H200")
+    answer = {"outputs": ["the same text"], "generated_tokens": [8]}
+    ran: list[str] = []
+
+    def run_setup(setup: Any, model_py: Path, cases: dict[int, list[str]], args: Any) -> dict[str, Any]:
+        if len(ran) == 2:
+            raise KeyboardInterrupt  # the device call's limit, during device_map2
+        ran.append(setup.name)
+        return {"startup_s": 1.0, "batches": {"2": {"p50_ms": 10.0 * len(ran), "answer": answer}}}
+
+    monkeypatch.setattr(bench_tensor_parallel, "run_setup", run_setup)
+    with pytest.raises(KeyboardInterrupt):
+        bench_tensor_parallel.run(args, None, work)
+    partial = json.loads((tmp_path / "out" / "tp2-partial.json").read_text())
+    arch = partial["architectures"]["flan-t5"]
+    assert list(arch["setups"]) == ran == ["tp1", "tp2"] and arch["decoder_parameters"] > 0
+    assert arch["comparison"]["2"]["tp_vs_tp1"] == 2.0 and partial["command"].startswith("python scripts/bench")
+    assert arch["comparison"]["2"]["agreement"]["tp2"]["rows_identical"] == "1/1"
