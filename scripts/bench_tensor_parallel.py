@@ -473,7 +473,9 @@ def projection(arch: dict[str, Any]) -> dict[str, Any]:
     lmi_deploy.instances). The prompt pass (the one-token request, TP N) is compute-bound: scaled by the 16-bit
     peaks of N H200s and 4 A10Gs. Where the TP run summed row-wise products inside their kernel (gemv_all_reduce),
     A is what the sums added there, per matrix as timed at load: the kernel's time less the product's alone (the
-    product then the one-shot sum, less that sum), times the matrices of that shape per token.
+    product then the one-shot sum, less that sum), times the matrices of that shape per token. Where the LM head is
+    split by vocabulary (its own weights, a vocabulary divisible by 4: the handler's VocabParallelHead), each A10G
+    token also sums the [4, vocabulary] bf16 logits once, priced the same way; on the H200s that sum sits in F.
     """
     from lmi_deploy import instances
     from lmi_deploy.performance import ALLREDUCE_LATENCY_US
@@ -503,10 +505,18 @@ def projection(arch: dict[str, Any]) -> dict[str, Any]:
     assert g5 is not None
     hidden = arch.get("hidden") or _model_config(arch["model_config"])["d_model"]
     message = 4 * hidden * 4  # [batch 4, d_model] fp32 partial sums
-    each_us = ALLREDUCE_LATENCY_US["PCIe"] + 2 * 3 / 4 * message / (g5.interconnect.gb_s * 1e9) * 1e6
+
+    def pcie_us(size: int) -> float:  # one ring all-reduce of ``size`` bytes over 4 GPUs
+        return ALLREDUCE_LATENCY_US["PCIe"] + 2 * 3 / 4 * size / (g5.interconnect.gb_s * 1e9) * 1e6
+
+    each_us = pcie_us(message)
+    config = _model_config(arch["model_config"])
+    vocab = int(config.get("vocab_size", 0))
+    split_head = config.get("tie_word_embeddings") is False and vocab % 4 == 0  # tp_shards.VocabParallelHead at TP 4
+    logits_us = pcie_us(4 * vocab * 2) if split_head else 0.0  # [batch 4, vocabulary] bf16 logits, once a token
     a10g_weights = weights * h200.memory_bandwidth_gb_s / a10g.memory_bandwidth_gb_s / 4
     a10g_fixed = fixed * h200.tflops_fp32 / a10g.tflops_fp32
-    a10g_reduce = arch["decode_all_reduces_per_token"] * each_us / 1e3
+    a10g_reduce = (arch["decode_all_reduces_per_token"] * each_us + logits_us) / 1e3
     prompt = measured["one_token_p50_ms"] * (h200.tflops_16bit * tp) / (a10g.tflops_16bit * 4)
     a10g_step = a10g_weights + a10g_fixed + a10g_reduce
     return {
@@ -523,6 +533,7 @@ def projection(arch: dict[str, Any]) -> dict[str, Any]:
             "fixed_ms": round(a10g_fixed, 2),
             "all_reduce_ms": round(a10g_reduce, 2),
             "all_reduce_us_each": round(each_us, 1),
+            "logits_all_reduce_us": round(logits_us, 1),
             "step_ms": round(a10g_step, 2),
             "prompt_pass_ms": round(prompt, 1),
             "p50_ms": round(prompt + (steps - 1) * a10g_step),

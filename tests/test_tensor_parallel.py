@@ -335,6 +335,11 @@ def test_bench_handler_tp_projects_the_two_gpu_run_to_four_a10gs(
     )
     assert a10g["weights_ms"] == pytest.approx(h200["weights_ms"] * 4800 / 600 / 4, rel=1e-3)
     assert a10g["p50_ms"] == pytest.approx(a10g["prompt_pass_ms"] + 63 * a10g["step_ms"], abs=1)
+    # flan-t5-xxl's own head, split by vocabulary: 72 sums of [4, 4096] fp32 and one of [4, 32128] bf16 logits
+    assert a10g["logits_all_reduce_us"] > a10g["all_reduce_us_each"]
+    assert a10g["all_reduce_ms"] == pytest.approx(
+        (72 * a10g["all_reduce_us_each"] + a10g["logits_all_reduce_us"]) / 1e3, abs=0.01
+    )
     assert "Method." in projected["method"]
     # a run too long for one device call, taken in two (--setups tp1, then --setups tp2) and joined (--merge)
     whole = json.loads((Path(__file__).parent.parent / "docs" / "benchmarks" / "tp2-h200-compile.json").read_text())
