@@ -164,7 +164,7 @@ def _allreduce_ms(facts: ModelFacts, setup: Setup, tokens: int, prompt: bool) ->
     """All-reduces of one pass over ``tokens`` token positions, a latency plus the ring's traffic each: two per layer
     (attention and MLP outputs), three per decoder layer of an encoder-decoder (cross-attention too). The prompt pass
     of an encoder-decoder runs the encoder's layers. A decode step also brings together the logits of the LM head,
-    which tensor-parallel engines split by vocabulary (lmi-deploy's handler where the head has weights of its own):
+    which tensor-parallel engines split by vocabulary (lmi-deploy's handler too, a tied head as well):
     one more, of ``tokens`` x the vocabulary."""
     tp = setup.tensor_parallel
     if tp == 1 or facts.layers is None or facts.hidden_size is None:

@@ -60,11 +60,11 @@ def answers(model_code: Path, model_dir: Path) -> list[tuple[int, Any]]:
             server.group.stop()
 
 
-@pytest.mark.parametrize("kind", ["t5", "llama"])
+@pytest.mark.parametrize("kind", ["t5", "llama", "tied-t5"])
 def test_tp2_on_gloo_answers_token_for_token_as_tp1(
     kind: str, gated_t5: Path, tiny_models: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    model = gated_t5 if kind == "t5" else tiny_models["llama"]
+    model = {"t5": gated_t5, "llama": tiny_models["llama"], "tied-t5": tiny_models["t5"]}[kind]
     one = rendered(model, 1, tmp_path / "one")
     two = rendered(model, 2, tmp_path / "two")
     properties = (two / "serving.properties").read_text().splitlines()
@@ -118,10 +118,13 @@ HEAD_HANDLER = textwrap.dedent(
         for folder in json.loads(inputs.get_as_string()):
             config = AutoConfig.from_pretrained(folder)
             kind = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
-            head = load_shard(folder, kind, config, torch.float32, ranks).get_output_embeddings()
+            model = load_shard(folder, kind, config, torch.float32, ranks)
+            head = model.get_output_embeddings()
             whole = kind.from_pretrained(folder, dtype=torch.float32).get_output_embeddings()
             hidden = torch.randn(3, 2, head.in_features, generator=torch.Generator().manual_seed(0))
-            found[folder] = [type(head).__name__, head.weight.shape[0], torch.equal(head(hidden), whole(hidden))]
+            embeddings = model.get_input_embeddings().weight
+            view = head.weight.data_ptr() == embeddings[ranks.rank * head.weight.shape[0]].data_ptr()
+            found[folder] = [type(head).__name__, head.weight.shape[0], torch.equal(head(hidden), whole(hidden)), view]
         return Output().add(json.dumps(found))
     """
 )
@@ -131,7 +134,8 @@ def test_an_untied_lm_head_splits_by_vocabulary_and_returns_the_whole_logits(
     gated_t5: Path, tiny_models: dict[str, Path], tmp_path: Path
 ) -> None:
     """Each rank reads half the LM head (its vocabulary rows) where the head is its own weights; the logits every rank
-    gets are exactly the unsplit head's. A head tied to the input embeddings stays whole."""
+    gets are exactly the unsplit head's. A head tied to the input embeddings is split as a view of them: the
+    embeddings stay whole for the input, and the head's rows are theirs, not a copy."""
     code = tmp_path / "code"
     code.mkdir()
     (code / "model.py").write_text(HEAD_HANDLER)
@@ -148,9 +152,9 @@ def test_an_untied_lm_head_splits_by_vocabulary_and_returns_the_whole_logits(
     found = json.loads(reply.body)
     vocab = {folder: json.loads((Path(folder) / "config.json").read_text())["vocab_size"] for folder in folders}
     flan, llama, tied = folders
-    assert found[flan] == ["VocabParallelHead", vocab[flan] // 2, True]
-    assert found[llama] == ["VocabParallelHead", vocab[llama] // 2, True]
-    assert found[tied] == ["Linear", vocab[tied], True]
+    assert found[flan] == ["VocabParallelHead", vocab[flan] // 2, True, False]
+    assert found[llama] == ["VocabParallelHead", vocab[llama] // 2, True, False]
+    assert found[tied] == ["VocabParallelHead", vocab[tied] // 2, True, True]  # rank 1's rows of the embeddings
 
 
 def test_a_rank_that_dies_is_reported_as_the_container_does_and_the_ranks_restart(tmp_path: Path) -> None:

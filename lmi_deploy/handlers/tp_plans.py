@@ -4,8 +4,9 @@ the renderer read it too).
 Megatron-style split, the layout PyTorch's ``torch.distributed.tensor.parallel`` names ColwiseParallel and
 RowwiseParallel: q/k/v and the FFN input projections column-wise (each rank holds whole heads and a slice of the
 FFN), the attention output and FFN output projections row-wise (their partial products summed by one all-reduce),
-norms and embeddings replicated, an untied LM head split by vocabulary (``tp_shards.VocabParallelHead``). A model is
-built at one rank's size from a copy of its config with the ``divided`` fields divided by the degree.
+norms and embeddings replicated, the LM head split by vocabulary (``tp_shards.VocabParallelHead``; a tied one as a
+view of the embeddings). A model is built at one rank's size from a copy of its config with the ``divided`` fields
+divided by the degree.
 """
 
 from __future__ import annotations

@@ -147,8 +147,9 @@ def _head_one_shot(head: VocabParallelHead, ranks: Ranks) -> None:
 
 def split_head_by_vocabulary(model: Any, in_checkpoint: set[str], ranks: Ranks) -> bool:
     """Swap the model's (meta, not yet loaded) LM head for its VocabParallelHead part, where the checkpoint holds the
-    head's own weights (flan-t5, Llama 2: not tied to the input embeddings, which stay whole) and the vocabulary
-    divides into the degree; whether it did. The config cannot say: transformers 5 declares every T5 head tied."""
+    head's own weights (flan-t5, Llama 2: not tied to the input embeddings) and the vocabulary divides into the
+    degree; whether it did. The config cannot say: transformers 5 declares every T5 head tied. A tied head is split
+    once loaded (``split_tied_head``)."""
     head = model.get_output_embeddings()
     if type(head) is not torch.nn.Linear or head.bias is not None or head.out_features % ranks.world:
         return False
@@ -162,6 +163,25 @@ def split_head_by_vocabulary(model: Any, in_checkpoint: set[str], ranks: Ranks) 
         device=head.weight.device,
         dtype=head.weight.dtype,
     )
+    part.ranks, part.vocab = ranks, head.out_features
+    model.set_output_embeddings(part)
+    return True
+
+
+def split_tied_head(model: Any, ranks: Ranks) -> bool:
+    """Where the loaded LM head is the input embeddings (tied: T5 v1.0, Llama 3.2, the small Qwen2.5), make it a
+    VocabParallelHead over this rank's rows of them, a view: the embeddings stay whole for the input and nothing is
+    copied, and each token reads 1/degree of the head (Llama 3.2 3B's 128256 x 3072 is 788 MB); whether it did."""
+    head, embeddings = model.get_output_embeddings(), model.get_input_embeddings()
+    if type(head) is not torch.nn.Linear or head.bias is not None or head.out_features % ranks.world:
+        return False
+    if head.weight is not getattr(embeddings, "weight", None):
+        return False
+    weight: Any = head.weight
+    rows = head.out_features // ranks.world
+    part = VocabParallelHead(head.in_features, rows, bias=False, device="meta", dtype=weight.dtype)
+    own = weight.detach()[ranks.rank * rows : (ranks.rank + 1) * rows]
+    part.weight = torch.nn.Parameter(own, requires_grad=False)
     part.ranks, part.vocab = ranks, head.out_features
     model.set_output_embeddings(part)
     return True
@@ -216,6 +236,7 @@ def load_shard(location: str, model_class: Any, config: Any, dtype: Any, ranks: 
     state = read_shard(where, parameters, ranks, dtype)
     model.load_state_dict(state, strict=False, assign=True)
     tie_weights_not_loaded(model, set(state))
+    head_split = head_split or split_tied_head(model, ranks)
     missing = [name for name, param in model.named_parameters() if param.device.type == "meta"]
     if missing:
         raise ValueError(f"{', '.join(missing[:3])}... are not in the checkpoint")
