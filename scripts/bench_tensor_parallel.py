@@ -474,7 +474,7 @@ def projection(arch: dict[str, Any]) -> dict[str, Any]:
     peaks of N H200s and 4 A10Gs. Where the TP run summed row-wise products inside their kernel (gemv_all_reduce),
     A is what the sums added there, per matrix as timed at load: the kernel's time less the product's alone (the
     product then the one-shot sum, less that sum), times the matrices of that shape per token. Where the LM head is
-    split by vocabulary (its own weights, a vocabulary divisible by 4: the handler's VocabParallelHead), each A10G
+    split by vocabulary (a vocabulary divisible by 4: the handler's VocabParallelHead, tied or not), each A10G
     token also sums the [4, vocabulary] bf16 logits once, priced the same way; on the H200s that sum sits in F.
     """
     from lmi_deploy import instances
@@ -503,16 +503,16 @@ def projection(arch: dict[str, Any]) -> dict[str, Any]:
     h200, a10g = instances.ACCELERATOR_SPEED["H200"], instances.ACCELERATOR_SPEED["A10G"]
     g5 = instances.get("ml.g5.12xlarge")
     assert g5 is not None
-    hidden = arch.get("hidden") or _model_config(arch["model_config"])["d_model"]
+    config = _model_config(arch["model_config"])
+    hidden = arch.get("hidden") or config["d_model"]
     message = 4 * hidden * 4  # [batch 4, d_model] fp32 partial sums
 
     def pcie_us(size: int) -> float:  # one ring all-reduce of ``size`` bytes over 4 GPUs
         return ALLREDUCE_LATENCY_US["PCIe"] + 2 * 3 / 4 * size / (g5.interconnect.gb_s * 1e9) * 1e6
 
     each_us = pcie_us(message)
-    config = _model_config(arch["model_config"])
     vocab = int(config.get("vocab_size", 0))
-    split_head = config.get("tie_word_embeddings") is False and vocab % 4 == 0  # tp_shards.VocabParallelHead at TP 4
+    split_head = vocab > 0 and vocab % 4 == 0  # tp_shards.VocabParallelHead at TP 4, a tied head as well
     logits_us = pcie_us(4 * vocab * 2) if split_head else 0.0  # [batch 4, vocabulary] bf16 logits, once a token
     a10g_weights = weights * h200.memory_bandwidth_gb_s / a10g.memory_bandwidth_gb_s / 4
     a10g_fixed = fixed * h200.tflops_fp32 / a10g.tflops_fp32
