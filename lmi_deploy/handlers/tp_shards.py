@@ -151,20 +151,12 @@ def split_head_by_vocabulary(model: Any, in_checkpoint: set[str], ranks: Ranks) 
     degree; whether it did. The config cannot say: transformers 5 declares every T5 head tied. A tied head is split
     once loaded (``split_tied_head``)."""
     head = model.get_output_embeddings()
-    if type(head) is not torch.nn.Linear or head.bias is not None or head.out_features % ranks.world:
+    if not _splittable(head, ranks):
         return False
     name = next(name for name, module in model.named_modules() if module is head)
     if f"{name}.weight" not in in_checkpoint:  # tied: the head is the embeddings
         return False
-    part = VocabParallelHead(
-        head.in_features,
-        head.out_features // ranks.world,
-        bias=False,
-        device=head.weight.device,
-        dtype=head.weight.dtype,
-    )
-    part.ranks, part.vocab = ranks, head.out_features
-    model.set_output_embeddings(part)
+    _install_part(model, head, ranks, head.weight.device)
     return True
 
 
@@ -173,18 +165,28 @@ def split_tied_head(model: Any, ranks: Ranks) -> bool:
     VocabParallelHead over this rank's rows of them, a view: the embeddings stay whole for the input and nothing is
     copied, and each token reads 1/degree of the head (Llama 3.2 3B's 128256 x 3072 is 788 MB); whether it did."""
     head, embeddings = model.get_output_embeddings(), model.get_input_embeddings()
-    if type(head) is not torch.nn.Linear or head.bias is not None or head.out_features % ranks.world:
-        return False
-    if head.weight is not getattr(embeddings, "weight", None):
+    if not _splittable(head, ranks) or head.weight is not getattr(embeddings, "weight", None):
         return False
     weight: Any = head.weight
-    rows = head.out_features // ranks.world
-    part = VocabParallelHead(head.in_features, rows, bias=False, device="meta", dtype=weight.dtype)
-    own = weight.detach()[ranks.rank * rows : (ranks.rank + 1) * rows]
-    part.weight = torch.nn.Parameter(own, requires_grad=False)
+    part = _install_part(model, head, ranks, "meta")
+    rows = part.out_features
+    part.weight = torch.nn.Parameter(weight.detach()[ranks.rank * rows : (ranks.rank + 1) * rows], requires_grad=False)
+    return True
+
+
+def _splittable(head: Any, ranks: Ranks) -> bool:
+    """Whether the head is a plain bias-free Linear whose vocabulary the degree divides."""
+    return type(head) is torch.nn.Linear and head.bias is None and head.out_features % ranks.world == 0
+
+
+def _install_part(model: Any, head: Any, ranks: Ranks, device: Any) -> VocabParallelHead:
+    """The model's head replaced by this rank's VocabParallelHead part of it (its weight made on ``device``)."""
+    part = VocabParallelHead(
+        head.in_features, head.out_features // ranks.world, bias=False, device=device, dtype=head.weight.dtype
+    )
     part.ranks, part.vocab = ranks, head.out_features
     model.set_output_embeddings(part)
-    return True
+    return part
 
 
 def _row_parallel(layer: Any, ranks: Ranks) -> None:
