@@ -13,12 +13,12 @@ access, ``option.tp_all_reduce=one_shot``); the two-shot sum must also leave NCC
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from . import gemv
 from .fast_decode import _power_of_two
 from .tensor_parallel import Ranks, TwoShotAllReduce, _sums_as_nccl
 
@@ -33,24 +33,9 @@ def largest_values(shapes: list[tuple[int, int, int]], width: int) -> int:
 
 
 def graph_us(function: Callable[[], Any], calls: int = 1, replays: int = 5) -> float:
-    """Microseconds per call of ``function``: run once (warm-up, on a side stream as capture wants), then captured
-    ``calls`` times in one CUDA graph, replayed ``replays`` times."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        function()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(calls):
-            function()
-    graph.replay()
-    torch.cuda.synchronize()
-    started = time.perf_counter()
-    for _ in range(replays):
-        graph.replay()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - started) / (replays * calls) * 1e6
+    """Microseconds per call of ``function``, captured ``calls`` times in one CUDA graph and replayed (the median of
+    ``replays``), as ``gemv`` times its products."""
+    return gemv._time_ms(lambda _: function(), [None] * calls, repeats=replays) * 1e3
 
 
 def choose(ranks: Ranks, values: int) -> dict[str, Any] | None:
